@@ -1,0 +1,1 @@
+"""PyTorch side of the pipeline: MSAIC-Net, baselines, losses, training and evaluation."""
