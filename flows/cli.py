@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 # Flow modules that provide a sub-command, in the order `msaic --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("flows.ingest", "flows.demo")
+COMMAND_MODULES: tuple[str, ...] = ("flows.ingest",)
 
 
 def quiet_prefect_defaults() -> None:

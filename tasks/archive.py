@@ -93,6 +93,19 @@ def signal_file_names(text: str) -> list[str]:
     return names
 
 
+def declared_duration_s(text: str) -> float | None:
+    """Duration the record line declares (samples / frequency), read without decoding, so that
+    a recording of hours can be refused before its signal is loaded; None when not stated."""
+    lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    record = lines[0] if lines else []
+    try:
+        fs = float(record[2].split("/")[0].split("(")[0])
+        n = int(record[3])
+    except (IndexError, ValueError):
+        return None
+    return n / fs if fs > 0 else None
+
+
 def _unsafe(name: str) -> str | None:
     """Why a member name may not be read, or None when it stays inside the archive."""
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):

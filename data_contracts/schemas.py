@@ -1,0 +1,63 @@
+"""pyarrow schemas of the store tables (DESIGN.md, "Store contract").
+
+Per-record tables are Hive-partitioned by `site` (`records/site=<name>/part-*.parquet`); the
+`site` column comes from the directory, so it is not repeated inside the files.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from data_contracts.leads import CANONICAL_LEADS
+
+N_LEADS = len(CANONICAL_LEADS)
+FS = 500
+WINDOW_SAMPLES = 5000
+
+SITE_FIELD = pa.field("site", pa.string(), nullable=False)
+
+RECORDS = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("device", pa.string()),
+        pa.field("patient_key", pa.string(), nullable=False),
+        pa.field("source_path", pa.string(), nullable=False),
+        pa.field("window", pa.int32(), nullable=False),
+        pa.field("fs", pa.int32(), nullable=False),
+        pa.field("n_samples", pa.int32(), nullable=False),
+        pa.field("padded", pa.bool_(), nullable=False),
+        pa.field("source_fs", pa.float64(), nullable=False),
+        pa.field("source_duration_s", pa.float64(), nullable=False),
+        pa.field("leads_missing", pa.list_(pa.string()), nullable=False),
+        pa.field("leads_dropped", pa.list_(pa.string()), nullable=False),
+        pa.field("age", pa.float32()),
+        pa.field("sex", pa.string()),
+        pa.field("mi_label", pa.int8()),
+        pa.field("mi_territory", pa.string()),
+        pa.field("dx", pa.list_(pa.string()), nullable=False),
+        pa.field("label_source", pa.string(), nullable=False),
+        pa.field("label_version", pa.string(), nullable=False),
+        pa.field("strat_fold", pa.int8()),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("ingest_version", pa.string(), nullable=False),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+SIGNAL_TYPE = pa.list_(pa.list_(pa.float32(), WINDOW_SAMPLES), N_LEADS)
+WAVEFORMS = pa.schema(
+    [pa.field("record_id", pa.string(), nullable=False), pa.field("signal", SIGNAL_TYPE, nullable=False)]
+)
+
+QUARANTINE = pa.schema(
+    [
+        pa.field("source_path", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("content_sha256", pa.string()),
+        pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {"records": RECORDS, "waveforms": WAVEFORMS, "quarantine": QUARANTINE}

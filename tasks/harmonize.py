@@ -1,0 +1,120 @@
+"""Harmonization: any decoded record → 12 canonical leads, mV, 500 Hz, consecutive 10-s windows.
+
+Resampling is polyphase with scipy's anti-aliasing FIR (`resample_poly`), exact for rational rate
+ratios such as 1000→500, 250→500 or 257→500. Gaps (NaN samples) are bridged for filtering only
+and are NaN again in the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from data_contracts.leads import CANONICAL_LEADS, canonical_lead
+from tasks.wfdb_reader import RawRecord
+
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
+
+
+class HarmonizeError(ValueError):
+    """A record that cannot be harmonized; `reason` is the quarantine reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Harmonized:
+    """Windows (n_windows × 12 × window samples, float32 mV), real samples per window, and what
+    harmonization had to change."""
+
+    windows: np.ndarray
+    n_valid: list[int]
+    leads_missing: list[str]
+    leads_dropped: list[str]
+    source_fs: float
+    source_duration_s: float
+
+
+def to_canonical(raw: RawRecord) -> tuple[np.ndarray, list[str], list[str]]:
+    """Source channels mapped to the 12 canonical leads in mV (samples × 12, NaN where absent),
+    with the missing canonical leads and the dropped source channels."""
+    out = np.full((raw.signal.shape[0], len(CANONICAL_LEADS)), np.nan, dtype=np.float32)
+    filled: set[int] = set()
+    dropped: list[str] = []
+    for ch, name in enumerate(raw.sig_name):
+        lead = canonical_lead(name)
+        if lead is None or CANONICAL_LEADS.index(lead) in filled:
+            dropped.append(name)
+            continue
+        unit = (raw.units[ch] if ch < len(raw.units) else "").strip().lower()
+        if unit not in _UNIT_TO_MV:
+            raise HarmonizeError("unknown_unit", f"lead {name} is in unit {raw.units[ch]!r}")
+        idx = CANONICAL_LEADS.index(lead)
+        out[:, idx] = raw.signal[:, ch] * np.float32(_UNIT_TO_MV[unit])
+        filled.add(idx)
+    if not filled:
+        raise HarmonizeError("no_ecg_leads", f"no standard 12-lead channel among {raw.sig_name}")
+    missing = [lead for i, lead in enumerate(CANONICAL_LEADS) if i not in filled]
+    return out, missing, dropped
+
+
+def resample(signal: np.ndarray, fs: float, target_fs: int) -> np.ndarray:
+    """Polyphase resampling along time (axis 0); NaN gaps are bridged linearly for the filter and
+    restored afterwards, all-NaN leads stay NaN."""
+    ratio = Fraction(target_fs) / Fraction(fs).limit_denominator(1000)
+    if ratio == 1:
+        return signal
+    nan = np.isnan(signal)
+    filled = signal
+    if nan.any():
+        filled = signal.copy()
+        t = np.arange(signal.shape[0])
+        for j in np.flatnonzero(nan.any(axis=0) & ~nan.all(axis=0)):
+            ok = ~nan[:, j]
+            filled[:, j] = np.interp(t, t[ok], signal[ok, j])
+        filled[:, nan.all(axis=0)] = 0.0
+    out = resample_poly(filled, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
+    if nan.any():
+        src = np.minimum((np.arange(out.shape[0]) / ratio).astype(int), signal.shape[0] - 1)
+        out[nan[src]] = np.nan
+    return out
+
+
+def to_windows(signal: np.ndarray, window: int, min_tail: int) -> tuple[np.ndarray, list[int]]:
+    """Consecutive windows (n × leads × window); a tail of at least `min_tail` samples becomes a
+    last window padded with NaN, a shorter tail is dropped."""
+    n = signal.shape[0]
+    n_full, tail = divmod(n, window)
+    keep_tail = tail >= min_tail
+    count = n_full + int(keep_tail)
+    out = np.full((count, window, signal.shape[1]), np.nan, dtype=np.float32)
+    out[:n_full] = signal[: n_full * window].reshape(n_full, window, signal.shape[1])
+    if keep_tail:
+        out[n_full, :tail] = signal[n_full * window :]
+    valid = [window] * n_full + ([tail] if keep_tail else [])
+    return np.ascontiguousarray(out.transpose(0, 2, 1)), valid
+
+
+def harmonize(
+    raw: RawRecord, *, target_fs: int, window_s: float, min_duration_s: float, max_duration_s: float
+) -> Harmonized:
+    """The full harmonization of one decoded record; raises HarmonizeError for the quarantine."""
+    if raw.fs <= 0 or raw.signal.ndim != 2 or raw.signal.shape[0] == 0:
+        raise HarmonizeError("no_signal", "record has no samples")
+    duration = raw.signal.shape[0] / raw.fs
+    if duration < min_duration_s:
+        raise HarmonizeError("too_short", f"{duration:.2f} s is below the {min_duration_s:g} s minimum")
+    if duration > max_duration_s:
+        raise HarmonizeError("too_long", f"{duration:.0f} s is above the {max_duration_s:g} s maximum")
+    signal, missing, dropped = to_canonical(raw)
+    present = signal[:, ~np.isnan(signal).all(axis=0)]
+    if present.size == 0 or np.all(np.nanmax(present, axis=0) == np.nanmin(present, axis=0)):
+        raise HarmonizeError("no_signal", "every lead is empty (NaN) or constant")
+    signal = resample(signal, raw.fs, target_fs)
+    windows, valid = to_windows(signal, round(window_s * target_fs), round(min_duration_s * target_fs))
+    return Harmonized(windows, valid, missing, dropped, raw.fs, duration)

@@ -1,0 +1,68 @@
+"""Patient metadata and diagnosis statements from WFDB header comments.
+
+Three dialects are recognised by their keys: PhysioNet/CinC (`#Age:`, `#Sex:`, `#Dx:` SNOMED
+codes), LUDB (`#<age>:`, `#<sex>:`, `#<diagnoses>:` followed by free-text lines) and PTB
+(`age:`, `sex:`, `Reason for admission:`, `Infarction localization:`). Unknown comments are kept
+out of the store: they may hold identifiers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from tasks import labels
+from tasks.labels import Label
+
+
+@dataclass(frozen=True)
+class HeaderMeta:
+    age: float | None
+    sex: str | None
+    dx: list[str] = field(default_factory=list)
+    label: Label = field(default_factory=lambda: Label(None, None, "none"))
+
+
+def _age(value: str) -> float | None:
+    match = re.search(r"\d+(\.\d+)?", value)
+    age = float(match.group()) if match else None
+    return age if age is not None and 0 <= age <= 120 else None
+
+
+def _sex(value: str) -> str | None:
+    v = value.strip().lower()
+    if v in {"m", "male", "0"}:
+        return "M"
+    if v in {"f", "female", "1"}:
+        return "F"
+    return None
+
+
+def parse_comments(comments: list[str]) -> HeaderMeta:
+    """Metadata of one record from its header comment lines (without the leading '#')."""
+    fields: dict[str, str] = {}
+    ludb_dx: list[str] = []
+    in_ludb_dx = False
+    for line in comments:
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if in_ludb_dx:
+            ludb_dx.append(line.strip())
+            continue
+        if key == "<diagnoses>":
+            in_ludb_dx = True
+        if sep and key not in fields:
+            fields[key] = value.strip()
+    age = _age(fields.get("age") or fields.get("<age>") or "")
+    sex = _sex(fields.get("sex") or fields.get("<sex>") or "")
+    if "dx" in fields:
+        codes = [c.strip() for c in fields["dx"].split(",") if c.strip()]
+        return HeaderMeta(age, sex, codes, labels.from_snomed(codes))
+    if in_ludb_dx:
+        return HeaderMeta(age, sex, ludb_dx, labels.from_ludb(ludb_dx))
+    if "reason for admission" in fields:
+        reason = fields["reason for admission"]
+        loc = fields.get("infarction localization")
+        dx = [f"Reason for admission: {reason}"] + ([f"Infarction localization: {loc}"] if loc else [])
+        return HeaderMeta(age, sex, dx, labels.from_ptb(reason, loc))
+    return HeaderMeta(age, sex)

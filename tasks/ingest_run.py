@@ -1,0 +1,107 @@
+"""The driver of an ingest run: open the archive, name each record's site, stream shards to a
+process pool, and commit batches as they come back. Memory stays flat: at most a few shards are
+in flight, and workers hand back file paths, not signals."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tasks import ptbxl
+from tasks import store as st
+from tasks.archive import ArchiveProblem, RecordUnit, open_archive
+from tasks.ingest import IngestConfig, Ingestor, IngestTotals, ShardResult, Task, process_shard, shards
+from tasks.pseudonym import load_key
+from tasks.settings import Settings
+
+
+def archive_name(path: Path) -> str:
+    name = path.resolve().name
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def site_of(source_path: str, extra: dict[str, Any], override: str | None, default: str) -> str:
+    """--site wins; then the site the metadata states; then the first folder under the archive
+    root; records at the root belong to a site named after the archive."""
+    if override:
+        return override
+    if extra.get("site"):
+        return str(extra["site"])
+    head, _, rest = source_path.partition("/")
+    return head if rest else default
+
+
+def _walk(archive_path: Path) -> Iterator[RecordUnit | ArchiveProblem]:
+    archive = open_archive(archive_path)
+    database = ptbxl.find_database(archive.names())
+    if database is None:
+        return archive.units(lambda _name: {})
+    index = ptbxl.header_index(archive, database)
+    return archive.units(index.get)
+
+
+def ingest_archive(
+    archive_path: Path,
+    store: Path,
+    settings: Settings,
+    site: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> IngestTotals:
+    """Ingest every record of an archive into the store; returns what the run did."""
+    if not archive_path.exists():
+        raise FileNotFoundError(f"archive {archive_path} does not exist")
+    store = store.resolve()
+    if store.is_relative_to(archive_path.resolve()) and archive_path.is_dir():
+        raise ValueError("the store may not lie inside the archive: archives are read-only")
+    key = load_key(store, settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None)
+    cfg = IngestConfig(
+        store=store,
+        key=key,
+        target_fs=settings.target_fs,
+        window_s=settings.window_s,
+        min_duration_s=settings.min_duration_s,
+        max_duration_s=settings.max_duration_s,
+    )
+    default_site = archive_name(archive_path)
+    with st.store_lock(store):
+        ingestor = Ingestor(store)
+        staging = st.staging_dir(store)
+
+        def tasks() -> Iterator[Task]:
+            for item in _walk(archive_path):
+                if isinstance(item, ArchiveProblem):
+                    ingestor.add_problem(item, site_of(item.source_path, {}, site, default_site))
+                    continue
+                s = site_of(item.source_path, item.extra, site, default_site)
+                yield Task(item, s, ingestor.stored_sha(s, item.source_path))
+
+        def collect(result: ShardResult) -> None:
+            ingestor.add(result)
+            if on_progress:
+                on_progress(result.windows)
+            if ingestor.pending_windows >= settings.commit_records:
+                ingestor.commit()
+
+        run_id = st.new_part_id()[:8]
+        work = enumerate(shards(tasks(), settings.shard_size))
+        if settings.workers == 1:
+            for i, shard in work:
+                collect(process_shard(shard, cfg, staging, f"{run_id}-{i}"))
+        else:
+            ctx = mp.get_context("forkserver")
+            with ProcessPoolExecutor(settings.workers, mp_context=ctx) as pool:
+                in_flight: deque[Future[ShardResult]] = deque()
+                for i, shard in work:
+                    in_flight.append(pool.submit(process_shard, shard, cfg, staging, f"{run_id}-{i}"))
+                    if len(in_flight) >= 2 * settings.workers:
+                        collect(in_flight.popleft().result())
+                while in_flight:
+                    collect(in_flight.popleft().result())
+        ingestor.commit()
+        return ingestor.totals

@@ -1,0 +1,157 @@
+"""The Parquet store: Hive-partitioned datasets under STORE/<table>/site=<name>/part-<id>.parquet.
+
+Writers stage files under STORE/.staging and publish them with a commit journal: the journal
+(the list of renames and deletions) is written atomically first, then carried out; a run that
+dies half-way is rolled forward by `recover` before the next write. Readers therefore never see
+half a commit, and nothing is written outside STORE.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from data_contracts.schemas import SITE_FIELD, TABLES
+
+STAGING = ".staging"
+_JOURNAL_SUFFIX = ".commit.json"
+_PARTITIONING = ds.partitioning(pa.schema([SITE_FIELD]), flavor="hive")
+
+
+def table_dir(store: Path, table: str) -> Path:
+    return store / table
+
+
+def part_path(store: Path, table: str, site: str, part_id: str) -> Path:
+    """Where a committed part file lives; the site is URI-escaped as Hive readers expect."""
+    return table_dir(store, table) / f"site={quote(site, safe='')}" / f"part-{part_id}.parquet"
+
+
+def new_part_id() -> str:
+    return uuid.uuid4().hex
+
+
+def staging_dir(store: Path) -> Path:
+    path = store / STAGING
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_parquet(table: pa.Table, path: Path) -> Path:
+    """Write one Parquet file. Float columns use byte-stream-split + zstd, which suits sampled
+    signals; the file is complete on disk before it is ever renamed into a dataset."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    float_cols = [f.name for f in table.schema if _is_float(f.type)]
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        compression_level=3,
+        use_byte_stream_split=float_cols or False,
+        use_dictionary=[f.name for f in table.schema if pa.types.is_string(f.type)],
+    )
+    return path
+
+
+def read_table_file(path: Path) -> pa.Table:
+    """One Parquet file as written (no partition columns)."""
+    return pq.read_table(path)
+
+
+def row_count(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _is_float(t: pa.DataType) -> bool:
+    while pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+        t = t.value_type
+    return pa.types.is_floating(t)
+
+
+def dataset(store: Path, table: str) -> ds.Dataset | None:
+    """The committed dataset of a table, or None before its first commit."""
+    path = table_dir(store, table)
+    if not path.is_dir() or not any(path.rglob("*.parquet")):
+        return None
+    schema = TABLES[table].append(SITE_FIELD) if table in TABLES else None
+    return ds.dataset(path, format="parquet", partitioning=_PARTITIONING, schema=schema)
+
+
+def read_table(
+    store: Path, table: str, columns: list[str] | None = None, filter: ds.Expression | None = None
+) -> pa.Table:
+    """A table (or some of its columns), empty with the right schema when nothing is stored."""
+    dset = dataset(store, table)
+    if dset is None:
+        schema = TABLES[table].append(SITE_FIELD)
+        empty = schema.empty_table()
+        return empty.select(columns) if columns else empty
+    return dset.to_table(columns=columns, filter=filter)
+
+
+@dataclass
+class Commit:
+    """Renames (staged → final) and deletions to carry out as one unit."""
+
+    moves: list[tuple[Path, Path]] = field(default_factory=list)
+    deletes: list[Path] = field(default_factory=list)
+
+    def publish(self, store: Path) -> None:
+        """Carry the commit out through a journal, so that a crash is rolled forward."""
+        if not self.moves and not self.deletes:
+            return
+        journal = staging_dir(store) / f"{uuid.uuid4().hex}{_JOURNAL_SUFFIX}"
+        tmp = journal.with_suffix(".tmp")
+        payload = {
+            "moves": [[str(a), str(b)] for a, b in self.moves],
+            "deletes": [str(p) for p in self.deletes],
+        }
+        tmp.write_text(json.dumps(payload))
+        tmp.replace(journal)
+        _apply(journal)
+
+
+def _apply(journal: Path) -> None:
+    payload = json.loads(journal.read_text())
+    for src, dst in payload["moves"]:
+        if Path(src).exists():
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            Path(src).replace(dst)
+    for path in payload["deletes"]:
+        Path(path).unlink(missing_ok=True)
+    journal.unlink()
+
+
+def recover(store: Path) -> int:
+    """Finish any commit a crashed run left half done; returns how many were rolled forward."""
+    stage = store / STAGING
+    journals = sorted(stage.glob(f"*{_JOURNAL_SUFFIX}")) if stage.is_dir() else []
+    for journal in journals:
+        _apply(journal)
+    return len(journals)
+
+
+@contextmanager
+def store_lock(store: Path) -> Iterator[None]:
+    """One writer at a time per store (an advisory lock on STORE/.lock)."""
+    store.mkdir(parents=True, exist_ok=True)
+    with (store / ".lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another msaic run is writing to {store}") from None
+        try:
+            recover(store)
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
