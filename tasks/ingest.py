@@ -112,7 +112,9 @@ def _record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str
         {
             "record_id": keyed_hash(cfg.key, "record", task.site, unit.source_path, str(w)),
             "device": extra.get("device"),
-            "patient_key": keyed_hash(cfg.key, "patient", task.site, str(patient)),
+            "patient_key": keyed_hash(
+                cfg.key, "patient", extra.get("patient_namespace", task.site), str(patient)
+            ),
             "source_path": unit.source_path,
             "window": w,
             "fs": cfg.target_fs,

@@ -68,6 +68,7 @@ def header_index(archive: _Readable, database: str) -> dict[str, dict[str, Any]]
         sex = _text(row.get("sex"))
         index[header] = {
             "patient_id": _text(row.get("patient_id")) or _text(row.get("ecg_id")),
+            "patient_namespace": f"ptbxl:{root}",  # ids are unique across the database's sites
             "age": _age(row.get("age")),
             "sex": {"0": "M", "1": "F"}.get(sex or ""),
             "site": _text(row.get("site")),

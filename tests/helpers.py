@@ -1,0 +1,54 @@
+"""Small builders for real test archives: WFDB records written with wfdb.wrsamp."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import wfdb
+
+from data_contracts.leads import CANONICAL_LEADS
+
+
+def ecg_like(fs: float, seconds: float, seed: int = 0, n_leads: int = 12) -> np.ndarray:
+    """A deterministic ECG-shaped test signal (samples × leads, mV): narrow R waves at 72 bpm and
+    a T wave, plus a little noise; amplitude differs by lead."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(fs * seconds))) / fs
+    phase = (t * 1.2) % 1.0
+    beat = 1.2 * np.exp(-(((phase - 0.3) / 0.012) ** 2)) + 0.3 * np.exp(-(((phase - 0.6) / 0.05) ** 2))
+    gains = np.linspace(0.4, 1.4, n_leads)
+    return beat[:, None] * gains[None, :] + 0.01 * rng.standard_normal((t.size, n_leads))
+
+
+def write_record(
+    directory: Path,
+    name: str,
+    fs: float = 500,
+    seconds: float = 10,
+    comments: list[str] | None = None,
+    sig_name: list[str] | None = None,
+    units: str = "mV",
+    fmt: str = "16",
+    seed: int = 0,
+) -> Path:
+    """A real WFDB record (header + .dat) in `directory`; returns the header path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = sig_name or list(CANONICAL_LEADS)
+    signal = ecg_like(fs, seconds, seed, len(names))
+    if units == "uV":
+        signal = signal * 1000
+    gain = 200.0 if units == "mV" else 0.2
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=[units] * len(names),
+        sig_name=names,
+        p_signal=signal,
+        fmt=[fmt] * len(names),
+        adc_gain=[gain] * len(names),
+        baseline=[0] * len(names),
+        comments=comments or [],
+        write_dir=str(directory),
+    )
+    return directory / f"{name}.hea"
