@@ -79,8 +79,12 @@ def signal_file_names(text: str) -> list[str]:
         raise HeaderError("unsupported_record", "multi-segment records are not supported")
     try:
         n_sig = int(record[1]) if len(record) > 1 else 0
+        if len(record) > 2:  # wfdb falls back to 250 Hz on a frequency it cannot read: refuse instead
+            float(record[2].split("/")[0].split("(")[0])
+        if len(record) > 3:
+            int(record[3])
     except ValueError:
-        raise HeaderError("header_parse", f"bad signal count in record line: {lines[0]!r}") from None
+        raise HeaderError("header_parse", f"record line does not parse: {lines[0]!r}") from None
     if n_sig < 1:
         raise HeaderError("header_parse", "header declares no signals")
     if len(lines) < 1 + n_sig:
