@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from threading import Lock
 from typing import Any
 
 import pandas as pd
@@ -56,8 +57,16 @@ def _nullable(column: str) -> bool:
 SUITES = {"records": _records_expectations}
 
 
-@cache
+_build_lock = Lock()
+
+
 def _validation(table: str) -> Any:
+    with _build_lock:  # the warm-up thread and the first commit may ask at the same time
+        return _build_validation(table)
+
+
+@cache
+def _build_validation(table: str) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -79,6 +88,11 @@ def _validation(table: str) -> Any:
     return context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{table}_validation", data=definition, suite=suite)
     )
+
+
+def warm_up(table: str) -> None:
+    """Build the table's validation ahead of its first batch (imports take seconds)."""
+    _validation(table)
 
 
 def validate(table: str, frame: pd.DataFrame) -> ValidationSummary:

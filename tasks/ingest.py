@@ -287,8 +287,28 @@ class Ingestor:
                     p.unlink(missing_ok=True)
             raise
         commit.publish(self.store)
-        self._stored = self._load_index()
+        self._index_commit(commit)
         self.totals.unchanged += sum(r.unchanged for r in results)
+
+    def _index_commit(self, commit: st.Commit) -> None:
+        """Bring the in-memory index up to date from what this commit published (no re-scan)."""
+        for old in commit.deletes:
+            part = old.stem.removeprefix("part-")
+            for key, (_, parts) in list(self._stored.items()):
+                if part in parts:
+                    parts.discard(part)
+                    if not parts:
+                        del self._stored[key]
+        for _, dst in commit.moves:
+            if dst.parent.parent.name != "records":
+                continue
+            site = st.site_of_part(dst)
+            table = st.read_table_file(dst).select(["source_path", "content_sha256"])
+            part = dst.stem.removeprefix("part-")
+            for path, sha in zip(
+                table["source_path"].to_pylist(), table["content_sha256"].to_pylist(), strict=True
+            ):
+                self._stored.setdefault((site, path), (sha, set()))[1].add(part)
 
     def _count(self, batch: pa.Table) -> None:
         t = self.totals

@@ -5,12 +5,14 @@ in flight, and workers hand back file paths, not signals."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from data_contracts.suites import warm_up
 from tasks import ptbxl
 from tasks import store as st
 from tasks.archive import ArchiveProblem, RecordUnit, open_archive
@@ -69,6 +71,10 @@ def ingest_archive(
         max_duration_s=settings.max_duration_s,
     )
     default_site = archive_name(archive_path)
+    # The records contract is needed at the first commit; load Great Expectations (seconds of
+    # imports) beside the first shards instead of before them.
+    warm = threading.Thread(target=warm_up, args=("records",), daemon=True)
+    warm.start()
     with st.store_lock(store):
         ingestor = Ingestor(store)
         staging = st.staging_dir(store)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -35,6 +35,11 @@ def table_dir(store: Path, table: str) -> Path:
 def part_path(store: Path, table: str, site: str, part_id: str) -> Path:
     """Where a committed part file lives; the site is URI-escaped as Hive readers expect."""
     return table_dir(store, table) / f"site={quote(site, safe='')}" / f"part-{part_id}.parquet"
+
+
+def site_of_part(path: Path) -> str:
+    """The site a committed part file belongs to (from its `site=` folder)."""
+    return unquote(path.parent.name.removeprefix("site="))
 
 
 def new_part_id() -> str:

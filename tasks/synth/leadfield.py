@@ -52,8 +52,12 @@ def to_measured(vcg: np.ndarray) -> np.ndarray:
 
 
 def to_leads(measured: np.ndarray) -> np.ndarray:
-    """Measured channels (n, 8) -> the 12 leads (n, 12) in the order of LEADS."""
-    return measured @ DERIVE.T
+    """Measured channels (n, 8) -> the 12 leads (n, 12) in the order of LEADS. The limb leads
+    take I and II only, so a missing (NaN) chest channel stays in its own lead."""
+    out = np.empty((measured.shape[0], len(LEADS)))
+    out[:, :6] = measured[:, :2] @ DERIVE[:6, :2].T
+    out[:, 6:] = measured[:, 2:]
+    return out
 
 
 def reversal_matrix(swap: str) -> np.ndarray:

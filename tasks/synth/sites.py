@@ -85,7 +85,7 @@ def _bandpass(fs: int, highpass_hz: float, lowpass_hz: float) -> np.ndarray:
 def device_filter(profile: SiteProfile, x: np.ndarray) -> np.ndarray:
     """The device bandwidth applied causally along axis 0, started in steady state."""
     sos = _bandpass(profile.fs, profile.highpass_hz, profile.lowpass_hz)
-    zi = signal.sosfilt_zi(sos)[:, None, :] * x[0][None, :, None]
+    zi = signal.sosfilt_zi(sos)[:, :, None] * x[0][None, None, :]
     return signal.sosfilt(sos, x, axis=0, zi=zi)[0]
 
 

@@ -1,0 +1,109 @@
+"""Ingest throughput and memory against a bare `wfdb.rdrecord` loop on the same files.
+
+Builds archives of copies of the shared real data (LUDB + CinC 2021) at two sizes, runs
+`msaic ingest` end to end as a subprocess (Prefect flow, parallel workers, Parquet writes,
+GX validation) and samples the peak RSS of its whole process tree. Prints JSON.
+Usage: python bench/ingest.py [--copies 10] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import wfdb
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SOURCES = [SHARED / "ludb" / "data", *sorted(p for p in (SHARED / "cinc2021").iterdir() if p.is_dir())]
+
+
+def build(root: Path, copies: int) -> list[Path]:
+    """`copies` site folders, each a copy of every shared record; returns the headers."""
+    for c in range(copies):
+        for src in SOURCES:
+            dst = root / f"copy{c:02d}_{src.parent.name if src.name == 'data' else src.name}"
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.i", "*.ii", "*.iii", "*.av?", "*.v?"))
+    return sorted(root.rglob("*.hea"))
+
+
+def bare_read(headers: list[Path]) -> float:
+    t = time.perf_counter()
+    for h in headers:
+        wfdb.rdrecord(str(h.with_suffix("")))
+    return len(headers) / (time.perf_counter() - t)
+
+
+def run_ingest(archive: Path, store: Path, workers: int) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, whole process tree) of one `msaic ingest`."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "ingest",
+        str(archive),
+        "--store",
+        str(store),
+        "--workers",
+        str(workers),
+    ]
+    t = time.perf_counter()
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.read().decode()[-2000:] if proc.stderr else "ingest failed")
+    return wall, peak / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--copies", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    out: dict[str, object] = {"workers": args.workers}
+    with tempfile.TemporaryDirectory() as tmp:
+        sizes = {}
+        for copies in (max(1, args.copies // 4), args.copies):
+            archive = Path(tmp) / f"archive{copies}"
+            headers = build(archive, copies)
+            bare = bare_read(headers)
+            wall, peak = run_ingest(archive, Path(tmp) / f"store{copies}", args.workers)
+            store_mb = (
+                sum(p.stat().st_size for p in (Path(tmp) / f"store{copies}").rglob("*.parquet")) / 2**20
+            )
+            raw_mb = sum(p.stat().st_size for p in archive.rglob("*") if p.is_file()) / 2**20
+            sizes[len(headers)] = {
+                "records": len(headers),
+                "bare_rdrecord_records_per_s": round(bare, 1),
+                "ingest_records_per_s": round(len(headers) / wall, 1),
+                "ingest_over_bare": round(len(headers) / wall / bare, 3),
+                "ingest_wall_s": round(wall, 2),
+                "peak_rss_mib": round(peak, 1),
+                "store_mib": round(store_mb, 1),
+                "raw_archive_mib": round(raw_mb, 1),
+            }
+        small, large = sorted(sizes)
+        out["runs"] = list(sizes.values())
+        out["peak_rss_growth_large_over_small"] = round(
+            sizes[large]["peak_rss_mib"] / sizes[small]["peak_rss_mib"], 3
+        )
+        out["target"] = "ingest_over_bare >= 0.5 at >= 2000 records; peak RSS flat in archive size"
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""One synthetic recording: its specification, the plan of a shard of recordings, and rendering.
+
+A `RecordSpec` holds everything that decides a recording; rendering draws the rest from random
+streams keyed by (seed, patient) and (seed, record), never by position in a run, so any record
+can be rendered again alone, with or without its pathology or artifacts, for matched comparisons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.synth.artifacts import ArtifactRow, inject
+from tasks.synth.dipole import record_model, render_vcg, sample_patient, sample_rhythm
+from tasks.synth.leadfield import to_leads, to_measured
+from tasks.synth.pathology import MI_TYPES, NONE, apply_confounder, apply_mi, confounders, territories
+from tasks.synth.resources import load_json
+from tasks.synth.sites import SiteProfile, device_filter, site
+
+# First entries of the spawn keys of the random streams (seed, stream, index).
+_PLAN, _PATIENT, _RECORD = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    ecg_id: int
+    patient_id: int
+    seed: int
+    site: str
+    age: int
+    female: bool
+    strat_fold: int
+    mi_type: str = NONE  # acute, old or none
+    territory: str = NONE
+    severity: float = 0.0
+    grade: str = NONE  # subtle, moderate, severe or none
+    confounder: str = NONE
+    confounder_severity: float = 0.0
+
+
+@dataclass(frozen=True)
+class Rendered:
+    signal: np.ndarray  # (n, 12) mV, NaN where a lead is missing
+    artifacts: list[ArtifactRow]
+    r_times: np.ndarray  # s
+    qrs_end: float  # J point, s after each R peak
+    hr_bpm: float
+
+
+def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, index)))
+
+
+def render(spec: RecordSpec, artifacts: bool = True, artifact_scale: float = 1.0) -> Rendered:
+    """The 12-lead signal of a recording as the site's device would deliver it, before the ADC."""
+    profile = site(spec.site)
+    duration = load_json("physiology.json")["record"]["duration_s"]
+    n = round(duration * profile.fs)
+    patient = sample_patient(_rng(spec.seed, _PATIENT, spec.patient_id), spec.age, spec.female)
+    beat = patient.model
+    if spec.mi_type != NONE:
+        beat = apply_mi(beat, spec.mi_type, spec.territory, spec.severity)
+    if spec.confounder != NONE:
+        beat = apply_confounder(beat, spec.confounder, spec.confounder_severity)
+    physio, art, noise = (
+        np.random.default_rng(s)
+        for s in np.random.SeedSequence(spec.seed, spawn_key=(_RECORD, spec.ecg_id)).spawn(3)
+    )
+    beat, hr = record_model(physio, patient, beat)
+    rhythm = sample_rhythm(physio, hr + profile.hr_shift_bpm, duration)
+    measured = device_filter(profile, to_measured(render_vcg(beat, rhythm, profile.fs, n)))
+    measured += noise.normal(0.0, profile.noise_floor_mv, measured.shape)
+    rows: list[ArtifactRow] = []
+    if artifacts:
+        measured, rows = inject(art, measured, profile, artifact_scale)
+    return Rendered(to_leads(measured), rows, rhythm.r_times, beat.qrs_end, hr + profile.hr_shift_bpm)
+
+
+def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = sorted(weights)
+    p = np.array([weights[k] for k in names], dtype=float)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def _uniform(rng: np.random.Generator, bounds: list[float]) -> float:
+    return round(float(rng.uniform(*bounds)), 3)
+
+
+def plan_shard(
+    seed: int,
+    shard: int,
+    shard_size: int,
+    n_records: int,
+    sites: tuple[str, ...],
+    mi_prevalence: dict[str, float],
+) -> list[RecordSpec]:
+    """Specs of records shard*shard_size+1 .. (shard+1)*shard_size (capped at n_records), in ecg_id
+    order. Patients live within one shard; their recordings are spread over its ecg_ids."""
+    rng = _rng(seed, _PLAN, shard)
+    first = shard * shard_size
+    count = min(shard_size, n_records - first)
+    profiles: list[SiteProfile] = [site(s) for s in sites]
+    mi = load_json("physiology.json")["mi"]
+    conf = load_json("physiology.json")["confounders"]
+    weights = np.array([p.weight for p in profiles])
+    specs: list[dict] = []
+    patient_id = first
+    while len(specs) < count:
+        patient_id += 1
+        p = profiles[int(rng.choice(len(profiles), p=weights / weights.sum()))]
+        patient = {
+            "patient_id": patient_id,
+            "seed": seed,
+            "site": p.name,
+            "age": int(np.clip(round(rng.normal(p.age_mean, p.age_sd)), 18, 95)),
+            "female": bool(rng.random() < p.female_share),
+            "strat_fold": int(rng.integers(1, 11)),
+        }
+        if rng.random() < mi_prevalence[p.name]:
+            grade = _choose(rng, mi["grade_shares"])
+            patient |= {
+                "mi_type": MI_TYPES[0] if rng.random() < mi["acute_share"] else MI_TYPES[1],
+                "territory": _choose(rng, {k: v["weight"] for k, v in territories().items()}),
+                "grade": grade,
+                "severity": _uniform(rng, mi["grades"][grade]),
+            }
+        elif rng.random() < conf["rate_in_negatives"]:
+            kind = _choose(rng, {k: v["weight"] for k, v in confounders().items()})
+            patient |= {
+                "confounder": kind,
+                "confounder_severity": _uniform(rng, confounders()[kind]["severity"]),
+            }
+        recordings = 1 + int(rng.poisson(p.extra_recordings_mean))
+        specs += [patient] * min(recordings, count - len(specs))
+    ids = first + 1 + rng.permutation(count)
+    return sorted(
+        (RecordSpec(ecg_id=int(i), **s) for i, s in zip(ids, specs, strict=True)), key=lambda r: r.ecg_id
+    )
