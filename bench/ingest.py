@@ -98,6 +98,12 @@ def main() -> None:
             }
         small, large = sorted(sizes)
         out["runs"] = list(sizes.values())
+        # the rate once started: what an archive of millions of records sees, with the fixed start-up
+        # (Prefect's temporary API, worker processes, imports) taken out by the two sizes
+        marginal = (large - small) / (sizes[large]["ingest_wall_s"] - sizes[small]["ingest_wall_s"])
+        out["marginal_ingest_records_per_s"] = round(marginal, 1)
+        out["marginal_over_bare"] = round(marginal / sizes[large]["bare_rdrecord_records_per_s"], 3)
+        out["fixed_startup_s"] = round(sizes[small]["ingest_wall_s"] - small / marginal, 1)
         out["peak_rss_growth_large_over_small"] = round(
             sizes[large]["peak_rss_mib"] / sizes[small]["peak_rss_mib"], 3
         )

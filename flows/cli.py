@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 # Flow modules that provide a sub-command, in the order `msaic --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("flows.ingest",)
+COMMAND_MODULES: tuple[str, ...] = ("flows.synth", "flows.ingest", "flows.demo")
 
 
 def quiet_prefect_defaults() -> None:
