@@ -10,6 +10,11 @@ from typing import Any
 
 
 @cache
+def package_json(package: str, name: str) -> Any:
+    """A JSON file shipped inside `package` (parsed once per process)."""
+    return json.loads(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
+
+
 def load_json(name: str) -> dict[str, Any]:
-    """A versioned JSON contract file shipped inside this package (read once per process)."""
-    return json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+    """A versioned JSON contract file of this package."""
+    return package_json(__package__, name)

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.synth.pathology import NONE, scp_codes
+from tasks.synth.pathology import NONE, scp_codes, territories
 from tasks.synth.record import RecordSpec, plan_shard, render
 from tasks.synth.resources import load_json
 from tasks.synth.sites import quantize, site
@@ -48,6 +48,7 @@ TRUTH_SCHEMA = pa.schema(
         ("mi_label", pa.int8()),
         ("mi_type", pa.string()),
         ("territory", pa.string()),
+        ("artery", pa.string()),
         ("severity", pa.float64()),
         ("grade", pa.string()),
         ("confounder", pa.string()),
@@ -103,6 +104,8 @@ class SynthConfig:
 
 @dataclass
 class Summary:
+    """Counts of a finished run, for the CLI's summary line."""
+
     out: Path
     records: int = 0
     patients: int = 0
@@ -142,6 +145,7 @@ def _truth_row(spec: RecordSpec, fs: int, hr_bpm: float, n_artifacts: int) -> di
     fields = asdict(spec)
     return {name: fields[name] for name in TRUTH_SCHEMA.names if name in fields} | {
         "mi_label": int(spec.mi_type != NONE),
+        "artery": territories()[spec.territory]["artery"] if spec.mi_type != NONE else NONE,
         "device": site(spec.site).device,
         "fs": fs,
         "hr_bpm": round(hr_bpm, 2),

@@ -105,9 +105,10 @@ class Rhythm:
 
 
 def sample_rhythm(rng: np.random.Generator, hr_bpm: float, duration: float) -> Rhythm:
-    """RR series with LF (Mayer wave) and HF (respiratory sinus arrhythmia) modulation plus jitter."""
+    """RR series with LF (Mayer wave) and HF (respiratory sinus arrhythmia) modulation plus jitter;
+    `hr_bpm` must not exceed MAX_HR_BPM, and no RR interval gets shorter than at that rate."""
     r = load_json("physiology.json")["record"]
-    rr0 = 60.0 / min(hr_bpm, MAX_HR_BPM)
+    rr0 = 60.0 / hr_bpm
     n = int(np.ceil((duration + 2.0) / (rr0 * 0.8))) + 3
     resp_hz = rng.uniform(*r["resp_hz"])
     phases = rng.uniform(0.0, 2 * np.pi, 3)

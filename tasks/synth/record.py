@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.synth.artifacts import ArtifactRow, inject
-from tasks.synth.dipole import record_model, render_vcg, sample_patient, sample_rhythm
+from tasks.synth.dipole import MAX_HR_BPM, record_model, render_vcg, sample_patient, sample_rhythm
 from tasks.synth.leadfield import to_leads, to_measured
 from tasks.synth.pathology import MI_TYPES, NONE, apply_confounder, apply_mi, confounders, territories
 from tasks.synth.resources import load_json
@@ -68,13 +68,14 @@ def render(spec: RecordSpec, artifacts: bool = True, artifact_scale: float = 1.0
         for s in np.random.SeedSequence(spec.seed, spawn_key=(_RECORD, spec.ecg_id)).spawn(3)
     )
     beat, hr = record_model(physio, patient, beat)
-    rhythm = sample_rhythm(physio, hr + profile.hr_shift_bpm, duration)
+    hr = min(hr + profile.hr_shift_bpm, MAX_HR_BPM)
+    rhythm = sample_rhythm(physio, hr, duration)
     measured = device_filter(profile, to_measured(render_vcg(beat, rhythm, profile.fs, n)))
     measured += noise.normal(0.0, profile.noise_floor_mv, measured.shape)
     rows: list[ArtifactRow] = []
     if artifacts:
         measured, rows = inject(art, measured, profile, artifact_scale)
-    return Rendered(to_leads(measured), rows, rhythm.r_times, beat.qrs_end, hr + profile.hr_shift_bpm)
+    return Rendered(to_leads(measured), rows, rhythm.r_times, beat.qrs_end, hr)
 
 
 def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:

@@ -6,13 +6,11 @@ can be reviewed and changed without touching the signal model.
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
 from typing import Any
 
+from data_contracts import package_json
 
-@cache
+
 def load_json(name: str) -> Any:
-    """Parsed content of `tasks/synth/<name>` (cached: the files are read once per process)."""
-    return json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+    """Parsed content of `tasks/synth/<name>` (read once per process)."""
+    return package_json(__package__, name)

@@ -22,6 +22,8 @@ NAN_DIGITAL = -32768  # WFDB format 16 marks a missing sample with this value
 
 @dataclass(frozen=True)
 class SiteProfile:
+    """One site and its device, as in sites.json."""
+
     name: str
     device: str
     fs: int
