@@ -14,7 +14,7 @@ def ecg_like(fs: float, seconds: float, seed: int = 0, n_leads: int = 12) -> np.
     """A deterministic ECG-shaped test signal (samples × leads, mV): narrow R waves at 72 bpm and
     a T wave, plus a little noise; amplitude differs by lead."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(round(fs * seconds))) / fs
+    t = np.arange(round(fs * seconds)) / fs
     phase = (t * 1.2) % 1.0
     beat = 1.2 * np.exp(-(((phase - 0.3) / 0.012) ** 2)) + 0.3 * np.exp(-(((phase - 0.6) / 0.05) ** 2))
     gains = np.linspace(0.4, 1.4, n_leads)

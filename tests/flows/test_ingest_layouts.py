@@ -47,14 +47,16 @@ def build_ptbxl(root: Path) -> Path:
                 "strat_fold": i + 4,
                 "filename_lr": lr,
                 "filename_hr": hr,
-            }  # fmt: skip
+            }
         )
     pd.DataFrame(rows).to_csv(root / "ptbxl_database.csv", index=False)
-    pd.DataFrame(
-        {"description": ["inferior MI", "normal", "anteroseptal MI", "sinus rhythm", "LVH", "anterior MI"],
-         "diagnostic": [1.0, 1.0, 1.0, None, 1.0, 1.0], "diagnostic_class": ["MI", "NORM", "MI", None, "HYP", "MI"]},
-        index=["IMI", "NORM", "ASMI", "SR", "LVH", "AMI"],
-    ).to_csv(root / "scp_statements.csv")  # fmt: skip
+    statements = {
+        "description": ["inferior MI", "normal", "anteroseptal MI", "sinus rhythm", "LVH", "anterior MI"],
+        "diagnostic": [1.0, 1.0, 1.0, None, 1.0, 1.0],
+        "diagnostic_class": ["MI", "NORM", "MI", None, "HYP", "MI"],
+    }
+    index = ["IMI", "NORM", "ASMI", "SR", "LVH", "AMI"]
+    pd.DataFrame(statements, index=index).to_csv(root / "scp_statements.csv")
     return root
 
 
@@ -131,7 +133,8 @@ def test_changed_file_replaces_its_old_version(tmp_path: Path, prefect_harness: 
     assert r2.content_sha256.item() != first[first.source_path == "r2.hea"].content_sha256.iloc[0]
     waves = st.read_table(store, "waveforms")
     assert sorted(waves["record_id"].to_pylist()) == sorted(after["record_id"])
-    stored = np.asarray(waves.filter(pc.equal(waves["record_id"], r2.record_id.item()))["signal"].to_pylist()[0])
+    mine = waves.filter(pc.equal(waves["record_id"], r2.record_id.item()))
+    stored = np.asarray(mine["signal"].to_pylist()[0])
     src = wfdb.rdrecord(str(archive / "r2")).p_signal.T
     np.testing.assert_allclose(stored, src, atol=1e-5)
     assert np.abs(stored - ecg_like(500, 10, 2).T).max() > 0.01  # not the old r2

@@ -74,7 +74,7 @@ def test_stored_signals_match_the_source_in_mv(real_store: Path) -> None:
         root = LUDB.parent if site == "ludb" else CINC
         src = wfdb.rdrecord(str(root / path[:-4]))
         stored = np.concatenate(
-            [sig_by_id[r][:, :n] for r, n in zip(grp["record_id"], grp["n_samples"])], axis=1
+            [sig_by_id[r][:, :n] for r, n in zip(grp["record_id"], grp["n_samples"], strict=False)], axis=1
         ).T
         fs = src.fs
         back = resample(stored, 500, fs) if fs != 500 else stored
