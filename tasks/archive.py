@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from tasks.errors import RecordError
+
 SIGNAL_SUFFIXES = (".dat", ".mat")
 _SKIP_MEMORY = 4096
 
@@ -50,12 +52,8 @@ Item = RecordUnit | ArchiveProblem
 HeaderFilter = Callable[[str], dict[str, Any] | None]
 
 
-class HeaderError(ValueError):
-    """A header that cannot be decoded or tokenized; `reason` is the quarantine reason code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+class HeaderError(RecordError):
+    """A header that cannot be decoded or tokenized."""
 
 
 def header_text(raw: bytes) -> str:

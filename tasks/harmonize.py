@@ -14,17 +14,14 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from data_contracts.leads import CANONICAL_LEADS, canonical_lead
+from tasks.errors import RecordError
 from tasks.wfdb_reader import RawRecord
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 
 
-class HarmonizeError(ValueError):
-    """A record that cannot be harmonized; `reason` is the quarantine reason code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+class HarmonizeError(RecordError):
+    """A record that cannot be harmonized."""
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,13 @@ import pyarrow.compute as pc
 from data_contracts.schemas import QUARANTINE, RECORDS, SIGNAL_TYPE, WAVEFORMS
 from data_contracts.suites import require_valid
 from tasks import store as st
-from tasks.archive import ArchiveProblem, HeaderError, RecordUnit, declared_duration_s, header_text
+from tasks.archive import ArchiveProblem, RecordUnit, declared_duration_s, header_text
+from tasks.errors import RecordError
 from tasks.harmonize import HarmonizeError, harmonize
 from tasks.header_meta import parse_comments
 from tasks.labels import label_version
 from tasks.pseudonym import keyed_hash
-from tasks.wfdb_reader import SignalError, decode
+from tasks.wfdb_reader import decode
 
 INGEST_VERSION = "ingest/1"
 
@@ -150,6 +151,15 @@ def signal_array(windows: np.ndarray) -> pa.FixedSizeListArray:
     )
 
 
+def _classify(exc: Exception) -> tuple[str, str, str]:
+    """(stage, reason, detail) of a failed record for the quarantine table."""
+    if isinstance(exc, HarmonizeError):
+        return "harmonize", exc.reason, str(exc)
+    if isinstance(exc, RecordError):
+        return "read", exc.reason, str(exc)
+    return "read", "unexpected_error", f"{type(exc).__name__}: {exc}"
+
+
 def process_shard(tasks: list[Task], cfg: IngestConfig, staging: Path, shard_id: str) -> ShardResult:
     """Ingest one shard in a worker; every failure becomes a quarantine row, never an exception."""
     result = ShardResult()
@@ -160,24 +170,12 @@ def process_shard(tasks: list[Task], cfg: IngestConfig, staging: Path, shard_id:
         if sha == task.stored_sha:
             result.unchanged += 1
             continue
-        stage = "read"
         try:
             unit_rows, windows = _record_rows(task, sha, cfg)
-        except (HeaderError, SignalError) as exc:
+        except Exception as exc:  # a decoder bug must not stop the archive either: keep the evidence
+            stage, reason, detail = _classify(exc)
             result.quarantine.append(
-                quarantine_row(task.unit.source_path, task.site, stage, exc.reason, str(exc), sha)
-            )
-            continue
-        except HarmonizeError as exc:
-            stage = "harmonize"
-            result.quarantine.append(
-                quarantine_row(task.unit.source_path, task.site, stage, exc.reason, str(exc), sha)
-            )
-            continue
-        except Exception as exc:  # a decoder bug must not stop the archive: keep the evidence
-            detail = f"{type(exc).__name__}: {exc}"
-            result.quarantine.append(
-                quarantine_row(task.unit.source_path, task.site, stage, "unexpected_error", detail, sha)
+                quarantine_row(task.unit.source_path, task.site, stage, reason, detail, sha)
             )
             continue
         if task.stored_sha is not None:

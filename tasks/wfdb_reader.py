@@ -20,6 +20,7 @@ import wfdb
 from wfdb.io import _coreio
 
 from tasks.archive import HeaderError
+from tasks.errors import RecordError
 
 _MEMORY = "memory://"
 if _MEMORY not in _coreio.CLOUD_PROTOCOLS:  # the same list object record.py and _signal.py use
@@ -42,12 +43,8 @@ _BYTES_PER_SAMPLE = {
 }
 
 
-class SignalError(ValueError):
-    """A record whose signal cannot be decoded as declared; `reason` is the quarantine code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+class SignalError(RecordError):
+    """A record whose signal cannot be decoded as declared."""
 
 
 @dataclass(frozen=True)
