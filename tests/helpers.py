@@ -38,7 +38,7 @@ def write_record(
     signal = ecg_like(fs, seconds, seed, len(names))
     if units == "uV":
         signal = signal * 1000
-    gain = 200.0 if units == "mV" else 0.2
+    gain = (200.0 if units == "mV" else 0.2) / (4 if fmt == "80" else 1)  # 8-bit samples need a lower gain
     wfdb.wrsamp(
         name,
         fs=fs,
