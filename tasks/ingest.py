@@ -208,6 +208,13 @@ class IngestTotals:
     replaced: int = 0
 
 
+def _remember(
+    index: dict[tuple[str, str], tuple[str, set[str]]], site: str, path: str, sha: str, part: Path
+) -> None:
+    """Note in the index that a part file holds windows of (site, source_path) at this hash."""
+    index.setdefault((site, path), (sha, set()))[1].add(part.stem.removeprefix("part-"))
+
+
 class Ingestor:
     """The parent side of an ingest run over one store: knows what is stored, publishes batches."""
 
@@ -220,16 +227,18 @@ class Ingestor:
         self._problems: list[dict[str, Any]] = []
 
     def _load_index(self) -> dict[tuple[str, str], tuple[str, set[str]]]:
-        """(site, source_path) → (content hash, ids of the part files holding its windows)."""
-        table = st.read_table(self.store, "records", ["site", "source_path", "content_sha256"])
-        dset = st.dataset(self.store, "records")
-        files = dset.to_table(columns=["__filename"])["__filename"] if dset is not None else pa.array([])
+        """(site, source_path) → (content hash, ids of the part files holding its windows), from
+        one scan of records/ (the file name of each row comes with it)."""
         index: dict[tuple[str, str], tuple[str, set[str]]] = {}
-        for site, path, sha, fname in zip(
-            table["site"].to_pylist(), table["source_path"].to_pylist(), table["content_sha256"].to_pylist(),
-            pc.cast(files, pa.string()).to_pylist(), strict=True,
-        ):  # fmt: skip
-            index.setdefault((site, path), (sha, set()))[1].add(Path(fname).stem.removeprefix("part-"))
+        dset = st.dataset(self.store, "records")
+        if dset is not None:
+            table = dset.to_table(columns=["site", "source_path", "content_sha256", "__filename"])
+            for site, path, sha, fname in zip(
+                *(table[c].to_pylist() for c in ("site", "source_path", "content_sha256")),
+                pc.cast(table["__filename"], pa.string()).to_pylist(),
+                strict=True,
+            ):
+                _remember(index, site, path, sha, Path(fname))
         return index
 
     def _load_quarantine_index(self) -> set[tuple[str, str, str, str, str]]:
@@ -302,11 +311,10 @@ class Ingestor:
                 continue
             site = st.site_of_part(dst)
             table = st.read_table_file(dst).select(["source_path", "content_sha256"])
-            part = dst.stem.removeprefix("part-")
             for path, sha in zip(
                 table["source_path"].to_pylist(), table["content_sha256"].to_pylist(), strict=True
             ):
-                self._stored.setdefault((site, path), (sha, set()))[1].add(part)
+                _remember(self._stored, site, path, sha, dst)
 
     def _count(self, batch: pa.Table) -> None:
         t = self.totals
