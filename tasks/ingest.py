@@ -89,7 +89,7 @@ def quarantine_row(
     }
 
 
-def _record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str, Any]], np.ndarray]:
+def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Decode, harmonize and label one unit (raises HeaderError/SignalError/HarmonizeError)."""
     unit = task.unit
     header_name = posixpath.basename(unit.header_path)
@@ -171,7 +171,7 @@ def process_shard(tasks: list[Task], cfg: IngestConfig, staging: Path, shard_id:
             result.unchanged += 1
             continue
         try:
-            unit_rows, windows = _record_rows(task, sha, cfg)
+            unit_rows, windows = record_rows(task, sha, cfg)
         except Exception as exc:  # a decoder bug must not stop the archive either: keep the evidence
             stage, reason, detail = _classify(exc)
             result.quarantine.append(

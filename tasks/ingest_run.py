@@ -39,7 +39,7 @@ def site_of(source_path: str, extra: dict[str, Any], override: str | None, defau
     return head if rest else default
 
 
-def _walk(archive_path: Path) -> Iterator[RecordUnit | ArchiveProblem]:
+def walk_archive(archive_path: Path) -> Iterator[RecordUnit | ArchiveProblem]:
     archive = open_archive(archive_path)
     database = ptbxl.find_database(archive.names())
     if database is None:
@@ -80,7 +80,7 @@ def ingest_archive(
         staging = st.staging_dir(store)
 
         def tasks() -> Iterator[Task]:
-            for item in _walk(archive_path):
+            for item in walk_archive(archive_path):
                 if isinstance(item, ArchiveProblem):
                     ingestor.add_problem(item, site_of(item.source_path, {}, site, default_site))
                     continue

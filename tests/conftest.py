@@ -41,6 +41,45 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def real_store(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Path:
+    """LUDB (site `ludb`) and the CinC sample ingested once per session through the flow.
+    Shared by many tests: treat it as read-only, or copy it with `tests.helpers.copy_store`."""
+    from flows.ingest import ingest
+    from tasks.settings import Settings
+
+    store = tmp_path_factory.mktemp("real-store")
+    settings = Settings(workers=2, shard_size=32)
+    ingest(LUDB.parent, store, site="ludb", settings=settings)
+    ingest(CINC, store, settings=settings)
+    return store
+
+
+SYNTH_RECORDS = 240
+SYNTH_SITES = 4
+
+
+@pytest.fixture(scope="session")
+def synth_archive(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Path:
+    """A synthetic multi-site archive (PTB-XL layout, with truth tables), made once per session."""
+    from flows.synth import synth
+
+    archive = tmp_path_factory.mktemp("synth") / "archive"
+    synth(out=archive, records=SYNTH_RECORDS, sites=SYNTH_SITES, seed=11, workers=2)
+    return archive
+
+
+@pytest.fixture(scope="session")
+def synth_store(synth_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`synth_archive` ingested once per session; read-only for tests (copy before writing)."""
+    from flows.ingest import ingest
+    from tasks.settings import Settings
+
+    store = tmp_path_factory.mktemp("synth-store")
+    ingest(synth_archive, store, settings=Settings(workers=2))
+    return store
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"shared test data not found at {SHARED_DATA}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,9 @@ def write_record(
         write_dir=str(directory),
     )
     return directory / f"{name}.hea"
+
+
+def copy_store(store: Path, to: Path) -> Path:
+    """A private copy of a session-wide store, for a test that writes to it."""
+    shutil.copytree(store, to, ignore=shutil.ignore_patterns(".staging", "*.lock"))
+    return to

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as ds
-import pytest
 import wfdb
 
 from flows.ingest import ingest
@@ -18,15 +17,6 @@ from tests.conftest import CINC, LUDB
 
 LUDB_MI = {4, 7, 10, 13, 21, 24, 26, 28, 33, 44, 55, 57, 64, 69, 83, 86, 106, 110, 114, 127, 129, 134, 164}
 CINC_MI = {f"S{n:04d}" for n in range(3, 11)} | {"HR00008", "Q0010", "Q0001", "Q0003", "Q0012"}
-
-
-@pytest.fixture(scope="module")
-def real_store(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Path:
-    store = tmp_path_factory.mktemp("store")
-    settings = Settings(workers=2, shard_size=32)
-    ingest(LUDB.parent, store, site="ludb", settings=settings)
-    ingest(CINC, store, settings=settings)
-    return store
 
 
 def _records(store: Path):
