@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -66,6 +67,20 @@ def write_parquet(table: pa.Table, path: Path) -> Path:
         use_dictionary=[f.name for f in table.schema if pa.types.is_string(f.type)],
     )
     return path
+
+
+def stage_parts(store: Path, table: str, rows: pa.Table) -> list[tuple[Path, Path]]:
+    """Write rows that carry a `site` column as one staged part file per site (cast to the
+    table's schema); returns the (staged, final) moves to put in a `Commit`."""
+    moves = []
+    for site in pc.unique(rows[SITE_FIELD.name]).to_pylist():
+        part = rows.filter(pc.equal(rows[SITE_FIELD.name], site)).drop_columns([SITE_FIELD.name])
+        if table in TABLES:
+            part = part.select(TABLES[table].names).cast(TABLES[table])
+        part_id = new_part_id()
+        staged = write_parquet(part, staging_dir(store) / f"{part_id}.{table}.parquet")
+        moves.append((staged, part_path(store, table, site, part_id)))
+    return moves
 
 
 def read_table_file(path: Path) -> pa.Table:
