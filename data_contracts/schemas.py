@@ -60,4 +60,29 @@ QUARANTINE = pa.schema(
     ]
 )
 
-TABLES: dict[str, pa.Schema] = {"records": RECORDS, "waveforms": WAVEFORMS, "quarantine": QUARANTINE}
+FLAG_COLUMNS = [f"flags_{lead}" for lead in CANONICAL_LEADS]
+LEAD_VALUES = pa.list_(pa.float32(), N_LEADS)  # one value per canonical lead, NaN where not measurable
+
+QUALITY = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("verdict", pa.string(), nullable=False),
+        pa.field("reasons", pa.list_(pa.string()), nullable=False),
+        *[pa.field(c, pa.string(), nullable=False) for c in FLAG_COLUMNS],
+        # noise indices per lead (definitions in tasks/quality*, thresholds in the QC profile)
+        pa.field("powerline", LEAD_VALUES, nullable=False),
+        pa.field("baseline", LEAD_VALUES, nullable=False),
+        pa.field("emg", LEAD_VALUES, nullable=False),
+        pa.field("template_corr", LEAD_VALUES, nullable=False),
+        pa.field("kurtosis", LEAD_VALUES, nullable=False),
+        pa.field("qc_version", pa.string(), nullable=False),
+        pa.field("checked_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "records": RECORDS,
+    "waveforms": WAVEFORMS,
+    "quarantine": QUARANTINE,
+    "quality": QUALITY,
+}
