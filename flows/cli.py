@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 # Flow modules that provide a sub-command, in the order `msaic --help` lists them.
@@ -20,6 +21,27 @@ def quiet_prefect_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    # Prefect's own 20 s is too short for its temporary API on a busy 2-core machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def start_temporary_api() -> threading.Thread | None:
+    """Without PREFECT_API_URL, Prefect starts a temporary local API at the first flow call, which
+    takes seconds; start it now, in a background thread, so that it boots while the flow modules
+    import. Prefect keeps one such server per process and the flow call reuses it."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        SubprocessASGIServer().start()
+
+    thread = threading.Thread(target=start, name="prefect-temporary-api", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_prefect_defaults()
-    parser = build_parser()
-    args = parser.parse_args(argv)  # exits with status 2 on bad usage
+    words = list(sys.argv[1:] if argv is None else argv)
+    api = start_temporary_api() if words and not {"-h", "--help"} & set(words) else None
+    try:
+        args = build_parser().parse_args(words)  # exits with status 2 on bad usage
+    finally:
+        if api is not None:
+            api.join()  # also on bad usage, so that Prefect's exit hook stops the server it started
     try:
         return int(args.func(args))
     except (FileNotFoundError, ValueError) as exc:

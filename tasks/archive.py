@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tasks.errors import RecordError
+from tasks.wfdb_header import HeaderError, header_text, parse_header
 
 SIGNAL_SUFFIXES = (".dat", ".mat")
 _SKIP_MEMORY = 4096
@@ -50,62 +50,6 @@ class ArchiveProblem:
 Item = RecordUnit | ArchiveProblem
 # Called with a header path; None skips the header, a dict is attached to the unit as `extra`.
 HeaderFilter = Callable[[str], dict[str, Any] | None]
-
-
-class HeaderError(RecordError):
-    """A header that cannot be decoded or tokenized."""
-
-
-def header_text(raw: bytes) -> str:
-    """Decode a header strictly: WFDB headers are ASCII, and anything that is not UTF-8 is
-    refused rather than guessed at."""
-    if not raw.strip():
-        raise HeaderError("empty_file", "header file is empty")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HeaderError("header_encoding", f"header is not UTF-8 text: {exc}") from None
-
-
-def signal_file_names(text: str) -> list[str]:
-    """Signal file names a single-segment header refers to, in order of first use."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise HeaderError("header_parse", "header has no record line")
-    record = lines[0].split()
-    if "/" in record[0]:
-        raise HeaderError("unsupported_record", "multi-segment records are not supported")
-    try:
-        n_sig = int(record[1]) if len(record) > 1 else 0
-        if len(record) > 2:  # wfdb falls back to 250 Hz on a frequency it cannot read: refuse instead
-            float(record[2].split("/")[0].split("(")[0])
-        if len(record) > 3:
-            int(record[3])
-    except ValueError:
-        raise HeaderError("header_parse", f"record line does not parse: {lines[0]!r}") from None
-    if n_sig < 1:
-        raise HeaderError("header_parse", "header declares no signals")
-    if len(lines) < 1 + n_sig:
-        raise HeaderError("header_parse", f"header declares {n_sig} signals but has {len(lines) - 1} lines")
-    names: list[str] = []
-    for ln in lines[1 : 1 + n_sig]:
-        name = ln.split()[0]
-        if name not in names:
-            names.append(name)
-    return names
-
-
-def declared_duration_s(text: str) -> float | None:
-    """Duration the record line declares (samples / frequency), read without decoding, so that
-    a recording of hours can be refused before its signal is loaded; None when not stated."""
-    lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    record = lines[0] if lines else []
-    try:
-        fs = float(record[2].split("/")[0].split("(")[0])
-        n = int(record[3])
-    except (IndexError, ValueError):
-        return None
-    return n / fs if fs > 0 else None
 
 
 def _unsafe(name: str) -> str | None:
@@ -147,7 +91,7 @@ class _RandomAccess:
             try:
                 raw = self._read(name)
                 files = {posixpath.basename(name): raw}
-                for sig in signal_file_names(header_text(raw)):
+                for sig in parse_header(header_text(raw)).file_names:
                     path = _sibling(name, sig)
                     if path not in self._known:
                         raise HeaderError("missing_signal_file", f"signal file {sig!r} not found")
@@ -250,7 +194,7 @@ class TarArchive:
                     raw = _read_tar(tf, info)
                     extra = keep(name)
                     try:
-                        needed = [_sibling(name, s) for s in signal_file_names(header_text(raw))]
+                        needed = [_sibling(name, s) for s in parse_header(header_text(raw)).file_names]
                     except HeaderError as exc:
                         if extra is not None:
                             yield ArchiveProblem(name, exc.reason, str(exc))

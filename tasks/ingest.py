@@ -25,13 +25,13 @@ import pyarrow.compute as pc
 from data_contracts.schemas import QUARANTINE, RECORDS, SIGNAL_TYPE, WAVEFORMS
 from data_contracts.suites import require_valid
 from tasks import store as st
-from tasks.archive import ArchiveProblem, RecordUnit, declared_duration_s, header_text
+from tasks.archive import ArchiveProblem, RecordUnit
 from tasks.errors import RecordError
 from tasks.harmonize import HarmonizeError, harmonize
 from tasks.header_meta import parse_comments
 from tasks.labels import label_version
 from tasks.pseudonym import keyed_hash
-from tasks.wfdb_reader import decode
+from tasks.wfdb_reader import decode, read_header
 
 INGEST_VERSION = "ingest/1"
 
@@ -93,10 +93,11 @@ def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str,
     """Decode, harmonize and label one unit (raises HeaderError/SignalError/HarmonizeError)."""
     unit = task.unit
     header_name = posixpath.basename(unit.header_path)
-    duration = declared_duration_s(header_text(unit.files[header_name]))
+    header = read_header(unit.files, header_name)
+    duration = header.duration_s
     if duration is not None and duration > cfg.max_duration_s:  # refuse before decoding hours of signal
         raise HarmonizeError("too_long", f"{duration:.0f} s is above the {cfg.max_duration_s:g} s maximum")
-    raw = decode(unit.files, header_name)
+    raw = decode(unit.files, header, header_name)
     h = harmonize(
         raw,
         target_fs=cfg.target_fs,

@@ -1,10 +1,12 @@
 """Decode a WFDB record (header + signal files) from bytes held in memory.
 
-wfdb-python reads through fsspec; it treats paths under its cloud protocols as remote and
-opens them with fsspec as they are. Registering fsspec's in-process `memory://` filesystem there
-lets `wfdb.rdrecord` decode every format it supports (16, 212, 80, 16+24 `.mat`, multi-file
-records, ...) from bytes read out of a directory, zip or tar, without touching the disk, and
-exactly as it decodes files.
+The header is parsed once (`tasks.wfdb_header`) and the signal files are checked against it.
+Records in one file of a fixed-width sample format (16, 61, 80, 160, 32: the 12-lead carts and
+the PhysioNet/CinC `.mat` files) are decoded with one `numpy.frombuffer`, the same arithmetic as
+wfdb's `dac`. Every other layout (212, 310, 24, several files, skew, several samples per frame) goes
+through `wfdb.rdrecord`: wfdb-python reads through fsspec and treats paths under its cloud
+protocols as remote, so registering fsspec's in-process `memory://` filesystem there lets it
+decode bytes read out of a directory, zip or tar without touching the disk.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
-from typing import NoReturn
 
 import fsspec
 import numpy as np
 import wfdb
 from wfdb.io import _coreio
+from wfdb.io._signal import INVALID_SAMPLE_VALUE
 
-from tasks.archive import HeaderError
 from tasks.errors import RecordError
+from tasks.wfdb_header import Header, header_text, parse_header
 
 _MEMORY = "memory://"
 if _MEMORY not in _coreio.CLOUD_PROTOCOLS:  # the same list object record.py and _signal.py use
@@ -41,6 +43,14 @@ _BYTES_PER_SAMPLE = {
     "310": 4 / 3,
     "311": 4 / 3,
 }
+# Formats numpy reads as they lie: dtype and the offset that makes the stored value signed.
+_FIXED_WIDTH = {
+    "16": ("<i2", 0),
+    "61": (">i2", 0),
+    "80": ("u1", -128),
+    "160": ("<u2", -32768),
+    "32": ("<i4", 0),
+}
 
 
 class SignalError(RecordError):
@@ -58,23 +68,18 @@ class RawRecord:
     comments: list[str]
 
 
-def check_signal_sizes(header: wfdb.Record, files: dict[str, bytes]) -> None:
+def check_signal_sizes(header: Header, files: dict[str, bytes]) -> None:
     """Refuse signal files shorter or longer than the header declares: wfdb itself reads a
     longer file silently and fails on a shorter one with an opaque reshape error."""
     per_file: dict[str, float] = {}
     offsets: dict[str, int] = {}
-    n = header.n_sig
-    for name, fmt, spf, off in zip(
-        header.file_name,
-        header.fmt,
-        header.samps_per_frame or [1] * n,
-        header.byte_offset or [0] * n,
-        strict=True,
-    ):
-        if fmt not in _BYTES_PER_SAMPLE:
-            raise SignalError("unknown_format", f"signal format {fmt!r} is not supported")
-        per_file[name] = per_file.get(name, 0) + _BYTES_PER_SAMPLE[fmt] * (spf or 1)
-        offsets[name] = off or 0
+    for spec in header.signals:
+        if spec.fmt not in _BYTES_PER_SAMPLE:
+            raise SignalError("unknown_format", f"signal format {spec.fmt!r} is not supported")
+        per_file[spec.file_name] = per_file.get(spec.file_name, 0) + _BYTES_PER_SAMPLE[spec.fmt] * (
+            spec.samps_per_frame
+        )
+        offsets[spec.file_name] = spec.byte_offset
     if header.sig_len is None:
         raise SignalError("header_parse", "header does not state the number of samples")
     for name, frame_bytes in per_file.items():
@@ -88,34 +93,64 @@ def check_signal_sizes(header: wfdb.Record, files: dict[str, bytes]) -> None:
             raise SignalError("length_mismatch", f"{name} has {actual} bytes, header declares {expected}")
 
 
-def decode(files: dict[str, bytes], header_name: str) -> RawRecord:
-    """The physical signal of a record held in memory, checked against its header."""
-    with _mounted(files) as base:
-        path = f"{base}/{header_name[:-4]}"
-        try:
-            rec = wfdb.rdrecord(path, return_res=32)
-        except Exception as exc:
-            _explain_failure(path, files, exc)
-    check_signal_sizes(rec, files)
-    signal = rec.p_signal if rec.p_signal is not None else np.empty((0, 0), np.float32)
+def read_header(files: dict[str, bytes], header_name: str) -> Header:
+    """The parsed header of a record held in memory."""
+    return parse_header(header_text(files[header_name]))
+
+
+def decode(files: dict[str, bytes], header: Header, header_name: str) -> RawRecord:
+    """The physical signal of a record held in memory (samples × signals, float32, in the
+    header's units; NaN where a sample is marked invalid), checked against its header."""
+    check_signal_sizes(header, files)
+    if _is_fixed_width(header):
+        signal = _fixed_width_signal(header, files[header.signals[0].file_name])
+    else:
+        signal = _wfdb_signal(files, header_name)
     return RawRecord(
-        signal=signal.astype(np.float32, copy=False),
-        sig_name=list(rec.sig_name or []),
-        units=list(rec.units or []),
-        fs=float(rec.fs),
-        comments=list(rec.comments or []),
+        signal=signal,
+        sig_name=[s.sig_name for s in header.signals],
+        units=[s.units for s in header.signals],
+        fs=header.fs,
+        comments=list(header.comments),
     )
 
 
-def _explain_failure(path: str, files: dict[str, bytes], exc: Exception) -> NoReturn:
-    """Turn a wfdb failure into a quarantine reason: a header wfdb cannot parse, a signal file
-    that does not fit its header, or (failing both) the decoder's own message."""
-    try:
-        header = wfdb.rdheader(path)
-    except Exception as hexc:
-        raise HeaderError("header_parse", f"{type(hexc).__name__}: {hexc}") from None
-    check_signal_sizes(header, files)
-    raise SignalError("signal_decode", f"{type(exc).__name__}: {exc}") from None
+def _is_fixed_width(header: Header) -> bool:
+    first = header.signals[0]
+    return all(
+        s.fmt == first.fmt in _FIXED_WIDTH
+        and s.file_name == first.file_name
+        and s.byte_offset == first.byte_offset
+        and s.samps_per_frame == 1
+        and s.skew == 0
+        for s in header.signals
+    )
+
+
+def _fixed_width_signal(header: Header, data: bytes) -> np.ndarray:
+    """Interleaved samples of one fixed-width file → physical values, as wfdb's `dac` computes
+    them in float32: (digital − baseline) / gain, NaN for the format's invalid-sample value."""
+    spec = header.signals[0]
+    dtype, shift = _FIXED_WIDTH[spec.fmt]
+    n = header.sig_len or 0
+    digital = np.frombuffer(data, dtype, count=n * header.n_sig, offset=spec.byte_offset)
+    digital = digital.reshape(n, header.n_sig).astype(np.int64) + shift
+    baseline = np.array([s.baseline for s in header.signals], np.float32)
+    gain = np.array([s.adc_gain for s in header.signals], np.float32)
+    signal = (digital.astype(np.float32) - baseline) / gain
+    signal[digital == INVALID_SAMPLE_VALUE[spec.fmt]] = np.nan
+    return signal
+
+
+def _wfdb_signal(files: dict[str, bytes], header_name: str) -> np.ndarray:
+    with _mounted(files) as base:
+        try:
+            rec = wfdb.rdrecord(f"{base}/{header_name[:-4]}", return_res=32)
+        except Exception as exc:
+            raise SignalError("signal_decode", f"{type(exc).__name__}: {exc}") from None
+    if rec.p_signal is None:
+        raise SignalError("no_signal", "wfdb returned no signal")
+    return rec.p_signal.astype(np.float32, copy=False)
 
 
 class _mounted:

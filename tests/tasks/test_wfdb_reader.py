@@ -10,7 +10,7 @@ import wfdb
 
 from tasks.archive import open_archive
 from tasks.header_meta import parse_comments
-from tasks.wfdb_reader import decode
+from tasks.wfdb_reader import _fixed_width_signal, _wfdb_signal, decode, read_header
 from tests.conftest import CINC, LUDB
 from tests.helpers import write_record
 
@@ -19,11 +19,45 @@ from tests.helpers import write_record
 def test_formats_decode_like_rdrecord(tmp_path: Path, fmt: str) -> None:
     write_record(tmp_path, f"r{fmt}", fmt=fmt)
     unit = next(iter(open_archive(tmp_path).units(lambda _: {})))
-    raw = decode(unit.files, unit.header_path)
+    raw = decode(unit.files, read_header(unit.files, unit.header_path), unit.header_path)
     ref = wfdb.rdrecord(str(tmp_path / f"r{fmt}"))
     np.testing.assert_allclose(raw.signal, ref.p_signal, atol=1e-6)
     assert np.ptp(raw.signal) > 0.5  # a real ECG-like signal, not a clipped or empty one
     assert raw.fs == 500 and raw.sig_name == ref.sig_name
+
+
+def test_fixed_width_path_equals_wfdb_on_every_shared_record(shared_data: Path) -> None:
+    """The numpy decoder of one-file fixed-width records gives wfdb's values, bit for bit
+    (format 16 .dat of LUDB and PTB, format 16+24 .mat of the CinC sources)."""
+    units = [u for root in (LUDB, CINC) for u in open_archive(root).units(lambda _: {})]
+    assert len(units) == 270
+    for unit in units:
+        name = unit.header_path.rsplit("/", 1)[-1]
+        header = read_header(unit.files, name)
+        fast = _fixed_width_signal(header, unit.files[header.signals[0].file_name])
+        np.testing.assert_array_equal(fast, _wfdb_signal(unit.files, name), err_msg=unit.header_path)
+
+
+def test_invalid_samples_become_nan(tmp_path: Path) -> None:
+    """The format's invalid-sample value (-32768 in format 16) decodes to NaN, as in wfdb."""
+    digital = np.tile(np.arange(-50, 50, dtype=np.int16), (50, 2)).reshape(-1, 2)[:5000]
+    digital[10:20, 1] = -32768
+    wfdb.wrsamp(
+        "nan",
+        fs=500,
+        units=["mV", "mV"],
+        sig_name=["I", "II"],
+        d_signal=digital,
+        fmt=["16", "16"],
+        adc_gain=[200.0, 400.0],
+        baseline=[5, -3],
+        write_dir=str(tmp_path),
+    )
+    unit = next(iter(open_archive(tmp_path).units(lambda _: {})))
+    raw = decode(unit.files, read_header(unit.files, "nan.hea"), "nan.hea")
+    ref = wfdb.rdrecord(str(tmp_path / "nan"))
+    assert np.isnan(raw.signal[10:20, 1]).all() and not np.isnan(raw.signal[:, 0]).any()
+    np.testing.assert_allclose(raw.signal, ref.p_signal, atol=1e-6)
 
 
 def test_multi_file_record(tmp_path: Path) -> None:
@@ -36,7 +70,7 @@ def test_multi_file_record(tmp_path: Path) -> None:
     (tmp_path / "b.hea").unlink()
     unit = next(iter(open_archive(tmp_path).units(lambda _: {})))
     assert sorted(unit.files) == ["a.dat", "ab.hea", "b.dat"]
-    raw = decode(unit.files, "ab.hea")
+    raw = decode(unit.files, read_header(unit.files, "ab.hea"), "ab.hea")
     np.testing.assert_allclose(raw.signal, wfdb.rdrecord(str(tmp_path / "ab")).p_signal, atol=1e-6)
 
 
