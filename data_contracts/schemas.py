@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from data_contracts.feature_columns import FEATURES
 from data_contracts.leads import CANONICAL_LEADS
 
 N_LEADS = len(CANONICAL_LEADS)
@@ -61,6 +62,11 @@ QUARANTINE = pa.schema(
 )
 
 FLAG_COLUMNS = [f"flags_{lead}" for lead in CANONICAL_LEADS]
+# flag names a `flags_<lead>` cell may hold (comma-separated), and the verdicts in increasing severity
+QC_FLAGS: tuple[str, ...] = (
+    "missing", "flat", "saturation", "amplitude", "powerline", "baseline", "emg", "low_sqi", "reversal",
+)  # fmt: skip
+QC_VERDICTS: tuple[str, ...] = ("pass", "limited", "reject")
 LEAD_VALUES = pa.list_(pa.float32(), N_LEADS)  # one value per canonical lead, NaN where not measurable
 
 QUALITY = pa.schema(
@@ -80,9 +86,38 @@ QUALITY = pa.schema(
     ]
 )
 
+# OUT/scores/ of `msaic score`: one row per window; a rejected window has no probability and
+# says why (`unscored_reason`); a positive call names its territory and leads (occlusion).
+SCORES = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("source_path", pa.string(), nullable=False),
+        pa.field("window", pa.int32(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("recorded_date", pa.string()),  # ISO date from the header, when it states one
+        pa.field("verdict", pa.string(), nullable=False),
+        pa.field("quality_reasons", pa.list_(pa.string()), nullable=False),
+        pa.field("flagged_leads", pa.list_(pa.string()), nullable=False),  # "V1: flat" per flagged lead
+        pa.field("probability", pa.float32()),
+        pa.field("flagged", pa.bool_(), nullable=False),
+        pa.field("threshold", pa.float32(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("territory", pa.string()),
+        pa.field("top_leads", pa.list_(pa.string()), nullable=False),
+        pa.field("explanation", pa.string()),
+        pa.field("unscored_reason", pa.string()),
+        pa.field("qc_version", pa.string(), nullable=False),
+        pa.field("score_version", pa.string(), nullable=False),
+        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "records": RECORDS,
     "waveforms": WAVEFORMS,
     "quarantine": QUARANTINE,
     "quality": QUALITY,
+    "scores": SCORES,
+    "features": FEATURES,
 }

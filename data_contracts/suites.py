@@ -13,8 +13,10 @@ from threading import Lock
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
-from data_contracts.schemas import RECORDS, SITE_FIELD
+from data_contracts.feature_columns import feature_leads_expectations, features_expectations
+from data_contracts.schemas import FLAG_COLUMNS, QC_FLAGS, QC_VERDICTS, QUALITY, RECORDS, SITE_FIELD
 
 
 class ContractError(ValueError):
@@ -54,7 +56,29 @@ def _nullable(column: str) -> bool:
     return column != SITE_FIELD.name and RECORDS.field(column).nullable
 
 
-SUITES = {"records": _records_expectations}
+def _quality_expectations(gxe: Any) -> list[Any]:
+    flag = f"(?:{'|'.join(QC_FLAGS)})"
+    scalar = [c for c in QUALITY.names if not pa.types.is_list(QUALITY.field(c).type)]
+    return [
+        gxe.ExpectTableColumnsToMatchSet(column_set=[*QUALITY.names, SITE_FIELD.name], exact_match=True),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in [*scalar, SITE_FIELD.name]],
+        gxe.ExpectColumnValuesToBeUnique(column="record_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="verdict", value_set=list(QC_VERDICTS)),
+        *[
+            gxe.ExpectColumnValuesToMatchRegex(column=c, regex=rf"^(?:{flag}(?:,{flag})*)?$")
+            for c in FLAG_COLUMNS
+        ],
+        gxe.ExpectColumnValuesToMatchRegex(column="qc_version", regex=r"^qc/\d+$"),
+        gxe.ExpectColumnValuesToMatchRegex(column="site", regex=r"^\S.*$"),
+    ]
+
+
+SUITES = {
+    "records": _records_expectations,
+    "quality": _quality_expectations,
+    "features": features_expectations,
+    "feature_leads": feature_leads_expectations,
+}
 
 
 _build_lock = Lock()

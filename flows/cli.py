@@ -1,6 +1,6 @@
 """`msaic`: the command line. Each sub-command lives in the flow module it runs and registers
-itself here through `register(subparsers)`; this module only dispatches and maps failures to the
-exit statuses of the CLI contract (0 finished, 1 failed, 2 bad usage)."""
+itself through `register(subparsers)`; this module only picks the module, dispatches, and maps
+failures to the exit statuses of the CLI contract (0 finished, 1 failed, 2 bad usage)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,19 @@ import sys
 import threading
 from collections.abc import Sequence
 
-# Flow modules that provide a sub-command, in the order `msaic --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("flows.synth", "flows.ingest", "flows.demo")
+# Sub-command → the flow module that registers it, in the order `msaic --help` lists them.
+COMMANDS: dict[str, str] = {
+    "synth": "flows.synth",
+    "ingest": "flows.ingest",
+    "qc": "flows.quality",
+    "features": "flows.features",
+    "train": "flows.train",
+    "evaluate": "flows.train",
+    "score": "flows.score",
+    "report": "flows.report",
+    "serve": "flows.serve",
+    "demo": "flows.demo",
+}
 
 
 def quiet_prefect_defaults() -> None:
@@ -44,10 +55,17 @@ def start_temporary_api() -> threading.Thread | None:
     return thread
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="msaic", description=__doc__.split("\n")[0])
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of one command, importing only its flow module (so that `msaic ingest` does
+    not import torch); of every command for help or an unknown command."""
+    parser = argparse.ArgumentParser(
+        prog="msaic",
+        description="Screen 12-lead ECG archives for myocardial infarction: ingest, quality, features, "
+        "training, evaluation and archive scoring, each a Prefect flow.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else COMMANDS.values()
+    for name in dict.fromkeys(modules):
         importlib.import_module(name).register(sub)
     return parser
 
@@ -57,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     api = start_temporary_api() if words and not {"-h", "--help"} & set(words) else None
     try:
-        args = build_parser().parse_args(words)  # exits with status 2 on bad usage
+        args = build_parser(words[0] if words else None).parse_args(words)  # exits with status 2 on bad usage
     finally:
         if api is not None:
             api.join()  # also on bad usage, so that Prefect's exit hook stops the server it started

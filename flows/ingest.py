@@ -10,8 +10,8 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from flows.progress import counting
 from flows.summary import ingest_markdown, print_ingest
 from tasks.ingest import IngestTotals
 from tasks.ingest_run import ingest_archive
@@ -30,20 +30,8 @@ def ingest(
 ) -> IngestTotals:
     """Ingest one archive; inputs that cannot be processed are quarantined and counted."""
     settings = settings or Settings()
-    if show_progress:
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
-        ) as bar:
-            job = bar.add_task("ingesting: 0 windows", total=None)
-            done = [0]
-
-            def advance(n: int) -> None:
-                done[0] += n
-                bar.update(job, description=f"ingesting: {done[0]} windows")
-
-            totals = ingest_task(archive, store, settings, site, advance)
-    else:
-        totals = ingest_task(archive, store, settings, site)
+    with counting("ingesting", "windows", show_progress) as advance:
+        totals = ingest_task(archive, store, settings, site, advance)
     create_markdown_artifact(
         ingest_markdown(totals), key="ingest-summary", description=f"ingest of {archive}"
     )

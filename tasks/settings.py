@@ -35,6 +35,42 @@ class Settings(BaseSettings):
         default=None, description="HMAC key for patient_key and record_id; else STORE/.pseudonym_key"
     )
     store: Path | None = None
+    qc_profile: Path | None = Field(
+        default=None, description="QC profile JSON (default: the packaged data_contracts/qc_profile.json)"
+    )
+    qc_batch_records: int = Field(default=256, ge=1, description="quality: windows read and assessed at once")
+    qc_windows_per_worker: int = Field(
+        default=2048, ge=1, description="quality: one worker process per this many windows to check"
+    )
+    qc_commit_records: int = Field(
+        default=8192, ge=1, description="quality: rows validated and committed to the store at once"
+    )
+    report_worst_records: int = Field(
+        default=6, ge=0, description="quality report: example strips of this many worst records"
+    )
+    report_max_rows: int = Field(
+        default=200, ge=1, description="quality report: longest row listing (quarantine) shown in full"
+    )
+    # `msaic score`: shards of archive records, each one task and one exactly-once commit
+    score_shard_size: int = Field(default=64, ge=1, description="score: archive records per shard")
+    # `msaic serve`: cron schedules (standard 5-field cron, in serve_timezone) and what they work on
+    serve_ingest_cron: str = Field(
+        default="0 1 * * *", description="serve: nightly ingest + quality + quality report"
+    )
+    serve_retrain_cron: str = Field(default="0 3 * * 0", description="serve: weekly retraining (Sundays)")
+    serve_screen_cron: str = Field(default="0 5 * * *", description="serve: nightly archive screening")
+    serve_timezone: str = Field(default="UTC", description="serve: time zone of the cron schedules")
+    serve_archives: list[Path] = Field(
+        default_factory=list, description="serve: archives ingested nightly into `store` (JSON list)"
+    )
+    serve_screen_archives: list[Path] = Field(
+        default_factory=list, description="serve: archives screened nightly (default: serve_archives)"
+    )
+    serve_out: Path | None = Field(
+        default=None, description="serve: screening output root (default STORE/screening/<archive>)"
+    )
+    serve_train_model: str = Field(default="msaic", description="serve: architecture retrained weekly")
+    serve_train_split: str = Field(default="site", description="serve: split of weekly retraining")
 
     @property
     def window_samples(self) -> int:
