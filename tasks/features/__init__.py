@@ -1,0 +1,16 @@
+"""Median-beat measurements of every record, for `features/` (issue 5).
+
+Modules: `beats` (R peaks on all leads together, one median beat per lead), `delineate` (QRS
+on/offset, T end, P, once per record on the median beats), `measure` (record and per-lead
+measures), `criteria` (pathological Q, STEMI ST elevation, territories), `run` (the store-level,
+incremental, parallel driver). Column names, units and the schema: data_contracts/feature_columns.py.
+
+For models: `FEATURE_COLUMNS` lists the numeric columns (float32/int16, null = not measurable),
+`CRITERIA_COLUMNS` the boolean criteria (null = undecided).
+"""
+
+from __future__ import annotations
+
+from data_contracts.feature_columns import CRITERIA_COLUMNS, FEATURE_COLUMNS, FEATURE_VERSION
+
+__all__ = ["CRITERIA_COLUMNS", "FEATURE_COLUMNS", "FEATURE_VERSION"]

@@ -1,0 +1,98 @@
+"""The per-record feature path on real LUDB records: delineation against the cardiologists'
+annotations (looser bounds than the bench targets, tight enough to fail on broken code), nulls for
+unusable leads, clear skips for records without beats."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from data_contracts.feature_columns import LEAD_MEASURES, RECORD_MEASURES, lead_column
+from data_contracts.leads import CANONICAL_LEADS
+from data_contracts.schemas import N_LEADS
+from tasks.features.beats import FeatureSkip
+from tasks.features.measure import measure_beats, measure_record
+from tasks.features.reference import BOUNDARIES, INTERVALS, compare, read_ludb
+from tests.conftest import LUDB
+
+SAMPLE = [LUDB / str(k) for k in range(1, 201, 8)]  # 25 records across the database
+ALL = np.ones(N_LEADS, bool)
+
+
+@pytest.fixture(scope="module")
+def ludb_errors() -> dict[str, np.ndarray]:
+    errors: dict[str, list[np.ndarray]] = {k: [] for k in (*BOUNDARIES, *INTERVALS)}
+    for path in SAMPLE:
+        beats, d = measure_beats(read_ludb(path), ALL)
+        err = compare(path, beats, d)
+        for b in BOUNDARIES:
+            errors[b].append(err.lead[b])
+        for k in INTERVALS:
+            errors[k].append(np.array([err.interval[k]]))
+    return {k: (v := np.concatenate(e))[np.isfinite(v)] for k, e in errors.items()}
+
+
+@pytest.mark.parametrize(
+    ("what", "median_ms", "p90_ms"),
+    [("qrs_on", 15, 40), ("qrs_off", 15, 40), ("t_end", 30, 80), ("qrs", 15, 40), ("qt", 30, 80)],
+)
+def test_delineation_agrees_with_cardiologists(
+    ludb_errors: dict[str, np.ndarray], what: str, median_ms: float, p90_ms: float
+) -> None:
+    errors = ludb_errors[what]
+    assert errors.size >= (len(SAMPLE) if what in INTERVALS else 10 * len(SAMPLE))
+    assert np.median(errors) <= median_ms
+    assert np.percentile(errors, 90) <= p90_ms
+
+
+def test_record_measures_are_physiological() -> None:
+    row = measure_record(read_ludb(LUDB / "1"), ALL)
+    assert set(row) == set(RECORD_MEASURES) | {
+        lead_column(m, lead) for m in LEAD_MEASURES for lead in CANONICAL_LEADS
+    }
+    assert 40 < row["hr_bpm"] < 150
+    assert 60 <= row["qrs_ms"] <= 130
+    assert 300 <= row["qt_ms"] <= 480
+    assert 80 <= row["pr_ms"] <= 250
+    assert -90 <= row["qrs_axis_deg"] <= 120
+    assert row["n_beats"] >= 6  # sinus bradycardia: its 7 complete beats are all kept
+    assert all(0.9 <= row[lead_column("template_corr", lead)] <= 1.0 for lead in CANONICAL_LEADS)
+
+
+def test_missing_and_unusable_leads_are_null_not_zero() -> None:
+    signal = read_ludb(LUDB / "2")
+    full = measure_record(signal, ALL)
+    signal[CANONICAL_LEADS.index("V3")] = np.nan  # absent in the source
+    usable = ALL.copy()
+    usable[CANONICAL_LEADS.index("aVL")] = False  # flagged flat/missing/saturated by quality
+    row = measure_record(signal, usable)
+    for lead in ("V3", "aVL"):
+        assert all(math.isnan(row[lead_column(m, lead)]) for m in LEAD_MEASURES)
+    assert all(math.isfinite(row[lead_column(m, "II")]) for m in LEAD_MEASURES)
+    assert abs(row["qrs_ms"] - full["qrs_ms"]) <= 10
+    assert abs(row["qt_ms"] - full["qt_ms"]) <= 20
+
+
+def test_padded_tail_is_measured_on_what_is_there() -> None:
+    signal = read_ludb(LUDB / "3")
+    full = measure_record(signal, ALL)
+    signal[:, 3500:] = np.nan  # a padded last window
+    row = measure_record(signal, ALL)
+    assert row["n_beats"] < full["n_beats"]
+    assert abs(row["qrs_ms"] - full["qrs_ms"]) <= 10
+
+
+@pytest.mark.parametrize(
+    ("signal", "reason"),
+    [
+        (np.full((N_LEADS, 5000), np.nan), "no_usable_leads"),
+        (np.zeros((N_LEADS, 5000)), "too_few_beats"),
+        (np.full((N_LEADS, 500), 0.1), "too_short"),
+    ],
+)
+def test_records_without_beats_are_skipped_with_a_reason(signal: np.ndarray, reason: str) -> None:
+    with pytest.raises(FeatureSkip) as info:
+        measure_record(signal, ALL)
+    assert info.value.reason == reason
