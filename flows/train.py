@@ -1,0 +1,215 @@
+"""Prefect flows `train` and `evaluate` and their commands `msaic train` / `msaic evaluate`.
+
+`train` checks the quality and feature contracts of the store, splits the eligible records
+(patient-disjoint; `loso` gives one fold per site, each trained and registered as its own model),
+then per fold trains, evaluates and registers `STORE/models/<model_id>/`. `evaluate` re-evaluates
+a registered model at its saved threshold on its own split or on another store. The work lives in
+`tasks.training_data`, `tasks.splits` and `msaic_model.training_run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from rich.console import Console
+from rich.table import Table
+
+from data_contracts.feature_columns import FEATURE_COLUMNS
+from msaic_model.evaluate import load_evaluation_config
+from msaic_model.registry import model_dir, new_model_id
+from msaic_model.training_run import (
+    MODEL_CHOICES,
+    NETS,
+    RunSpec,
+    finish_fold,
+    fit_fold,
+    network_config,
+    reevaluate,
+)
+from tasks.splits import MODES, make_split
+from tasks.training_data import check_contracts, eligible_records
+
+check_task = task(check_contracts, name="check-contracts", cache_policy=NO_CACHE)
+eligible_task = task(eligible_records, name="eligible-records", cache_policy=NO_CACHE)
+split_task = task(make_split, name="split", cache_policy=NO_CACHE)
+fit_task = task(fit_fold, name="fit", cache_policy=NO_CACHE)
+finish_task = task(finish_fold, name="evaluate-register", cache_policy=NO_CACHE)
+reevaluate_task = task(reevaluate, name="re-evaluate", cache_policy=NO_CACHE)
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    model_id: str
+    path: Path
+    fold: int
+    metrics: dict[str, Any]
+
+
+@flow(name="train")
+def train(
+    store: Path,
+    model: str = "msaic",
+    split: str = "site",
+    epochs: int | None = None,
+    config: Path | None = None,
+    seed: int = 0,
+    held_out: list[str] | None = None,
+    evaluation_config: Path | None = None,
+) -> list[TrainedModel]:
+    """Train, evaluate and register `model` on `store`, one model per fold of the split."""
+    if model not in MODEL_CHOICES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CHOICES)}")
+    store = Path(store)
+    evaluation = load_evaluation_config(evaluation_config)
+    check_task(store)
+    eligible = eligible_task(store)
+    the_split = split_task(eligible.records, split, seed, evaluation.splits, held_out)
+    spec_args: dict[str, Any] = (
+        {"model_config": network_config(model, config, epochs, seed)}
+        if model in NETS
+        else {"feature_columns": list(FEATURE_COLUMNS)}
+    )
+    excluded = eligible.excluded | the_split.excluded
+    trained = []
+    for fold in the_split.folds:
+        spec = RunSpec(store, model, the_split, fold, excluded, evaluation, **spec_args)
+        model_id = new_model_id(model, split, fold if split == "loso" else None)
+        fitted = fit_task(spec, model_id)
+        path = finish_task(spec, fitted, f"{model} trained on {store.name}, split {split}")
+        metrics = json.loads((path / "metrics.json").read_text())
+        trained.append(TrainedModel(model_id, path, fold, metrics))
+    create_markdown_artifact(
+        train_markdown(trained), key="train-summary", description=f"train {model} on {store}"
+    )
+    return trained
+
+
+@flow(name="evaluate")
+def evaluate(
+    store: Path,
+    model_id: str,
+    model_store: Path | None = None,
+    split: str | None = None,
+    seed: int | None = None,
+    evaluation_config: Path | None = None,
+) -> dict[str, Any]:
+    """Re-evaluate a registered model; the report goes to STORE/reports/evaluations/."""
+    store = Path(store)
+    path = model_dir(model_store or store, model_id)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no registered model {model_id} in {(model_store or store) / 'models'}")
+    check_task(store)
+    eligible = eligible_task(store)
+    report = reevaluate_task(store, path, eligible, load_evaluation_config(evaluation_config), split, seed)
+    out = store / "reports" / "evaluations" / f"{model_id}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out)
+    report["path"] = str(out)
+    return report
+
+
+def _cell(metric: dict[str, Any]) -> str:
+    if metric["value"] is None:
+        return "–"
+    low, high = metric["low"], metric["high"]
+    return f"{metric['value']:.3f}" + (f" ({low:.2f}–{high:.2f})" if low is not None else "")
+
+
+def _rows(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    rows = [("test", evaluation["test"])]
+    if evaluation["shift"] is not None:
+        rows += [
+            ("in-distribution", evaluation["shift"]["in_distribution"]),
+            ("held-out", evaluation["shift"]["held_out"]),
+        ]
+    return rows
+
+
+def train_markdown(trained: list[TrainedModel]) -> str:
+    lines = [
+        "| model | part | n | AUROC | AUPRC | sensitivity | specificity |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in trained:
+        for name, m in _rows(t.metrics["evaluation"]):
+            cells = " | ".join(_cell(m[k]) for k in ("auroc", "auprc", "sensitivity", "specificity"))
+            lines.append(f"| {t.model_id} | {name} | {m['n']} | {cells} |")
+    return "\n".join(lines)
+
+
+def print_evaluation(title: str, evaluation: dict[str, Any], console: Console) -> None:
+    table = Table(title=title)
+    for col in ("part", "n", "MI+", "AUROC", "AUPRC", "sensitivity", "specificity"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for name, m in _rows(evaluation):
+        metrics = (_cell(m[k]) for k in ("auroc", "auprc", "sensitivity", "specificity"))
+        table.add_row(name, str(m["n"]), str(m["positives"]), *metrics)
+    console.print(table)
+    if evaluation["shift"] is not None:
+        gap = evaluation["shift"]["gap"]
+        console.print(f"distribution shift (held-out − in-distribution): AUROC {_cell(gap['auroc'])}")
+
+
+_EVALUATION_HELP = "splits/threshold/metrics config JSON (default: data_contracts/evaluation.json)"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train, evaluate and register an MI model on the store")
+    p.add_argument("--store", type=Path, required=True, help="store with records, quality and features")
+    p.add_argument("--model", choices=MODEL_CHOICES, default="msaic", help="network or feature baseline")
+    p.add_argument("--split", choices=MODES, default="site", help="patient-disjoint split mode")
+    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--config", type=Path, help="model config JSON (default: the packaged one)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
+    p.add_argument("--held-out", nargs="+", help="sites (devices) to hold out in site (device) mode")
+    p.add_argument("--evaluation-config", type=Path, help=_EVALUATION_HELP)
+    p.set_defaults(func=run_train)
+    e = sub.add_parser("evaluate", help="re-evaluate a registered model on its split or another store")
+    e.add_argument("--store", type=Path, required=True, help="store to evaluate on")
+    e.add_argument("--model-id", required=True, help="a directory name under STORE/models/")
+    e.add_argument("--model-store", type=Path, help="store the model is registered in (default: --store)")
+    e.add_argument("--split", choices=MODES, help="evaluate this split's test part (default: the saved one)")
+    e.add_argument("--seed", type=int, help="split and bootstrap seed (default: the model's own)")
+    e.add_argument("--evaluation-config", type=Path, help=_EVALUATION_HELP)
+    e.set_defaults(func=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    trained = train(
+        store=args.store,
+        model=args.model,
+        split=args.split,
+        epochs=args.epochs,
+        config=args.config,
+        seed=args.seed,
+        held_out=args.held_out,
+        evaluation_config=args.evaluation_config,
+    )
+    console = Console()
+    for t in trained:
+        print_evaluation(f"{t.model_id} (fold {t.fold})", t.metrics["evaluation"], console)
+        console.print(f"registered: {t.path}")
+    if trained:
+        excluded = json.loads((trained[0].path / "config.json").read_text())["split"]["excluded"]
+        console.print("left out before the split: " + ", ".join(f"{k} {v}" for k, v in excluded.items()))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    report = evaluate(
+        args.store, args.model_id, args.model_store, args.split, args.seed, args.evaluation_config
+    )
+    console = Console()
+    print_evaluation(f"{report['model_id']} on {args.store}", report["evaluation"], console)
+    console.print(f"excluded: {report['excluded']}\nreport: {report['path']}")
+    return 0
