@@ -1,0 +1,192 @@
+"""Benchmark of `msaic score`: end-to-end records/s on a synthetic archive, the share of worker
+time in read (decode + harmonize), quality and model (probabilities + explanation), and the peak
+memory of the whole process tree, at two archive sizes (memory should not grow with the archive).
+
+The archive is a synthetic base archive (`msaic synth`) replicated by hard links into as many
+site folders as needed, so 20,000 records cost no synthesis time and little disk. The reference
+in the same run is the decode + harmonize floor: `record_rows` alone, in one process, on the base
+records; the ratio says how close scoring comes to reading. Prints one JSON object.
+
+    .venv/bin/python bench/score.py [--records 20000] [--small 2000] [--workers 2] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RECORDS_PER_S = 200.0
+
+
+def replicate(base: Path, out: Path, records: int) -> int:
+    """`records` records as hard links of the base archive's, `copy_<k>/` per replica (a site each)."""
+    units = sorted(p for p in base.rglob("*.hea"))
+    made = 0
+    k = 0
+    while made < records:
+        for hea in units[: records - made]:
+            for src in (hea, hea.with_suffix(".dat")):
+                dst = out / f"copy_{k:03d}" / src.relative_to(base)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.link(src, dst)
+            made += 1
+        k += 1
+    return made
+
+
+def read_floor(base: Path, limit: int = 300) -> float:
+    """Records/s of decode + harmonize alone (the ingest path scoring reuses), one process."""
+    from tasks.ingest import IngestConfig, Task, content_sha256, record_rows
+    from tasks.ingest_run import walk_archive
+    from tasks.settings import Settings
+
+    s = Settings()
+    cfg = IngestConfig(base, b"bench", s.target_fs, s.window_s, s.min_duration_s, s.max_duration_s)
+    units = [u for _, u in zip(range(limit), walk_archive(base), strict=False)]
+    start = time.perf_counter()
+    for unit in units:
+        record_rows(Task(unit, "bench", None), content_sha256(unit.files), cfg)
+    return len(units) / (time.perf_counter() - start)
+
+
+def train_model(base: Path, work: Path, config: str | None) -> Path:
+    """A real registered model: the base archive ingested, checked, measured, trained (1 epoch)."""
+    from flows.ingest import ingest
+    from flows.quality import quality
+    from flows.train import train
+    from tasks.features.run import build_features
+    from tasks.settings import Settings
+
+    store = work / "store"
+    settings = Settings(workers=2)
+    ingest(base, store, settings=settings)
+    quality(store, settings)
+    build_features(store, settings)
+    trained = train(store, model="msaic", split="site", epochs=1, config=Path(config) if config else None)
+    return trained[0].path
+
+
+def peak_tree_rss(proc: subprocess.Popen, stop: threading.Event, out: list[float]) -> None:
+    """Sample the summed RSS of a process and all its descendants until `stop`."""
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while not stop.is_set():
+        try:
+            procs = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    out.append(peak / 2**20)
+
+
+def run_score(archive: Path, model: Path, out: Path, workers: int) -> dict:
+    cmd = [sys.executable, "-m", "flows.cli", "score", str(archive), "--model", str(model), "--out", str(out)]
+    cmd += ["--workers", str(workers)]
+    env = (
+        {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+        | os.environ
+        | {"MSAIC_PSEUDONYM_KEY": "bench"}
+    )
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stop, peak = threading.Event(), []
+    sampler = threading.Thread(target=peak_tree_rss, args=(proc, stop, peak))
+    sampler.start()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"msaic score failed: {err.decode()[-2000:]}")
+    summary = json.loads((out / "score_summary.json").read_text())
+    seconds = summary["seconds"]
+    busy = seconds["read"] + seconds["quality"] + seconds["model"] + seconds.get("explain", 0.0)
+    records = summary["counts"]["records"]
+    return {
+        "records": records,
+        "windows": summary["counts"]["windows"],
+        "flagged": summary["counts"]["flagged"],
+        "wall_s": round(wall, 2),
+        "records_per_s_end_to_end": round(records / wall, 1),
+        "records_per_s_in_run": round(summary["records_per_s"], 1),
+        "share_read": round(seconds["read"] / busy, 3),
+        "share_quality": round(seconds["quality"] / busy, 3),
+        "share_model": round((seconds["model"] + seconds.get("explain", 0.0)) / busy, 3),
+        "share_model_of_which_explain": round(seconds.get("explain", 0.0) / busy, 3),
+        "worker_ms_per_record": {k: round(1000 * v / records, 2) for k, v in seconds.items()},
+        "peak_rss_mb_process_tree": round(peak[0], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--small", type=int, default=2_000, help="the smaller archive, for memory growth")
+    parser.add_argument("--base", type=int, default=400, help="distinct synthetic records replicated")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--model", type=Path, help="registered model dir (default: train one, 1 epoch)")
+    parser.add_argument("--config", help="model config to train (default: the packaged msaic)")
+    parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temporary)")
+    args = parser.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="msaic-bench-score-"))
+    try:
+        from tasks.synth.archive import SynthConfig, write_archive
+        from tasks.synth.sites import first_sites
+
+        base = work / "base"
+        if not base.exists():
+            write_archive(SynthConfig(n_records=args.base, sites=first_sites(4), seed=3), base, workers=2)
+        model = args.model or train_model(base, work, args.config)
+        floor = read_floor(base)
+        results = {}
+        for n in (args.small, args.records):
+            archive = work / f"archive-{n}"
+            if not archive.exists():
+                replicate(base, archive, n)
+            out = work / f"out-{n}"
+            shutil.rmtree(out, ignore_errors=True)
+            results[n] = run_score(archive, model, out, args.workers)
+            print(json.dumps({"size": n, **results[n]}), file=sys.stderr, flush=True)  # progress
+        big = results[args.records]
+        print(
+            json.dumps(
+                {
+                    "bench": "score",
+                    "cpu_count": os.cpu_count(),
+                    "workers": args.workers,
+                    "model": model.name,
+                    "sizes": results,
+                    "records_per_s_end_to_end": big["records_per_s_end_to_end"],
+                    "target_records_per_s": TARGET_RECORDS_PER_S,
+                    "target_met": big["records_per_s_end_to_end"] >= TARGET_RECORDS_PER_S,
+                    "reference_read_only_records_per_s_1_process": round(floor, 1),
+                    "ratio_in_run_rate_to_read_only_x_workers": round(
+                        big["records_per_s_in_run"] / (floor * args.workers), 3
+                    ),
+                    "memory_ratio_large_to_small": round(
+                        big["peak_rss_mb_process_tree"] / results[args.small]["peak_rss_mb_process_tree"], 3
+                    ),
+                },
+                indent=2,
+            )
+        )
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Prefect flow `score_archive`: screen a whole archive with a registered model into OUT
+(scores/, quarantine/, worklist.csv, worklist.html). The work is `tasks.score_run`; this module
+chooses where shards run (local processes by default, or shard-level Prefect tasks on Dask
+through prefect-dask's `DaskTaskRunner`) and wires the `msaic score` command."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from tasks.score_run import ScoreTotals, expected_inputs, run_shard, score_archive_run
+from tasks.settings import Settings
+from tasks.worklist import write_worklist
+
+score_shard = task(run_shard, name="score-shard", cache_policy=NO_CACHE)
+score_local = task(score_archive_run, name="score-archive-local", cache_policy=NO_CACHE)
+worklist_task = task(write_worklist, name="worklist", cache_policy=NO_CACHE)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:.0f} records/s")
+
+
+@flow(name="score_archive")
+def score_archive(
+    archive: Path,
+    model: Path,
+    out: Path,
+    settings: Settings | None = None,
+    site: str | None = None,
+    use_dask: bool = False,
+    show_progress: bool = False,
+) -> ScoreTotals:
+    """Score every record of ARCHIVE into OUT; resumes what an earlier run with OUT left."""
+    settings = settings or Settings()
+
+    def run(on_progress: Callable[[int], None] | None) -> ScoreTotals:
+        if use_dask:  # one Prefect task per shard, on the flow's DaskTaskRunner
+            return score_archive_run(
+                archive, model, out, settings, score_shard.submit, on_progress=on_progress, site=site
+            )
+        return score_local(archive, model, out, settings, on_progress=on_progress, site=site)
+
+    if show_progress:
+        with Progress(
+            TextColumn("scoring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        ) as bar:
+            job = bar.add_task("score", total=expected_inputs(archive))
+            totals = run(lambda n: bar.advance(job, n))
+    else:
+        totals = run(None)
+    _, _, n = worklist_task(out.resolve())
+    create_markdown_artifact(summary_markdown(totals, n), key="score-summary", description=f"{archive}")
+    return totals
+
+
+def summary_table(totals: ScoreTotals) -> Table:
+    c = totals.counts
+    table = Table(title=f"msaic score · model {totals.model_id}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("records read", c["records"]),
+        ("windows", c["windows"]),
+        ("scored: pass", c["pass"]),
+        ("scored: limited (flagged leads)", c["limited"]),
+        ("not scored: quality reject", c["rejected"]),
+        ("flagged at the model threshold", c["flagged"]),
+        ("quarantined inputs", c["quarantined"]),
+        ("inputs already in OUT (resumed)", totals.records_resumed),
+    ]
+    for what, n in rows:
+        table.add_row(what, str(n))
+    return table
+
+
+def summary_markdown(totals: ScoreTotals, worklist_len: int) -> str:
+    lines = ["| what | count |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(totals.counts.items())]
+    lines += [f"| inputs already in OUT | {totals.records_resumed} |", f"| worklist | {worklist_len} |"]
+    lines += ["", "| stage:reason | inputs |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(totals.quarantined.items())]
+    lines += ["", f"{totals.records_per_s:.1f} records/s over {totals.wall_s:.1f} s"]
+    return "\n".join(lines)
+
+
+def print_summary(totals: ScoreTotals, out: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(summary_table(totals))
+    if totals.quarantined:
+        q = Table(title="quarantined")
+        q.add_column("stage:reason")
+        q.add_column("inputs", justify="right")
+        for reason, n in sorted(totals.quarantined.items()):
+            q.add_row(reason, str(n))
+        console.print(q)
+    busy = sum(v for k, v in totals.seconds.items() if k != "walk") or 1.0
+    split = ", ".join(f"{k} {100 * v / busy:.0f}%" for k, v in sorted(totals.seconds.items()) if k != "walk")
+    console.print(
+        f"{totals.counts['records']} records in {totals.wall_s:.1f} s "
+        f"({totals.records_per_s:.1f} records/s); worker time: {split}"
+    )
+    console.print(
+        f"scores:   {out / 'scores'}\nworklist: {out / 'worklist.csv'}\n          {out / 'worklist.html'}\n"
+        f"quarantine: {out / 'quarantine'}"
+    )
+
+
+def run_score(
+    archive: Path,
+    model: Path,
+    out: Path,
+    settings: Settings,
+    dask_address: str | None = None,
+    dask_local: bool = False,
+    site: str | None = None,
+    show_progress: bool = False,
+) -> ScoreTotals:
+    """Run the flow with the task runner the options ask for."""
+    the_flow = score_archive
+    if dask_address or dask_local:
+        from prefect_dask import DaskTaskRunner
+
+        runner = (
+            DaskTaskRunner(address=dask_address)
+            if dask_address
+            else DaskTaskRunner(
+                cluster_kwargs={
+                    "n_workers": settings.workers,
+                    "threads_per_worker": 1,
+                    "processes": True,
+                    "dashboard_address": None,
+                }
+            )
+        )
+        the_flow = score_archive.with_options(task_runner=runner)
+    return the_flow(
+        archive,
+        model,
+        out,
+        settings,
+        site=site,
+        use_dask=bool(dask_address or dask_local),
+        show_progress=show_progress,
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="screen a whole archive with a registered model (resumable)")
+    p.add_argument("archive", type=Path, help="directory, .zip, .tar or .tar.gz")
+    p.add_argument("--model", type=Path, required=True, help="registered model directory (STORE/models/<id>)")
+    p.add_argument("--out", type=Path, required=True, help="output directory; rerun with it to resume")
+    p.add_argument("--workers", type=int, help="worker processes or Dask workers (default: CPU count)")
+    p.add_argument("--dask-address", help="run shards on this Dask scheduler (tcp://host:8786)")
+    p.add_argument("--dask-local", action="store_true", help="run shards on a local Dask cluster")
+    p.add_argument("--site", help="site name for every record (default: metadata, else subfolder name)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"workers": args.workers} if args.workers else {}
+    settings = Settings(**overrides)
+    totals = run_score(
+        args.archive, args.model, args.out, settings, args.dask_address, args.dask_local, args.site, True
+    )
+    print_summary(totals, args.out.resolve())
+    return 0

@@ -1,0 +1,146 @@
+"""`msaic serve`: the scheduled operation of the pipeline as Prefect deployments.
+
+Three deployments, each on a cron schedule from the settings (`MSAIC_SERVE_*_CRON`, in
+`MSAIC_SERVE_TIMEZONE`; flags override them):
+- `nightly-ingest` (flow `nightly_ingest`, default 01:00 daily): ingest each configured archive
+  into the store (incremental: unchanged sources are skipped), then the quality gate and the
+  data-quality report;
+- `weekly-retrain` (flow `weekly_retrain`, default Sundays 03:00): features brought up to date,
+  a model trained and registered, then the promotion gate (`tasks.promotion`): promoted only if
+  its held-out-site AUROC interval is not worse than the promoted model's; every decision goes
+  to STORE/models/promotions.jsonl;
+- `nightly-screening` (flow `nightly_screen`, default 05:00 daily): score each screening archive
+  with the promoted model into OUT/<archive>/<model_id>/; OUT is resumable, so each night scores
+  only records it has not scored with that model.
+The deployments run in this process (Prefect's `serve`), reporting to the Prefect API that
+PREFECT_API_URL names.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import flow, serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
+
+from flows.features import features
+from flows.ingest import ingest
+from flows.quality import quality
+from flows.report import quality_report
+from flows.score import score_archive
+from flows.train import train
+from tasks.ingest_run import archive_name
+from tasks.promotion import gate, promoted_model
+from tasks.settings import Settings
+
+
+@flow(name="nightly_ingest")
+def nightly_ingest(archives: list[Path], store: Path) -> str:
+    """Ingest each archive, check quality, and write the quality report; returns the report path."""
+    settings = Settings()
+    for archive in archives:
+        ingest(Path(archive), Path(store), settings=settings)
+    quality(Path(store), settings)
+    return str(quality_report(Path(store), settings))
+
+
+@flow(name="weekly_retrain")
+def weekly_retrain(
+    store: Path,
+    model: str = "msaic",
+    split: str = "site",
+    epochs: int | None = None,
+    config: Path | None = None,
+) -> list[dict]:
+    """Bring features up to date, train and register, then gate each new model; returns the
+    recorded decisions."""
+    features(Path(store), Settings())
+    trained = train(Path(store), model=model, split=split, epochs=epochs, config=config)
+    return [asdict(gate(Path(store), t.model_id)) for t in trained]
+
+
+@flow(name="nightly_screen")
+def nightly_screen(archives: list[Path], store: Path, out_root: Path | None = None) -> list[str]:
+    """Score each archive with the promoted model; returns the OUT directories (none before the
+    first promotion)."""
+    store = Path(store)
+    model_id = promoted_model(store)
+    if model_id is None:
+        return []
+    root = Path(out_root) if out_root else store / "screening"
+    outs = []
+    for archive in archives:
+        out = root / archive_name(Path(archive)) / model_id
+        score_archive(Path(archive), store / "models" / model_id, out, Settings())
+        outs.append(str(out))
+    return outs
+
+
+def deployments(settings: Settings) -> list[RunnerDeployment]:
+    """The three scheduled deployments for the store and archives the settings name."""
+    if settings.store is None:
+        raise ValueError("msaic serve needs a store: --store or MSAIC_STORE")
+    store = str(settings.store.resolve())
+    archives = [str(a.resolve()) for a in settings.serve_archives]
+    screened = [str(a.resolve()) for a in settings.serve_screen_archives] or archives
+    tz = settings.serve_timezone
+    out_root = str(settings.serve_out.resolve()) if settings.serve_out else None
+    return [
+        nightly_ingest.to_deployment(
+            "nightly-ingest",
+            schedules=[Cron(settings.serve_ingest_cron, timezone=tz)],
+            parameters={"archives": archives, "store": store},
+            description="ingest + quality + quality report of the configured archives",
+        ),
+        weekly_retrain.to_deployment(
+            "weekly-retrain",
+            schedules=[Cron(settings.serve_retrain_cron, timezone=tz)],
+            parameters={
+                "store": store,
+                "model": settings.serve_train_model,
+                "split": settings.serve_train_split,
+            },
+            description="retrain, then promote only if the held-out-site AUROC interval is not worse",
+        ),
+        nightly_screen.to_deployment(
+            "nightly-screening",
+            schedules=[Cron(settings.serve_screen_cron, timezone=tz)],
+            parameters={"archives": screened, "store": store, "out_root": out_root},
+            description="score the screening archives with the promoted model",
+        ),
+    ]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the scheduled deployments (ingest, retraining, screening)")
+    p.add_argument("--store", type=Path, help="store directory (default: MSAIC_STORE)")
+    p.add_argument("--archive", type=Path, action="append", help="archive ingested nightly (repeatable)")
+    p.add_argument("--screen-archive", type=Path, action="append", help="archive screened nightly")
+    p.add_argument("--out", type=Path, help="screening output root (default STORE/screening)")
+    p.add_argument("--ingest-cron", help="cron of nightly-ingest (default: MSAIC_SERVE_INGEST_CRON)")
+    p.add_argument("--retrain-cron", help="cron of weekly-retrain (default: MSAIC_SERVE_RETRAIN_CRON)")
+    p.add_argument("--screen-cron", help="cron of nightly-screening (default: MSAIC_SERVE_SCREEN_CRON)")
+    p.add_argument("--timezone", help="time zone of the schedules (default: MSAIC_SERVE_TIMEZONE)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    flags = {
+        "store": args.store,
+        "serve_archives": args.archive,
+        "serve_screen_archives": args.screen_archive,
+        "serve_out": args.out,
+        "serve_ingest_cron": args.ingest_cron,
+        "serve_retrain_cron": args.retrain_cron,
+        "serve_screen_cron": args.screen_cron,
+        "serve_timezone": args.timezone,
+    }
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    deps = deployments(settings)
+    for d in deps:
+        print(f"{d.flow_name}/{d.name}: {d.schedules[0].schedule.cron} ({settings.serve_timezone})")
+    serve(*deps)
+    return 0

@@ -1,0 +1,254 @@
+"""Scoring of one shard of archive records: decode and harmonize (the ingest path, reused), the
+quality gate, the model's probabilities, and an occlusion explanation of each positive call.
+
+Pure work on in-memory units; `tasks.score_run` stages and commits the rows it returns. A record
+that cannot be read becomes a quarantine row (the ingest classification), a window the quality
+gate rejects is kept with its reason instead of a probability, a `limited` one is scored and
+names its flagged leads.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from wfdb.io.header import rx_record
+
+from data_contracts import load_json
+from data_contracts.leads import CANONICAL_LEADS
+from tasks.archive import ArchiveProblem, RecordUnit
+from tasks.ingest import IngestConfig, Task, _classify, content_sha256, quarantine_row, record_rows
+from tasks.quality import QcProfile, assess
+from tasks.wfdb_header import HeaderError, header_text
+
+SCORE_VERSION = "score/1"
+EXPLAIN_FILE = "score_explain.json"
+_DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
+
+
+class ProbabilityModel(Protocol):
+    """What scoring needs of a registered model (`msaic_model.registry.LoadedModel`)."""
+
+    model_id: str
+    threshold: float | None
+    config: dict[str, Any]
+
+    def predict_proba(self, signals: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """Lead groups of the occlusion explanation (data_contracts/score_explain.json)."""
+
+    version: str
+    territories: dict[str, tuple[int, ...]]  # territory → indices of its leads
+    top_leads: int
+    min_drop: float
+
+
+def load_explainer() -> Explainer:
+    spec = load_json(EXPLAIN_FILE)
+    index = {lead: i for i, lead in enumerate(CANONICAL_LEADS)}
+    return Explainer(
+        version=spec["version"],
+        territories={t: tuple(index[lead] for lead in leads) for t, leads in spec["territories"].items()},
+        top_leads=int(spec["top_leads"]),
+        min_drop=float(spec["min_drop"]),
+    )
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """What a scoring worker needs; plain data so that it pickles to processes and Dask workers."""
+
+    ingest: IngestConfig
+    model_dir: Path
+    torch_threads: int
+
+
+@dataclass
+class ShardScores:
+    """Score rows (one per window), quarantine rows, and seconds spent per step."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    seconds: Counter = field(default_factory=Counter)
+    records: int = 0
+
+
+def recording_date(header: bytes) -> str | None:
+    """The base date of a WFDB record line (dd/mm/yyyy, wfdb's own grammar) as ISO yyyy-mm-dd,
+    or None when the header states none."""
+    try:
+        text = header_text(header)
+    except HeaderError:
+        return None
+    line = next(
+        (ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), ""
+    )
+    match = rx_record.match(line)
+    date = match.group("base_date") if match else None
+    if not date or not _DATE.match(date):
+        return None
+    day, month, year = date.split("/")
+    return f"{year}-{month}-{day}"
+
+
+def _occluded(windows: np.ndarray, groups: list[tuple[int, ...]]) -> np.ndarray:
+    """(g × n) copies of n windows, copy j of each with the leads of group j set to NaN."""
+    out = np.repeat(windows[None], len(groups), axis=0)
+    for j, leads in enumerate(groups):
+        out[j][:, list(leads)] = np.nan
+    return out.reshape(-1, *windows.shape[1:])
+
+
+def explain(
+    model: ProbabilityModel, windows: np.ndarray, probs: np.ndarray, explainer: Explainer
+) -> list[tuple[str | None, list[str]]]:
+    """Per positive window: the territory whose masking lowers the probability most, and its
+    leads ranked by their own drop; None and [] where no drop reaches `min_drop`."""
+    if len(windows) == 0:
+        return []
+    names = list(explainer.territories)
+    groups = list(explainer.territories.values())
+    drops = probs[None] - model.predict_proba(_occluded(windows, groups)).reshape(len(groups), -1)
+    best = drops.argmax(axis=0)
+    out: list[tuple[str | None, list[str]]] = [(None, [])] * len(windows)
+    chosen = [i for i in range(len(windows)) if drops[best[i], i] >= explainer.min_drop]
+    # single-lead masks, only for the leads of each window's chosen territory
+    singles = [(i, lead) for i in chosen for lead in groups[best[i]]]
+    if singles:
+        single = windows[[i for i, _ in singles]].copy()
+        single[np.arange(len(singles)), [lead for _, lead in singles]] = np.nan
+        lead_drop = probs[[i for i, _ in singles]] - model.predict_proba(single)
+    per_window: dict[int, list[tuple[float, int]]] = {}
+    for (i, lead), d in zip(singles, lead_drop if singles else [], strict=True):
+        per_window.setdefault(i, []).append((float(d), lead))
+    for i in chosen:
+        ranked = sorted(per_window[i], key=lambda t: -t[0])
+        leads = [CANONICAL_LEADS[lead] for d, lead in ranked if d >= explainer.min_drop][
+            : explainer.top_leads
+        ]
+        out[i] = (names[best[i]], leads)
+    return out
+
+
+def decision_threshold(model: ProbabilityModel) -> float:
+    """The model's saved threshold; a model registered without one cannot flag, so it is refused."""
+    if model.threshold is None:
+        raise ValueError(f"model {model.model_id} has no decision threshold (thresholds.json)")
+    return float(model.threshold)
+
+
+def model_version(model: ProbabilityModel) -> str:
+    """Kind, config name and config version of a registered model (e.g. "net msaic 1")."""
+    spec = model.config.get("model") or {}
+    return " ".join(str(v) for v in (model.config.get("kind"), spec.get("name"), spec.get("version")) if v)
+
+
+def explanation_text(territory: str | None, leads: list[str]) -> str | None:
+    """The worklist's wording: "consistent with an inferior territory (leads III, aVF)"."""
+    if territory is None:
+        return None
+    article = "an" if territory[0] in "aeiou" else "a"
+    return f"consistent with {article} {territory} territory" + (
+        f" (leads {', '.join(leads)})" if leads else ""
+    )
+
+
+def score_units(
+    items: list[tuple[RecordUnit | ArchiveProblem, str]],
+    cfg: ScoreConfig,
+    model: ProbabilityModel,
+    profile: QcProfile,
+    explainer: Explainer,
+) -> ShardScores:
+    """Score one shard of (unit or archive problem, site): every input ends as score rows or
+    quarantine rows, never as an exception."""
+    out = ShardScores()
+    rows: list[dict[str, Any]] = []
+    signals: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    for item, site in items:
+        if isinstance(item, ArchiveProblem):
+            out.quarantine.append(
+                quarantine_row(item.source_path, site, "archive", item.reason, item.detail, None)
+            )
+            continue
+        out.records += 1
+        sha = content_sha256(item.files)
+        try:
+            unit_rows, windows = record_rows(Task(item, site, None), sha, cfg.ingest)
+        except Exception as exc:  # a decoder bug must not stop the archive: keep the evidence
+            stage, reason, detail = _classify(exc)
+            out.quarantine.append(quarantine_row(item.source_path, site, stage, reason, detail, sha))
+            continue
+        date = recording_date(item.files[posixpath.basename(item.header_path)])
+        rows += [{**r, "site": site, "recorded_date": date} for r in unit_rows]
+        signals.append(windows)
+    t1 = time.perf_counter()
+    out.seconds["read"] += t1 - t0
+    if not rows:
+        return out
+    windows = np.concatenate(signals)
+    qc = assess(windows, profile)
+    t2 = time.perf_counter()
+    out.seconds["quality"] += t2 - t1
+    verdicts = np.asarray(qc.verdict)
+    scored = np.flatnonzero(verdicts != "reject")
+    probs = np.full(len(rows), np.nan, np.float32)
+    if len(scored):
+        probs[scored] = model.predict_proba(windows[scored])
+    threshold = decision_threshold(model)
+    positive = np.flatnonzero(probs >= threshold)  # NaN compares False: rejects never flag
+    t3 = time.perf_counter()
+    out.seconds["model"] += t3 - t2
+    why = dict(
+        zip(
+            positive,
+            explain(model, windows[positive], probs[positive], explainer),
+            strict=True,
+        )
+    )
+    out.seconds["explain"] += time.perf_counter() - t3
+    now, version = datetime.now(UTC), model_version(model)
+    for i, row in enumerate(rows):
+        territory, leads = why.get(i, (None, []))
+        rejected = verdicts[i] == "reject"
+        out.rows.append(
+            {
+                "record_id": row["record_id"],
+                "site": row["site"],
+                "source_path": row["source_path"],
+                "window": row["window"],
+                "content_sha256": row["content_sha256"],
+                "recorded_date": row["recorded_date"],
+                "verdict": str(verdicts[i]),
+                "quality_reasons": list(qc.reasons[i]),
+                "flagged_leads": [
+                    f"{lead}: {', '.join(flags)}"
+                    for lead, flags in zip(CANONICAL_LEADS, qc.flags[i], strict=True)
+                    if flags
+                ],
+                "probability": None if rejected else float(probs[i]),
+                "flagged": bool(probs[i] >= threshold),
+                "threshold": threshold,
+                "model_id": model.model_id,
+                "model_version": version,
+                "territory": territory,
+                "top_leads": leads,
+                "explanation": explanation_text(territory, leads),
+                "unscored_reason": ("quality reject: " + ", ".join(qc.reasons[i])) if rejected else None,
+                "qc_version": profile.version,
+                "score_version": SCORE_VERSION,
+                "scored_at": now,
+            }
+        )
+    return out

@@ -1,0 +1,191 @@
+"""`msaic score` on the synthetic archive with a real trained model: every record once, the
+quality gate and the model's probabilities as the store would give them, the explanation, the
+worklist, the quarantine of bad records, and the CLI's refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pytest
+
+from data_contracts.leads import CANONICAL_LEADS
+from tasks import store as st
+from tests.flows.scoring_setup import trained_store
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
+    store, model_id = trained_store(tmp_path_factory, synth_store)
+    return store / "models" / model_id
+
+
+@pytest.fixture(scope="module")
+def scored(
+    prefect_harness: None, synth_archive: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    from flows.score import score_archive
+    from tasks.settings import Settings
+
+    out = tmp_path_factory.mktemp("score") / "out"
+    score_archive(synth_archive, model_dir, out, Settings(workers=2, score_shard_size=32))
+    return out
+
+
+def _waveforms(store: Path, ids: list[str]) -> np.ndarray:
+    table = st.read_table(store, "waveforms", filter=pc.field("record_id").isin(ids))
+    order = {rid: i for i, rid in enumerate(table["record_id"].to_pylist())}
+    flat = table["signal"].combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
+    signals = flat.reshape(len(table), 12, -1)
+    return signals[[order[i] for i in ids]]
+
+
+def test_every_record_scored_once_as_the_store_sees_it(
+    scored: Path, synth_store: Path, model_dir: Path
+) -> None:
+    from msaic_model.registry import load_model
+    from tasks.quality import assess, load_profile
+
+    scores = st.read_table(scored, "scores").to_pandas()
+    records = st.read_table(synth_store, "records", ["record_id", "site", "source_path"]).to_pandas()
+    # the same pseudonym key gives the same ids as ingest: one score row per stored window
+    assert scores["record_id"].is_unique
+    assert set(scores["record_id"]) == set(records["record_id"])
+    merged = scores.merge(records, on="record_id", suffixes=("", "_store"))
+    assert (merged["site"] == merged["site_store"]).all()
+    assert (merged["source_path"] == merged["source_path_store"]).all()
+
+    model = load_model(model_dir)
+    ids = scores["record_id"].tolist()
+    signals = _waveforms(synth_store, ids)
+    qc = assess(signals, load_profile())
+    assert scores["verdict"].tolist() == qc.verdict
+    assert {"pass", "limited", "reject"} <= set(qc.verdict), "the archive should exercise every verdict"
+
+    rejected = scores["verdict"] == "reject"
+    assert scores.loc[rejected, "probability"].isna().all()
+    assert scores.loc[rejected, "unscored_reason"].str.startswith("quality reject: ").all()
+    assert not scores.loc[rejected, "flagged"].any()
+    assert scores.loc[~rejected, "unscored_reason"].isna().all()
+    limited = scores["verdict"] == "limited"
+    assert scores.loc[limited, "flagged_leads"].map(len).gt(0).all()
+    assert scores.loc[scores["verdict"] == "pass", "flagged_leads"].map(len).eq(0).all()
+
+    expected = model.predict_proba(signals[~rejected.to_numpy()])
+    np.testing.assert_allclose(scores.loc[~rejected, "probability"], expected, rtol=1e-5, atol=1e-6)
+    assert (
+        scores.loc[~rejected, "flagged"] == (scores.loc[~rejected, "probability"] >= model.threshold)
+    ).all()
+    assert (scores["model_id"] == model.model_id).all()
+    assert scores["model_version"].str.contains("msaic").all()
+
+
+def test_territory_is_the_group_whose_masking_lowers_the_probability_most(
+    scored: Path, synth_store: Path, model_dir: Path
+) -> None:
+    from dataclasses import replace
+
+    from msaic_model.registry import load_model
+    from tasks.scoring import explain, load_explainer
+
+    scores = st.read_table(scored, "scores").to_pandas()
+    assert scores["flagged"].sum() > 0
+    assert scores.loc[~scores["flagged"], "territory"].isna().all()  # only positive calls are explained
+    explained = scores[scores["territory"].notna()]
+    assert (explained["explanation"].str.startswith("consistent with a")).all()
+
+    # the occlusion on the real model, every window explained (no minimum drop), checked by masking
+    model = load_model(model_dir)
+    explainer = replace(load_explainer(), min_drop=-1.0, top_leads=12)
+    ids = scores.loc[scores["verdict"] != "reject", "record_id"].head(6).tolist()
+    signals = _waveforms(synth_store, ids)
+    probs = model.predict_proba(signals)
+    got = explain(model, signals, probs, explainer)
+    for x, p, (territory, leads) in zip(signals, probs, got, strict=True):
+        drops = {}
+        for name, group in explainer.territories.items():
+            masked = x.copy()
+            masked[list(group)] = np.nan
+            drops[name] = p - model.predict_proba(masked[None])[0]
+        assert territory == max(drops, key=drops.get)
+        single = {}
+        for lead in explainer.territories[territory]:
+            masked = x.copy()
+            masked[lead] = np.nan
+            single[CANONICAL_LEADS[lead]] = p - model.predict_proba(masked[None])[0]
+        assert leads == sorted(single, key=single.get, reverse=True)
+
+
+def test_worklist_ranks_flagged_records(scored: Path) -> None:
+    scores = st.read_table(scored, "scores").to_pandas()
+    worklist = pd.read_csv(scored / "worklist.csv")
+    flagged = scores[scores["flagged"]]
+    assert len(worklist) == flagged.groupby(["site", "source_path"]).ngroups
+    assert worklist["probability"].is_monotonic_decreasing
+    assert worklist["rank"].tolist() == list(range(1, len(worklist) + 1))
+    assert set(worklist["verdict"]) <= {"pass", "limited"}
+    top = flagged.sort_values("probability", ascending=False).iloc[0]
+    assert worklist.loc[0, "source_path"] == top["source_path"]
+    assert worklist.loc[0, "site"] == top["site"]
+    page = (scored / "worklist.html").read_text()
+    assert "<script" not in page and "http" not in page.split("<body>")[1]
+    for path in worklist["source_path"].head(20):
+        assert path in page
+    summary = json.loads((scored / "score_summary.json").read_text())
+    assert summary["counts"]["windows"] == len(scores)
+    assert summary["counts"]["flagged"] == int(scores["flagged"].sum())
+
+
+def test_bad_records_are_quarantined_and_the_run_goes_on(
+    prefect_harness: None, synth_archive: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    from flows.score import score_archive
+    from tasks.settings import Settings
+
+    archive = tmp_path / "archive"
+    headers = sorted(synth_archive.glob("records*/*/*.hea"))[:4]
+    for hea in headers:
+        dest = archive / "ward" / hea.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(hea, dest)
+        shutil.copy(hea.with_suffix(".dat"), dest.with_suffix(".dat"))
+    truncated = archive / "ward" / headers[0].with_suffix(".dat").name
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    (archive / "ward" / "empty.hea").write_bytes(b"")
+    out = tmp_path / "out"
+    totals = score_archive(archive, model_dir, out, Settings(workers=1))
+    quarantine = st.read_table(out, "quarantine").to_pandas()
+    reasons = dict(zip(quarantine["source_path"], quarantine["reason"], strict=True))
+    assert reasons == {f"ward/{headers[0].name}": "truncated_signal", "ward/empty.hea": "empty_file"}
+    assert set(quarantine["stage"]) == {"read", "archive"}
+    scores = st.read_table(out, "scores").to_pandas()
+    assert sorted(scores["source_path"].unique()) == sorted(f"ward/{h.name}" for h in headers[1:])
+    assert totals.counts["quarantined"] == 2
+
+
+def test_cli_refuses_bad_usage(
+    prefect_harness: None, model_dir: Path, synth_archive: Path, tmp_path: Path
+) -> None:
+    from flows.cli import main
+
+    assert (
+        main(["score", str(tmp_path / "nope"), "--model", str(model_dir), "--out", str(tmp_path / "o")]) == 1
+    )
+    assert main(["score", str(synth_archive), "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", str(synth_archive), "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+
+
+def test_recording_date_from_the_record_line() -> None:
+    from tasks.scoring import recording_date
+
+    assert (
+        recording_date(b"rec 12 500 5000 10:11:12 05/03/2021\nrec.dat 16 200 16 0 0 0 0 I\n") == "2021-03-05"
+    )
+    assert recording_date(b"rec 12 500 5000\n") is None
+    assert recording_date(b"\xff\xfe") is None

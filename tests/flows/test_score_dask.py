@@ -1,0 +1,70 @@
+"""`score_archive` on a distributed LocalCluster of two worker processes through prefect-dask's
+DaskTaskRunner: one Prefect task per shard, and the same rows as the local run."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks import store as st
+from tests.flows.scoring_setup import trained_store
+
+SHARD = 40
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
+    store, model_id = trained_store(tmp_path_factory, synth_store)
+    return store / "models" / model_id
+
+
+async def _shard_task_runs() -> list[str]:
+    """Names of the completed task runs of the latest `score_archive` flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async with get_client() as client:
+        latest = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["score_archive"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest[0].id]))
+        )
+    return [r.name for r in runs if r.state is not None and r.state.is_completed()]
+
+
+def test_shards_run_as_prefect_tasks_on_a_local_dask_cluster(
+    prefect_harness: None, synth_archive: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    from distributed import LocalCluster
+
+    from flows.score import run_score
+    from tasks.score_run import score_archive_run
+    from tasks.settings import Settings
+
+    settings = Settings(workers=2, score_shard_size=SHARD)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        totals = run_score(synth_archive, model_dir, tmp_path / "dask", settings, cluster.scheduler_address)
+    shard_runs = [n for n in asyncio.run(_shard_task_runs()) if n.startswith("score-shard")]
+    assert len(shard_runs) == totals.shards_done == -(-totals.counts["records"] // SHARD)
+
+    local = score_archive_run(synth_archive, model_dir, tmp_path / "local", Settings(workers=1))
+    a = st.read_table(tmp_path / "dask", "scores").to_pandas().sort_values("record_id").reset_index(drop=True)
+    b = (
+        st.read_table(tmp_path / "local", "scores")
+        .to_pandas()
+        .sort_values("record_id")
+        .reset_index(drop=True)
+    )
+    assert len(a) == len(b) == totals.counts["windows"]
+    assert a["record_id"].tolist() == b["record_id"].tolist()
+    assert a["verdict"].tolist() == b["verdict"].tolist()
+    np.testing.assert_allclose(a["probability"].astype(float), b["probability"].astype(float), rtol=1e-5)
+    assert a["territory"].fillna("").tolist() == b["territory"].fillna("").tolist()
+    assert local.counts == totals.counts
