@@ -30,7 +30,8 @@ from tasks.errors import RecordError
 from tasks.harmonize import HarmonizeError, harmonize
 from tasks.header_meta import parse_comments
 from tasks.labels import label_version
-from tasks.pseudonym import keyed_hash
+from tasks.pseudonym import keyed_hash, load_key
+from tasks.settings import Settings
 from tasks.wfdb_reader import decode, read_header
 
 INGEST_VERSION = "ingest/1"
@@ -46,6 +47,20 @@ class IngestConfig:
     window_s: float
     min_duration_s: float
     max_duration_s: float
+
+    @classmethod
+    def for_store(cls, store: Path, settings: Settings) -> IngestConfig:
+        """The harmonization settings and the pseudonym key of `store` (ingest and scoring alike,
+        so that a scored record gets the record_id the store gives it)."""
+        secret = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
+        return cls(
+            store=store,
+            key=load_key(store, secret),
+            target_fs=settings.target_fs,
+            window_s=settings.window_s,
+            min_duration_s=settings.min_duration_s,
+            max_duration_s=settings.max_duration_s,
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from tasks import ptbxl
 from tasks import store as st
 from tasks.archive import ArchiveProblem, RecordUnit, open_archive
 from tasks.ingest import IngestConfig, Ingestor, IngestTotals, ShardResult, Task, process_shard, shards
-from tasks.pseudonym import load_key
 from tasks.settings import Settings
 
 
@@ -61,15 +60,7 @@ def ingest_archive(
     store = store.resolve()
     if store.is_relative_to(archive_path.resolve()) and archive_path.is_dir():
         raise ValueError("the store may not lie inside the archive: archives are read-only")
-    key = load_key(store, settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None)
-    cfg = IngestConfig(
-        store=store,
-        key=key,
-        target_fs=settings.target_fs,
-        window_s=settings.window_s,
-        min_duration_s=settings.min_duration_s,
-        max_duration_s=settings.max_duration_s,
-    )
+    cfg = IngestConfig.for_store(store, settings)
     default_site = archive_name(archive_path)
     # The records contract is needed at the first commit; load Great Expectations (seconds of
     # imports) beside the first shards instead of before them.

@@ -34,7 +34,6 @@ from tasks import store as st
 from tasks.archive import ArchiveProblem, RecordUnit, TarArchive, open_archive
 from tasks.ingest import IngestConfig, shards
 from tasks.ingest_run import archive_name, site_of, walk_archive
-from tasks.pseudonym import load_key
 from tasks.quality import load_profile
 from tasks.scoring import ProbabilityModel, ScoreConfig, decision_threshold, load_explainer, score_units
 from tasks.settings import Settings
@@ -208,15 +207,7 @@ def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
 
 
 def score_config(out: Path, model_dir: Path, settings: Settings) -> ScoreConfig:
-    key = load_key(out, settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None)
-    ingest = IngestConfig(
-        store=out,
-        key=key,
-        target_fs=settings.target_fs,
-        window_s=settings.window_s,
-        min_duration_s=settings.min_duration_s,
-        max_duration_s=settings.max_duration_s,
-    )
+    ingest = IngestConfig.for_store(out, settings)
     threads = max(1, (os.cpu_count() or 1) // settings.workers)
     return ScoreConfig(ingest, model_dir.resolve(), threads)
 
