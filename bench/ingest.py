@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import wfdb
+from _measure import run_measured
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCES = [SHARED / "ludb" / "data", *sorted(p for p in (SHARED / "cinc2021").iterdir() if p.is_dir())]
@@ -53,20 +52,7 @@ def run_ingest(archive: Path, store: Path, workers: int) -> tuple[float, float]:
         "--workers",
         str(workers),
     ]
-    t = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            tree = [proc, *proc.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr.read().decode()[-2000:] if proc.stderr else "ingest failed")
-    return wall, peak / 2**20
+    return run_measured(cmd)
 
 
 def main() -> None:

@@ -16,14 +16,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from _measure import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RECORDS_PER_S = 200.0
@@ -77,20 +75,6 @@ def train_model(base: Path, work: Path, config: str | None) -> Path:
     return trained[0].path
 
 
-def peak_tree_rss(proc: subprocess.Popen, stop: threading.Event, out: list[float]) -> None:
-    """Sample the summed RSS of a process and all its descendants until `stop`."""
-    root = psutil.Process(proc.pid)
-    peak = 0
-    while not stop.is_set():
-        try:
-            procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
-    out.append(peak / 2**20)
-
-
 def run_score(archive: Path, model: Path, out: Path, workers: int) -> dict:
     cmd = [sys.executable, "-m", "flows.cli", "score", str(archive), "--model", str(model), "--out", str(out)]
     cmd += ["--workers", str(workers)]
@@ -99,17 +83,7 @@ def run_score(archive: Path, model: Path, out: Path, workers: int) -> dict:
         | os.environ
         | {"MSAIC_PSEUDONYM_KEY": "bench"}
     )
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stop, peak = threading.Event(), []
-    sampler = threading.Thread(target=peak_tree_rss, args=(proc, stop, peak))
-    sampler.start()
-    _, err = proc.communicate()
-    wall = time.perf_counter() - start
-    stop.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"msaic score failed: {err.decode()[-2000:]}")
+    wall, peak = run_measured(cmd, cwd=ROOT, env=env)
     summary = json.loads((out / "score_summary.json").read_text())
     seconds = summary["seconds"]
     busy = seconds["read"] + seconds["quality"] + seconds["model"] + seconds.get("explain", 0.0)
@@ -126,7 +100,7 @@ def run_score(archive: Path, model: Path, out: Path, workers: int) -> dict:
         "share_model": round((seconds["model"] + seconds.get("explain", 0.0)) / busy, 3),
         "share_model_of_which_explain": round(seconds.get("explain", 0.0) / busy, 3),
         "worker_ms_per_record": {k: round(1000 * v / records, 2) for k, v in seconds.items()},
-        "peak_rss_mb_process_tree": round(peak[0], 1),
+        "peak_rss_mb_process_tree": round(peak, 1),
     }
 
 
