@@ -42,6 +42,8 @@ class ProbabilityModel(Protocol):
 
     def predict_proba(self, signals: np.ndarray) -> np.ndarray: ...
 
+    def predict_masked(self, signals: np.ndarray, rows: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
+
 
 @dataclass(frozen=True)
 class Explainer:
@@ -101,35 +103,35 @@ def recording_date(header: bytes) -> str | None:
     return f"{year}-{month}-{day}"
 
 
-def _occluded(windows: np.ndarray, groups: list[tuple[int, ...]]) -> np.ndarray:
-    """(g × n) copies of n windows, copy j of each with the leads of group j set to NaN."""
-    out = np.repeat(windows[None], len(groups), axis=0)
-    for j, leads in enumerate(groups):
-        out[j][:, list(leads)] = np.nan
-    return out.reshape(-1, *windows.shape[1:])
-
-
 def explain(
     model: ProbabilityModel, windows: np.ndarray, probs: np.ndarray, explainer: Explainer
 ) -> list[tuple[str | None, list[str]]]:
     """Per positive window: the territory whose masking lowers the probability most, and its
     leads ranked by their own drop; None and [] where no drop reaches `min_drop`."""
-    if len(windows) == 0:
+    n = len(windows)
+    if n == 0:
         return []
     names = list(explainer.territories)
     groups = list(explainer.territories.values())
-    drops = probs[None] - model.predict_proba(_occluded(windows, groups)).reshape(len(groups), -1)
+    masks = np.zeros((len(groups), n, len(CANONICAL_LEADS)), bool)
+    for j, leads in enumerate(groups):
+        masks[j][:, list(leads)] = True
+    rows = np.tile(np.arange(n), len(groups))
+    masked = model.predict_masked(windows, rows, masks.reshape(-1, len(CANONICAL_LEADS)))
+    drops = probs[None] - masked.reshape(len(groups), n)
     best = drops.argmax(axis=0)
-    out: list[tuple[str | None, list[str]]] = [(None, [])] * len(windows)
-    chosen = [i for i in range(len(windows)) if drops[best[i], i] >= explainer.min_drop]
+    out: list[tuple[str | None, list[str]]] = [(None, [])] * n
+    chosen = [i for i in range(n) if drops[best[i], i] >= explainer.min_drop]
     # single-lead masks, only for the leads of each window's chosen territory
     singles = [(i, lead) for i in chosen for lead in groups[best[i]]]
-    if singles:
-        single = windows[[i for i, _ in singles]].copy()
-        single[np.arange(len(singles)), [lead for _, lead in singles]] = np.nan
-        lead_drop = probs[[i for i, _ in singles]] - model.predict_proba(single)
+    if not singles:
+        return out
+    single_rows = np.array([i for i, _ in singles])
+    single_masks = np.zeros((len(singles), len(CANONICAL_LEADS)), bool)
+    single_masks[np.arange(len(singles)), [lead for _, lead in singles]] = True
+    lead_drop = probs[single_rows] - model.predict_masked(windows, single_rows, single_masks)
     per_window: dict[int, list[tuple[float, int]]] = {}
-    for (i, lead), d in zip(singles, lead_drop if singles else [], strict=True):
+    for (i, lead), d in zip(singles, lead_drop, strict=True):
         per_window.setdefault(i, []).append((float(d), lead))
     for i in chosen:
         ranked = sorted(per_window[i], key=lambda t: -t[0])
