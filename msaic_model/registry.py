@@ -33,7 +33,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from msaic_model.config import ModelConfig
 from msaic_model.feature_baselines import FEATURE_MODELS, FeatureModel, feature_model_from_arrays
 from msaic_model.net import build_model
-from msaic_model.train import predict_masked, predict_proba, resolve_device
+from msaic_model.train import CropOcclusion, predict_proba, resolve_device
 from tasks import store as st
 
 MODELS = "models"
@@ -150,21 +150,38 @@ class LoadedModel:
             return predict_proba(self.net, self.model_config, signals).astype(np.float64)
         return self.predict_features(extract_features(signals)[self.feature_columns].to_numpy(np.float64))
 
-    def predict_masked(self, signals: np.ndarray, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Probabilities of `signals[rows]` with the leads where `masks` (m, 12) is True removed
-        (as missing leads): the occlusion behind score explanations."""
+    def occlusion(self, signals: np.ndarray) -> CropOcclusion | SignalOcclusion:
+        """The windows' probabilities and what score explanations mask leads on: a network's
+        strongest crop of each window (`CropOcclusion`), a feature baseline's whole window
+        (`SignalOcclusion`)."""
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
-            return predict_masked(self.net, self.model_config, signals, rows, masks).astype(np.float64)
-        occluded = signals[rows]
-        occluded[np.asarray(masks, dtype=bool)] = np.nan
-        return self.predict_proba(occluded)
+            return CropOcclusion.of(self.net, self.model_config, signals)
+        probability = self.predict_proba(signals)
+        return SignalOcclusion(self, signals, probability, probability)
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         """Feature baselines: probabilities from a (n, feature_columns) matrix (NaN allowed)."""
         if self.feature_model is None:
             raise ValueError(f"model {self.model_id} is a network; it scores signals, not features")
         return np.asarray(self.feature_model.predict_proba(x), dtype=np.float64)
+
+
+@dataclass
+class SignalOcclusion:
+    """Occlusion for a feature baseline: removed leads become missing (NaN) in the stored windows,
+    whose features are then measured again."""
+
+    model: LoadedModel
+    signals: np.ndarray
+    probability: np.ndarray  # (n,) probability of each window
+    base: np.ndarray  # (n,) the same: occlusion looks at the whole window
+
+    def masked(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Probability of the windows `rows` with the leads where `masks` (m, 12) is True removed."""
+        occluded = self.signals[rows]
+        occluded[np.asarray(masks, dtype=bool)] = np.nan
+        return self.model.predict_proba(occluded)
 
 
 def extract_features(signals: np.ndarray) -> pd.DataFrame:

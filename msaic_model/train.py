@@ -48,20 +48,30 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def window_probability(model: nn.Module, config: ModelConfig, x: torch.Tensor) -> np.ndarray:
-    """MI probability of whole prepared windows (n, 12, T): the mean over crops of the training
-    length that tile the window (the last one aligned to its end), so that the network sees inputs
-    as long as in training and every sample once (half-overlapping crops cost 1.75x the compute;
-    on a held-out-site synthetic test set they gave AUROC 0.874 vs 0.875 for tiles); the whole
-    window when training used no crop."""
-    n, leads, t = x.shape
+def _crops(config: ModelConfig, x: torch.Tensor) -> torch.Tensor:
+    """(n, k, 12, crop): crops of the training length that tile each prepared window (n, 12, T),
+    the last one aligned to its end; one crop, the whole window, when training used no crop."""
+    t = x.shape[-1]
     crop = t if config.data.crop_s is None else min(t, round(config.data.crop_s * config.data.fs))
     starts = list(range(0, t - crop + 1, crop))
     if starts[-1] != t - crop:
         starts.append(t - crop)  # cover the end of the window
-    crops = torch.stack([x[:, :, s : s + crop] for s in starts], dim=1).reshape(-1, leads, crop)
-    logits = model(crops.to(_device_of(model), non_blocking=True)).logits.float()
-    return torch.sigmoid(logits).reshape(n, len(starts)).mean(dim=1).cpu().numpy()
+    return torch.stack([x[:, :, s : s + crop] for s in starts], dim=1)
+
+
+def crop_probabilities(model: nn.Module, config: ModelConfig, x: torch.Tensor) -> torch.Tensor:
+    """(n, k) MI probability of each tiling crop (`_crops`) of prepared windows (n, 12, T)."""
+    crops = _crops(config, x)
+    logits = model(crops.flatten(0, 1).to(_device_of(model), non_blocking=True)).logits.float()
+    return torch.sigmoid(logits).reshape(crops.shape[:2]).cpu()
+
+
+def window_probability(model: nn.Module, config: ModelConfig, x: torch.Tensor) -> np.ndarray:
+    """MI probability of whole prepared windows (n, 12, T): the mean over crops of the training
+    length that tile the window, so that the network sees inputs as long as in training and every
+    sample once (half-overlapping crops cost 1.75x the compute; on a held-out-site synthetic test
+    set they gave AUROC 0.874 vs 0.875 for tiles)."""
+    return crop_probabilities(model, config, x).mean(dim=1).numpy()
 
 
 def predict_stream(model: nn.Module, stream: WaveformStream) -> np.ndarray:
@@ -89,27 +99,52 @@ def predict_proba(
     return np.concatenate(out)
 
 
-def predict_masked(
-    model: nn.Module,
-    config: ModelConfig,
-    signals: np.ndarray,
-    rows: np.ndarray,
-    masks: np.ndarray,
-    batch_size: int | None = None,
-) -> np.ndarray:
-    """MI probability of the windows `signals[rows]` with the leads where `masks` (m, 12) is True
-    removed: each window is prepared once and a removed lead set to zero, which is exactly how a
-    missing (NaN) lead is prepared, so occlusion costs forward passes only."""
-    model.eval()
-    size = batch_size or config.train.eval_batch_size
-    x = prepare(signals, config)
-    keep = torch.from_numpy(~np.asarray(masks, dtype=bool)).to(x.dtype)[:, :, None]
-    out = [np.empty(0, np.float32)]
-    with torch.inference_mode():
-        for start in range(0, len(rows), size):
-            part = slice(start, start + size)
-            out.append(window_probability(model, config, x[rows[part]] * keep[part]))
-    return np.concatenate(out)
+@dataclass
+class CropOcclusion:
+    """A network's scores of windows and the occlusion behind the explanation of a positive call.
+    `probability` is each window's MI probability (as `predict_proba`); occlusion looks at the crop
+    of each window with the highest probability, the part of the window behind a positive call
+    (`base`, its probability). Removing a lead sets it to zero, exactly as a missing (NaN) lead is
+    prepared, so each window is prepared and scored once and an occlusion costs one crop-sized
+    forward pass (a quarter of a whole 10-s window's at the packaged crop length)."""
+
+    model: nn.Module
+    config: ModelConfig
+    crops: torch.Tensor  # (n, 12, crop) prepared
+    probability: np.ndarray  # (n,) window probability, the mean over its crops
+    base: np.ndarray  # (n,) probability of each strongest crop, nothing removed
+
+    @classmethod
+    def of(cls, model: nn.Module, config: ModelConfig, signals: np.ndarray) -> CropOcclusion:
+        """Score stored windows (n, 12, 5000) mV 500 Hz (NaN allowed) and keep their strongest crops."""
+        model.eval()
+        size = config.train.eval_batch_size
+        crops, probs = [], []
+        with torch.inference_mode():
+            for start in range(0, len(signals), size):
+                x = prepare(signals[start : start + size], config)
+                p = crop_probabilities(model, config, x)
+                crops.append(_crops(config, x)[torch.arange(len(x)), p.argmax(dim=1)])
+                probs.append(p)
+        p = torch.cat(probs) if probs else torch.empty(0, 1)
+        return cls(
+            model,
+            config,
+            torch.cat(crops) if crops else torch.empty(0),
+            p.mean(dim=1).numpy(),
+            p.amax(dim=1).numpy(),
+        )
+
+    def masked(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Probability of the crops `rows` with the leads where `masks` (m, 12) is True removed."""
+        size = self.config.train.eval_batch_size
+        keep = torch.from_numpy(~np.asarray(masks, dtype=bool)).to(self.crops.dtype)[:, :, None]
+        out = [np.empty(0, np.float32)]
+        with torch.inference_mode():
+            for start in range(0, len(rows), size):
+                part = slice(start, start + size)
+                out.append(window_probability(self.model, self.config, self.crops[rows[part]] * keep[part]))
+        return np.concatenate(out)
 
 
 def predict_store(

@@ -33,6 +33,18 @@ EXPLAIN_FILE = "score_explain.json"
 _DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
 
 
+class Occlusion(Protocol):
+    """Scores of some windows and their lead occlusion (`msaic_model.registry.LoadedModel.occlusion`):
+    `probability` (n,) of each window, `base` (n,) of what occlusion looks at with nothing removed,
+    and `masked(rows, masks)` those of windows `rows` with the leads where `masks` (m, 12) is True
+    removed."""
+
+    probability: np.ndarray
+    base: np.ndarray
+
+    def masked(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
+
+
 class ProbabilityModel(Protocol):
     """What scoring needs of a registered model (`msaic_model.registry.LoadedModel`)."""
 
@@ -40,9 +52,7 @@ class ProbabilityModel(Protocol):
     threshold: float | None
     config: dict[str, Any]
 
-    def predict_proba(self, signals: np.ndarray) -> np.ndarray: ...
-
-    def predict_masked(self, signals: np.ndarray, rows: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
+    def occlusion(self, signals: np.ndarray) -> Occlusion: ...
 
 
 @dataclass(frozen=True)
@@ -104,11 +114,13 @@ def recording_date(header: bytes) -> str | None:
 
 
 def explain(
-    model: ProbabilityModel, windows: np.ndarray, probs: np.ndarray, explainer: Explainer
+    occlusion: Occlusion, positive: np.ndarray, explainer: Explainer
 ) -> list[tuple[str | None, list[str]]]:
-    """Per positive window: the territory whose masking lowers the probability most, and its
-    leads ranked by their own drop; None and [] where no drop reaches `min_drop`."""
-    n = len(windows)
+    """Per positive window (indices into the occlusion's windows): the territory whose masking
+    lowers the probability most, and its leads ranked by their own drop; None and [] where no
+    drop reaches `min_drop`. A network is occluded on the crop of the window it finds most
+    positive (`LoadedModel.occlusion`)."""
+    n = len(positive)
     if n == 0:
         return []
     names = list(explainer.territories)
@@ -116,9 +128,9 @@ def explain(
     masks = np.zeros((len(groups), n, len(CANONICAL_LEADS)), bool)
     for j, leads in enumerate(groups):
         masks[j][:, list(leads)] = True
-    rows = np.tile(np.arange(n), len(groups))
-    masked = model.predict_masked(windows, rows, masks.reshape(-1, len(CANONICAL_LEADS)))
-    drops = probs[None] - masked.reshape(len(groups), n)
+    rows = np.tile(positive, len(groups))
+    masked = occlusion.masked(rows, masks.reshape(-1, len(CANONICAL_LEADS)))
+    drops = occlusion.base[positive][None] - masked.reshape(len(groups), n)
     best = drops.argmax(axis=0)
     out: list[tuple[str | None, list[str]]] = [(None, [])] * n
     chosen = [i for i in range(n) if drops[best[i], i] >= explainer.min_drop]
@@ -126,10 +138,10 @@ def explain(
     singles = [(i, lead) for i in chosen for lead in groups[best[i]]]
     if not singles:
         return out
-    single_rows = np.array([i for i, _ in singles])
+    single_rows = positive[[i for i, _ in singles]]
     single_masks = np.zeros((len(singles), len(CANONICAL_LEADS)), bool)
     single_masks[np.arange(len(singles)), [lead for _, lead in singles]] = True
-    lead_drop = probs[single_rows] - model.predict_masked(windows, single_rows, single_masks)
+    lead_drop = occlusion.base[single_rows] - occlusion.masked(single_rows, single_masks)
     per_window: dict[int, list[tuple[float, int]]] = {}
     for (i, lead), d in zip(singles, lead_drop, strict=True):
         per_window.setdefault(i, []).append((float(d), lead))
@@ -206,19 +218,16 @@ def score_units(
     verdicts = np.asarray(qc.verdict)
     scored = np.flatnonzero(verdicts != "reject")
     probs = np.full(len(rows), np.nan, np.float32)
-    if len(scored):
-        probs[scored] = model.predict_proba(windows[scored])
     threshold = decision_threshold(model)
-    positive = np.flatnonzero(probs >= threshold)  # NaN compares False: rejects never flag
-    t3 = time.perf_counter()
+    why: dict[int, tuple[str | None, list[str]]] = {}
+    t3 = t2
+    if len(scored):
+        occlusion = model.occlusion(windows[scored])
+        probs[scored] = occlusion.probability
+        positive = np.flatnonzero(occlusion.probability >= threshold)  # positions among `scored`
+        t3 = time.perf_counter()
+        why = dict(zip(scored[positive], explain(occlusion, positive, explainer), strict=True))
     out.seconds["model"] += t3 - t2
-    why = dict(
-        zip(
-            positive,
-            explain(model, windows[positive], probs[positive], explainer),
-            strict=True,
-        )
-    )
     out.seconds["explain"] += time.perf_counter() - t3
     now, version = datetime.now(UTC), model_version(model)
     for i, row in enumerate(rows):
