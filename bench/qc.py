@@ -9,7 +9,8 @@ lead) on the same windows in the same run. Prints one JSON object.
   cannot survive the store's 500 Hz, so recall is also given on the in-band strength (the first-
   difference noise spectrum of tasks/synth/artifacts.py integrated up to 250 Hz).
 - Real: LUDB (site `ludb`) and the CinC 2021 sample ingested; LUDB clean-lead share and the flags
-  of the CinC records with flat chest leads.
+  of the CinC records with flat chest leads; the reversal detector on LUDB (held out from its fit)
+  as recorded and with each limb-electrode swap applied by the lead-field algebra.
 - Speed: the warm flow (Prefect API already up) with `--workers`, and `run_quality` on one process,
   against the single-process reference loop on the same windows.
 Usage: python bench/qc.py [--records 1000] [--artifact-scale 4] [--seed 2026] [--workers 2]
@@ -158,6 +159,33 @@ def confusion(frame: pd.DataFrame, flags: np.ndarray, archive: Path, unusable: d
     return out
 
 
+def swapped_reversal(signals: np.ndarray, profile) -> dict[str, object]:
+    """The reversal flag on real windows as recorded and with each swap applied to them by the lead-field
+    algebra: per swap, the share flagged with that swap's leads (recall), with another swap's leads
+    (wrong swap), or not flagged; as recorded, the share flagged at all (false alarms)."""
+    from data_contracts.leads import CANONICAL_LEADS
+    from tasks.lead_reversal import apply_swap, leads_changed
+    from tasks.quality import assess
+
+    def flagged_leads(x: np.ndarray) -> list[frozenset[str]]:
+        mask = assess(x, profile).masks["reversal"]
+        return [frozenset(np.array(CANONICAL_LEADS)[row]) for row in mask]
+
+    as_recorded = flagged_leads(signals)
+    out: dict[str, object] = {
+        "windows": len(signals),
+        "flagged_as_recorded": round(float(np.mean([bool(f) for f in as_recorded])), 4),
+    }
+    for swap in profile.reversal.model.swaps:
+        got = flagged_leads(apply_swap(signals, swap))
+        right = frozenset(leads_changed(swap))
+        out[swap] = {
+            "recall": round(float(np.mean([f == right for f in got])), 4),
+            "wrong_swap": round(float(np.mean([bool(f) and f != right for f in got])), 4),
+        }
+    return out
+
+
 def time_flow(store: Path, workers: int) -> dict[str, float]:
     """Cold flow (starts the Prefect API), the same work warm (worker processes as the settings
     decide), warm with a pool of `workers` processes forced, and one process without Prefect."""
@@ -264,6 +292,7 @@ def main() -> None:
                 "windows": len(frame),
                 "ludb_clean_lead_share": round(float(np.mean([not f for f in flags[ludb].ravel()])), 4),
                 "ludb_flags": dict(Counter(f for s in flags[ludb].ravel() for f in s)),
+                "ludb_reversal_held_out": swapped_reversal(signals[ludb], profile),
                 "flat_chest": flat,
                 "verdicts_by_site": {
                     s: dict(Counter(g["verdict"])) for s, g in frame.groupby("site", sort=True)

@@ -19,6 +19,7 @@ import pyarrow as pa
 from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS
 from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, QC_FLAGS, QC_VERDICTS, QUALITY
+from tasks import lead_reversal
 from tasks.quality_indices import IndexParams, LeadIndices, measure
 
 FLAGS = QC_FLAGS
@@ -61,13 +62,16 @@ class Rule:
 
 @dataclass(frozen=True)
 class Reversal:
-    """A limb-electrode swap, suspected when QRS and T are both negative in the `negative` leads and
-    both positive in the `positive` leads; it flags `leads` (those the swap changes)."""
+    """When a limb-electrode swap is suspected (tasks/lead_reversal.py): its score beats "no swap" by
+    `margin`, with at least `min_limb_leads` and `min_chest_leads` voting; P-wave features count where
+    the median P-window beat correlation reaches `p_wave_min_corr`. A suspected swap flags the limb
+    leads it changes."""
 
-    name: str
-    negative: tuple[str, ...]
-    positive: tuple[str, ...]
-    leads: tuple[str, ...]
+    model: lead_reversal.ReversalModel
+    margin: float
+    p_wave_min_corr: float
+    min_limb_leads: int
+    min_chest_leads: int
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class QcProfile:
     version: str
     indices: IndexParams
     thresholds: Thresholds
-    reversals: tuple[Reversal, ...]
+    reversal: Reversal
     rules: tuple[Rule, ...]
     unusable: dict[str, float]
 
@@ -91,7 +95,9 @@ def _build(cls: type, d: dict[str, Any]) -> Any:
 def parse_profile(raw: dict[str, Any]) -> QcProfile:
     """A QC profile from its JSON content; refuses unknown keys, flags, leads and verdicts."""
     rules = tuple(_build(Rule, r) for r in raw["rules"])
-    reversals = tuple(_build(Reversal, {"name": k, **v}) for k, v in raw["reversal"].items())
+    indices = _build(IndexParams, raw["indices"])
+    rev = dict(raw["reversal"])
+    reversal = _build(Reversal, {**rev, "model": lead_reversal.load_model(rev["model"], indices)})
     for rule in rules:
         if (
             rule.verdict not in VERDICTS
@@ -99,14 +105,11 @@ def parse_profile(raw: dict[str, Any]) -> QcProfile:
             or set(rule.leads) - set(CANONICAL_LEADS)
         ):
             raise ValueError(f"QC profile: bad rule {rule}")
-    for rev in reversals:
-        if set(rev.negative + rev.positive + rev.leads) - set(CANONICAL_LEADS):
-            raise ValueError(f"QC profile: bad reversal {rev}")
     return QcProfile(
         version=str(raw["version"]),
-        indices=_build(IndexParams, raw["indices"]),
+        indices=indices,
         thresholds=_build(Thresholds, raw["thresholds"]),
-        reversals=reversals,
+        reversal=reversal,
         rules=rules,
         unusable={k: float(v) for k, v in raw["unusable"].items()},
     )
@@ -192,22 +195,25 @@ def flag_masks(ix: LeadIndices, profile: QcProfile) -> dict[str, np.ndarray]:
             "emg": ~dead & (ix.emg >= t.emg_mv),
             "low_sqi": low_sqi,
         }
-        reversal = np.zeros_like(missing)
-        trusted = ~(dead | low_sqi)
-        for rev in profile.reversals:
-            neg = [CANONICAL_LEADS.index(x) for x in rev.negative]
-            pos = [CANONICAL_LEADS.index(x) for x in rev.positive]
-            both = neg + pos
-            hit = (
-                (ix.qrs_area[:, neg] < 0).all(1)
-                & (ix.t_area[:, neg] < 0).all(1)
-                & (ix.qrs_area[:, pos] > 0).all(1)
-                & (ix.t_area[:, pos] > 0).all(1)
-                & trusted[:, both].all(1)
-            )
-            reversal[np.ix_(hit, [CANONICAL_LEADS.index(x) for x in rev.leads])] = True
-        masks["reversal"] = reversal
+        masks["reversal"] = reversal_mask(ix, ~(dead | low_sqi), profile)
     return masks
+
+
+def suspected_swaps(ix: LeadIndices, trusted: np.ndarray, profile: QcProfile) -> np.ndarray:
+    """(n,) index into the reversal model's swaps of the suspected limb-electrode swap, -1 for none."""
+    rev = profile.reversal
+    per_lead = lead_reversal.features(ix.template, ix.p_corr, trusted, profile.indices, rev.p_wave_min_corr)
+    votes = {"limb": rev.min_limb_leads, "chest": rev.min_chest_leads}
+    return lead_reversal.detect(per_lead, trusted, rev.model, rev.margin, votes)
+
+
+def reversal_mask(ix: LeadIndices, trusted: np.ndarray, profile: QcProfile) -> np.ndarray:
+    """(n, 12) bool: the limb leads that the suspected swap of each record changes."""
+    swap = suspected_swaps(ix, trusted, profile)
+    changed = np.zeros((len(profile.reversal.model.swaps) + 1, N_LEADS), dtype=bool)
+    for k, name in enumerate(profile.reversal.model.swaps):
+        changed[k, [CANONICAL_LEADS.index(x) for x in lead_reversal.leads_changed(name)]] = True
+    return changed[swap]  # -1 picks the last row: nothing changed
 
 
 def verdicts(masks: dict[str, np.ndarray], profile: QcProfile) -> tuple[list[str], list[list[str]]]:

@@ -4,9 +4,9 @@ Input: float32 (n, 12, samples) mV at one sampling rate, NaN where a lead or a p
 samples. One real FFT per lead gives the mains and baseline-wander amplitudes directly and, by
 masking, the clean-band (QRS/T) and high-frequency (muscle) signals. R peaks are found once per
 record on the energy of all usable leads together, so a noisy or missing lead does not hide the
-beats of the others; the mean beat per lead then gives the template correlation, the QRS
-amplitude and its polarity. Nothing here raises on flat, NaN, noise or huge input: indices that
-cannot be measured are NaN.
+beats of the others; the mean beat per lead then gives the template correlation (over the beat and
+in the P-wave window), the QRS amplitude and its polarity, and is kept for the reversal detector.
+Nothing here raises on flat, NaN, noise or huge input: indices that cannot be measured are NaN.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class IndexParams:
     beat_window_s: tuple[float, float]
     qrs_window_s: tuple[float, float]
     t_window_s: tuple[float, float]
+    p_window_s: tuple[float, float]
     baseline_max_hz: float
     mains_hz: tuple[float, ...]
     mains_harmonics: int
@@ -67,10 +68,12 @@ class LeadIndices:
     baseline: np.ndarray  # half peak-to-peak of the wander below baseline_max_hz, mV
     emg: np.ndarray  # rms above emg_min_hz outside QRS, in the noisiest emg_burst_s, mV
     template_corr: np.ndarray  # mean correlation of each beat with the lead's mean beat
+    p_corr: np.ndarray  # the same in the P-wave window: low where no P wave leads the beats (AF)
     kurtosis: np.ndarray  # kurtosis of the clean-band signal (3 for Gaussian noise)
     qrs_amplitude: np.ndarray  # peak-to-peak of the mean beat in the QRS window, mV
     qrs_area: np.ndarray  # mean of the mean beat in the QRS window (its polarity), mV
     t_area: np.ndarray  # mean of the mean beat in the T window (its polarity), mV
+    template: np.ndarray  # (n, 12, beat window at clean_fs) the mean beat, mV; NaN without beats
     beats: np.ndarray  # (n,) int: R peaks found in the record
 
 
@@ -132,30 +135,44 @@ def detect_r_peaks(
     return peaks
 
 
+def _beat_corr(beats: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Mean correlation of the beats (leads, beats, window) with their template (leads, window)."""
+    b = beats - beats.mean(axis=-1, keepdims=True)
+    t = template - template.mean(axis=-1, keepdims=True)
+    num = np.einsum("lbw,lw->lb", b, t)
+    den = np.sqrt((b**2).sum(-1) * (t**2).sum(-1)[:, None])
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan).mean(axis=1)
+
+
+def beat_windows(p: IndexParams) -> dict[str, np.ndarray]:
+    """Boolean masks over the mean-beat samples (at clean_fs): `qrs`, `t` and `p` wave windows."""
+    offsets = np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
+    spans = {"qrs": p.qrs_window_s, "t": p.t_window_s, "p": p.p_window_s}
+    return {k: (offsets >= a * p.clean_fs) & (offsets <= b * p.clean_fs) for k, (a, b) in spans.items()}
+
+
 def _beat_indices(
     clean: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, p: IndexParams
 ) -> tuple[np.ndarray, ...]:
-    """Template correlation, QRS peak-to-peak, QRS and T polarity per lead from the mean beat."""
+    """Template correlation, QRS peak-to-peak, QRS and T polarity per lead, and the mean beat."""
     n, leads, _ = clean.shape
-    corr, amp, area, t_area = (np.full((n, leads), np.nan, dtype=np.float32) for _ in range(4))
+    corr, p_corr, amp, area, t_area = (np.full((n, leads), np.nan, dtype=np.float32) for _ in range(5))
     offsets = np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
-    qrs = (offsets >= p.qrs_window_s[0] * p.clean_fs) & (offsets <= p.qrs_window_s[1] * p.clean_fs)
-    t_wave = (offsets >= p.t_window_s[0] * p.clean_fs) & (offsets <= p.t_window_s[1] * p.clean_fs)
+    mean_beat = np.full((n, leads, len(offsets)), np.nan, dtype=np.float32)
+    windows = beat_windows(p)
+    qrs, t_wave, p_wave = windows["qrs"], windows["t"], windows["p"]
     for i, (r, length) in enumerate(zip(peaks, valid, strict=True)):
         r = r[(r + offsets[0] >= 0) & (r + offsets[-1] < length)]
         if len(r) < p.min_beats:
             continue
         beats = clean[i][:, r[:, None] + offsets]  # (leads, beats, window)
-        template = beats.mean(axis=1)
-        b = beats - beats.mean(axis=-1, keepdims=True)
-        t = template - template.mean(axis=-1, keepdims=True)
-        num = np.einsum("lbw,lw->lb", b, t)
-        den = np.sqrt((b**2).sum(-1) * (t**2).sum(-1)[:, None])
-        corr[i] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan).mean(axis=1)
+        template = mean_beat[i] = beats.mean(axis=1)
+        corr[i] = _beat_corr(beats, template)
+        p_corr[i] = _beat_corr(beats[..., p_wave], template[:, p_wave])
         amp[i] = np.ptp(template[:, qrs], axis=1)
         area[i] = template[:, qrs].mean(axis=1)
         t_area[i] = template[:, t_wave].mean(axis=1)
-    return corr, amp, area, t_area
+    return corr, p_corr, amp, area, t_area, mean_beat
 
 
 def _emg(hf: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, p: IndexParams) -> np.ndarray:
@@ -290,7 +307,7 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
     clipped = (saturation > p.usable_saturation) & (extreme >= p.usable_saturation_mv)
     usable = (missing <= p.usable_missing) & (still <= p.usable_still) & ~clipped
     peaks = detect_r_peaks(clean, usable, valid_clean, p)
-    corr, amp, area, t_area = _beat_indices(clean, peaks, valid_clean, p)
+    corr, p_corr, amp, area, t_area, mean_beat = _beat_indices(clean, peaks, valid_clean, p)
     emg = _emg(hf, peaks, valid, p)
 
     gone = count == 0
@@ -302,9 +319,11 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
         saturation=saturation,
         extreme=extreme,
         template_corr=np.where(gone, np.nan, corr).astype(np.float32),
+        p_corr=np.where(gone, np.nan, p_corr).astype(np.float32),
         qrs_amplitude=np.where(gone, np.nan, amp).astype(np.float32),
         qrs_area=np.where(gone, np.nan, area).astype(np.float32),
         t_area=np.where(gone, np.nan, t_area).astype(np.float32),
+        template=np.where(gone[..., None], np.nan, mean_beat),
         beats=np.array([len(r) for r in peaks], dtype=np.int64),
         **out,
     )

@@ -112,3 +112,23 @@ def test_any_window_length_from_a_quarter_second(params: IndexParams, samples: i
     assert ix.baseline.shape == (2, 12) and np.isnan(ix.baseline[1]).all()
     with pytest.raises(ValueError, match="too short"):
         measure(x[..., :100], params)
+
+
+def test_mean_beat_and_p_wave_consistency(params: IndexParams) -> None:
+    """The mean beat is kept per lead; the P-window beat correlation is high where a P wave leads each
+    beat and low where fibrillatory waves, not locked to the beats, fill it (atrial fibrillation)."""
+    phase = (T * 1.2) % 1.0
+    p_wave = 0.15 * np.exp(-(((phase - 0.15) / 0.02) ** 2))
+    rng = np.random.default_rng(6)
+    f_waves = 0.05 * np.sin(2 * np.pi * rng.uniform(4, 8, (8, 1)) * T + rng.uniform(0, 6.3, (8, 1))).sum(0)
+    x = np.stack([_record(5) + p_wave, _record(5) + f_waves]).astype(np.float32)
+    x[:, 6:] = np.nan  # the chest leads are gone: no mean beat there
+    ix = measure(x, params)
+    width = round(params.beat_window_s[1] * params.clean_fs) - round(
+        params.beat_window_s[0] * params.clean_fs
+    )
+    assert ix.template.shape == (2, 12, width) and ix.template.dtype == np.float32
+    r_at = -round(params.beat_window_s[0] * params.clean_fs)
+    assert (np.abs(np.argmax(ix.template[:, :6], axis=-1) - r_at) <= 2).all()  # aligned on R
+    assert np.isnan(ix.template[:, 6:]).all() and np.isnan(ix.p_corr[:, 6:]).all()
+    assert (ix.p_corr[0, :6] > 0.9).all() and (ix.p_corr[1, :6] < 0.5).all()
