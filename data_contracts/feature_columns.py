@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from data_contracts import load_json
-from data_contracts.leads import CANONICAL_LEADS
+from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 
 FEATURE_VERSION = "features/1"
 
@@ -65,7 +65,7 @@ def criteria_columns() -> dict[str, str]:
         f"crit_ste_{lead}": f"ST elevation at J meeting the STEMI cut-point of {lead}"
         for lead in crit["st_elevation"]["assessed_leads"]
     }
-    for name, leads in crit["territories"]["groups"].items():
+    for name, leads in TERRITORIES.items():
         n = crit["territories"]["min_leads"]
         cols[f"crit_q_{name}"] = f"pathological Q in >= {n} of {', '.join(leads)}"
         cols[f"crit_ste_{name}"] = f"STEMI ST elevation in >= {n} of {', '.join(leads)}"

@@ -6,6 +6,15 @@ CANONICAL_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
 )  # fmt: skip
 
+# Contiguous-lead groups of the MI territories (anterior: septal and anterior wall, V1-V4; inferior;
+# lateral: high lateral I, aVL and low lateral V5, V6), the one definition the feature criteria,
+# the permutation importance and the score explanations share.
+TERRITORIES: dict[str, tuple[str, ...]] = {
+    "anterior": ("V1", "V2", "V3", "V4"),
+    "inferior": ("II", "III", "aVF"),
+    "lateral": ("I", "aVL", "V5", "V6"),
+}
+
 # Source spellings seen in WFDB/PhysioNet headers, matched after lower-casing and stripping
 # spaces, dashes and underscores ("AVR", "aVR", "avr", "lead II", "MLII" is not a 12-lead name).
 _ALIASES: dict[str, str] = {

@@ -20,13 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from data_contracts.leads import CANONICAL_LEADS
-
-TERRITORIES: dict[str, tuple[str, ...]] = {
-    "anterior": ("V1", "V2", "V3", "V4"),
-    "inferior": ("II", "III", "aVF"),
-    "lateral": ("I", "aVL", "V5", "V6"),
-}
+from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 
 
 def lead_groups(territories: bool = True) -> dict[str, list[int]]:

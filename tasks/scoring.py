@@ -22,7 +22,7 @@ import numpy as np
 from wfdb.io.header import rx_record
 
 from data_contracts import load_json
-from data_contracts.leads import CANONICAL_LEADS
+from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 from tasks.archive import ArchiveProblem, RecordUnit
 from tasks.ingest import IngestConfig, Task, _classify, content_sha256, quarantine_row, record_rows
 from tasks.quality import QcProfile, assess
@@ -57,7 +57,7 @@ class ProbabilityModel(Protocol):
 
 @dataclass(frozen=True)
 class Explainer:
-    """Lead groups of the occlusion explanation (data_contracts/score_explain.json)."""
+    """The occlusion explanation (data_contracts/score_explain.json) over the territories' leads."""
 
     version: str
     territories: dict[str, tuple[int, ...]]  # territory → indices of its leads
@@ -70,7 +70,7 @@ def load_explainer() -> Explainer:
     index = {lead: i for i, lead in enumerate(CANONICAL_LEADS)}
     return Explainer(
         version=spec["version"],
-        territories={t: tuple(index[lead] for lead in leads) for t, leads in spec["territories"].items()},
+        territories={t: tuple(index[lead] for lead in leads) for t, leads in TERRITORIES.items()},
         top_leads=int(spec["top_leads"]),
         min_drop=float(spec["min_drop"]),
     )

@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from data_contracts.feature_columns import lead_column
+from data_contracts.leads import TERRITORIES
 
 
 def _known(*values: float) -> bool:
@@ -72,7 +73,7 @@ def criteria(
         for lead in ste["assessed_leads"]
     }
     n = cfg["territories"]["min_leads"]
-    for name, leads in cfg["territories"]["groups"].items():
+    for name, leads in TERRITORIES.items():
         for kind in ("q", "ste"):
             assessed = [out[c] for lead in leads if (c := f"crit_{kind}_{lead}") in out]
             out[f"crit_{kind}_{name}"] = _at_least(assessed, n)
