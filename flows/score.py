@@ -25,7 +25,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from tasks.score_run import ScoreTotals, expected_inputs, run_shard, score_archive_run
+from tasks.score_run import (
+    ScoreTotals,
+    expected_inputs,
+    run_shard,
+    score_archive_run,
+    start_worker_server,
+)
 from tasks.settings import Settings
 from tasks.worklist import write_worklist
 
@@ -184,6 +190,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = {"workers": args.workers} if args.workers else {}
     settings = Settings(**overrides)
+    if settings.workers > 1 and not (args.dask_address or args.dask_local):
+        start_worker_server()  # workers' imports overlap the start of Prefect's temporary API
     totals = run_score(
         args.archive, args.model, args.out, settings, args.dask_address, args.dask_local, args.site, True
     )

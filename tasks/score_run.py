@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+import multiprocessing.forkserver
 import os
 import time
 from collections import Counter, deque
@@ -122,6 +123,19 @@ def expected_inputs(archive: Path) -> int | None:
     if database is not None:
         return len(ptbxl.header_index(arch, database))
     return sum(n.endswith(".hea") for n in names)
+
+
+# What a local score worker imports (torch included): the forkserver imports it once, and workers
+# forked from it start in a fraction of a second instead of importing it each.
+WORKER_MODULES: tuple[str, ...] = ("tasks.score_run", "msaic_model.registry")
+
+
+def start_worker_server() -> None:
+    """Start the forkserver that local score workers fork from, with `WORKER_MODULES` imported in
+    it. Returns at once (the imports run in the forkserver process), so the CLI calls it while
+    Prefect's temporary API boots; a no-op when this process's forkserver already runs."""
+    mp.set_forkserver_preload(list(WORKER_MODULES))
+    multiprocessing.forkserver.ensure_running()
 
 
 @cache
@@ -276,6 +290,7 @@ def score_archive_run(
             for job in jobs():
                 collect(run_shard(job, cfg, out))
         else:
+            start_worker_server()
             ctx = mp.get_context("forkserver")
             with ProcessPoolExecutor(settings.workers, mp_context=ctx) as pool:
                 _drain(
