@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/msaic demo
 
 bench: setup
-	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in bench/[!_]*.py; do $(BIN)/python $$b || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check .

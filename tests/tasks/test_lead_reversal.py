@@ -131,7 +131,7 @@ def test_model_file_is_versioned_and_checked(profile: QcProfile) -> None:
 def test_fit_learns_to_undo_the_applied_swaps(ludb: np.ndarray, profile: QcProfile) -> None:
     """The conditional logit, fitted on a few records shown with every swap, ranks the hypothesis
     that undoes each applied swap first on those records (the shipped weights come from
-    bench/fit_reversal.py on synthetic and CinC records)."""
+    tools/fit_lead_reversal.py on synthetic and CinC records)."""
     ix = assess(ludb[:12], profile).indices
     trusted = np.ones((12, 12), dtype=bool)
     per_lead = features(ix.template, ix.p_corr, trusted, profile.indices, profile.reversal.p_wave_min_corr)

@@ -5,7 +5,7 @@ bench/qc.py scores) and the real CinC 2021 sample (real amplitudes, several site
 kept when none of its 12 leads carries a flag. LUDB is left out on purpose: bench/qc.py and the
 tests measure the detector on it as held-out real data. Prints one JSON object (what it fitted on,
 and how often the fitted score ranks the true hypothesis first on its own training windows).
-Usage: python bench/fit_reversal.py [--synth-records 400] [--seed 7] [--l2 1.0]
+Usage: python tools/fit_lead_reversal.py [--synth-records 400] [--seed 7] [--l2 1.0]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main() -> None:
         "_doc": "Linear score of tasks/lead_reversal.py (conditional logit over 'no swap' and the swaps): "
         "weights over the per-hypothesis features in the order of lead_reversal.features (per limb lead "
         "I..aVF: correlations with V1..V6 over the beat, then in the QRS, T and P windows; then per limb "
-        "lead its QRS, T, P polarity). Written by bench/fit_reversal.py; decision thresholds are in "
+        "lead its QRS, T, P polarity). Written by tools/fit_lead_reversal.py; decision thresholds are in "
         "qc_profile.json `reversal`.",
         "fitted_on": fitted_on,
         "l2": args.l2,
