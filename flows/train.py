@@ -1,17 +1,19 @@
 """Prefect flows `train` and `evaluate` and their commands `msaic train` / `msaic evaluate`.
 
 `train` checks the quality and feature contracts of the store, splits the eligible records
-(patient-disjoint; `loso` gives one fold per site, each trained and registered as its own model),
-then per fold trains, evaluates and registers `STORE/models/<model_id>/`. `evaluate` re-evaluates
-a registered model at its saved threshold on its own split or on another store. The work lives in
-`tasks.training_data`, `tasks.splits` and `msaic_model.training_run`.
+(patient-disjoint; `loso` gives one fold per site and `cv` one per patient fold, each trained and
+registered as its own model), then per fold trains, evaluates and registers
+`STORE/models/<model_id>/`. A `cv` run also pools the folds' test predictions (each labelled record
+tested once) into one AUROC/AUPRC with intervals, written to `STORE/models/<model>-cv-<stamp>.json`.
+`evaluate` re-evaluates a registered model at its saved threshold on its own split or on another
+store. The work lives in `tasks.training_data`, `tasks.splits` and `msaic_model.training_run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,14 @@ from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 from rich.table import Table
 
-from data_contracts.feature_columns import FEATURE_COLUMNS
-from msaic_model.evaluate import load_evaluation_config
+from msaic_model.evaluate import load_evaluation_config, pooled_out_of_fold
 from msaic_model.registry import model_dir, new_model_id
 from msaic_model.training_run import (
     MODEL_CHOICES,
-    NETS,
     RunSpec,
     finish_fold,
     fit_fold,
-    network_config,
+    model_arguments,
     reevaluate,
 )
 from tasks.splits import MODES, make_split
@@ -43,6 +43,8 @@ split_task = task(make_split, name="split", cache_policy=NO_CACHE)
 fit_task = task(fit_fold, name="fit", cache_policy=NO_CACHE)
 finish_task = task(finish_fold, name="evaluate-register", cache_policy=NO_CACHE)
 reevaluate_task = task(reevaluate, name="re-evaluate", cache_policy=NO_CACHE)
+pooled_task = task(pooled_out_of_fold, name="pool-folds", cache_policy=NO_CACHE)
+FOLDED_SPLITS = ("loso", "cv")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class TrainedModel:
     path: Path
     fold: int
     metrics: dict[str, Any]
+    cross_validation: dict[str, Any] | None = None  # cv: the pooled figure (with its "path"), every fold
 
 
 @flow(name="train")
@@ -65,27 +68,28 @@ def train(
     evaluation_config: Path | None = None,
 ) -> list[TrainedModel]:
     """Train, evaluate and register `model` on `store`, one model per fold of the split."""
-    if model not in MODEL_CHOICES:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CHOICES)}")
+    spec_args = model_arguments(model, config, epochs, seed)
     store = Path(store)
     evaluation = load_evaluation_config(evaluation_config)
     check_task(store)
     eligible = eligible_task(store)
     the_split = split_task(eligible.records, split, seed, evaluation.splits, held_out)
-    spec_args: dict[str, Any] = (
-        {"model_config": network_config(model, config, epochs, seed)}
-        if model in NETS
-        else {"feature_columns": list(FEATURE_COLUMNS)}
-    )
     excluded = eligible.excluded | the_split.excluded
-    trained = []
+    trained, fold_predictions = [], []
     for fold in the_split.folds:
         spec = RunSpec(store, model, the_split, fold, excluded, evaluation, **spec_args)
-        model_id = new_model_id(model, split, fold if split == "loso" else None)
+        model_id = new_model_id(model, split, fold if split in FOLDED_SPLITS else None)
         fitted = fit_task(spec, model_id)
         path = finish_task(spec, fitted, f"{model} trained on {store.name}, split {split}")
         metrics = json.loads((path / "metrics.json").read_text())
         trained.append(TrainedModel(model_id, path, fold, metrics))
+        fold_predictions.append((fitted.predictions, metrics["evaluation"]["threshold"]))
+    if split == "cv":
+        pooled = pooled_task(fold_predictions, evaluation, seed)
+        out = model_dir(store, new_model_id(model, split)).with_suffix(".json")
+        summary = {"model": model, "fold_model_ids": [t.model_id for t in trained], "pooled": pooled}
+        _write_json(out, summary | {"evaluation_config_version": evaluation.version})
+        trained = [replace(t, cross_validation=summary | {"path": str(out)}) for t in trained]
     create_markdown_artifact(
         train_markdown(trained), key="train-summary", description=f"train {model} on {store}"
     )
@@ -110,12 +114,17 @@ def evaluate(
     eligible = eligible_task(store)
     report = reevaluate_task(store, path, eligible, load_evaluation_config(evaluation_config), split, seed)
     out = store / "reports" / "evaluations" / f"{model_id}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)
+    _write_json(out, report)
     report["path"] = str(out)
     return report
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    """Write atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content, indent=2))
+    tmp.replace(path)
 
 
 def _cell(metric: dict[str, Any]) -> str:
@@ -202,6 +211,16 @@ def run_train(args: argparse.Namespace) -> int:
     if trained:
         excluded = json.loads((trained[0].path / "config.json").read_text())["split"]["excluded"]
         console.print("left out before the split: " + ", ".join(f"{k} {v}" for k, v in excluded.items()))
+    if trained and trained[0].cross_validation is not None:
+        cv = trained[0].cross_validation
+        for unit in ("windows", "patients"):
+            pooled = cv["pooled"][unit]
+            console.print(
+                f"{cv['pooled']['folds']}-fold cross-validation, pooled out-of-fold by {unit} "
+                f"({pooled['n']}, {pooled['positives']} MI+): AUROC {_cell(pooled['auroc'])}, "
+                f"AUPRC {_cell(pooled['auprc'])}"
+            )
+        console.print(f"cross-validation summary: {cv['path']}")
     return 0
 
 

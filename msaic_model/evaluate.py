@@ -114,3 +114,46 @@ def _scorer(threshold: float, config: MetricConfig, seed: int) -> Callable[[pd.D
         return compute_metrics(y, frame["probability"].to_numpy(float), threshold, config, seed)
 
     return score
+
+
+def pooled_out_of_fold(
+    folds: list[tuple[pd.DataFrame, float]], config: EvaluationConfig, seed: int = 0
+) -> dict[str, object]:
+    """Cross-validation figure: the test rows of every fold (each record tested once, by the model
+    that never saw it) pooled, with bootstrap intervals, by window and by patient (a patient's
+    probability is the mean over its windows, its label the max: windows of one patient are not
+    independent, so the patient figure is the one to quote when patients have several windows).
+    AUROC, AUPRC, Brier and ECE rank or calibrate the pooled probabilities; sensitivity,
+    specificity and F1 count each window (patient) as called at its own fold's validation
+    threshold. Per-fold AUROC (by window) is listed alongside."""
+    tests = [frame[frame["part"] == "test"].assign(threshold=t) for frame, t in folds]
+    pooled = pd.concat(tests, ignore_index=True)
+    if not pooled["record_id"].is_unique:
+        raise ValueError("a record is in the test part of more than one fold: not a cross-validation")
+    patients = pooled.groupby("patient_key", sort=True).agg(
+        mi_label=("mi_label", "max"), probability=("probability", "mean"), threshold=("threshold", "first")
+    )
+    score = _scorer(0.5, config.metrics, seed)
+    return {
+        "folds": len(folds),
+        "windows": _pooled_metrics(pooled, config.metrics, seed),
+        "patients": _pooled_metrics(patients, config.metrics, seed),
+        "per_fold": [
+            {"n": len(t), "positives": int(t["mi_label"].sum()), "threshold": float(t["threshold"].iloc[0])}
+            | {"auroc": score(t).to_dict()["auroc"]}
+            for t in tests
+        ],
+    }
+
+
+def _pooled_metrics(frame: pd.DataFrame, config: MetricConfig, seed: int) -> dict[str, object]:
+    """Ranking metrics of the probabilities, and threshold metrics of the calls at each row's own
+    threshold (the calls as 0/1 scores against 0.5)."""
+    y, p = frame["mi_label"].to_numpy(int), frame["probability"].to_numpy(float)
+    called = (p >= frame["threshold"].to_numpy(float)).astype(np.float64)
+    ranked = compute_metrics(y, p, 0.5, config, seed).to_dict()
+    at_threshold = compute_metrics(y, called, 0.5, config, seed).to_dict()
+    return {
+        **{k: ranked[k] for k in ("n", "positives", "auroc", "auprc", "brier", "ece")},
+        **{k: at_threshold[k] for k in ("sensitivity", "specificity", "f1")},
+    }

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from data_contracts.feature_columns import FEATURE_COLUMNS
 from data_contracts.leads import CANONICAL_LEADS
 from msaic_model.blocks import parameter_count
 from msaic_model.config import ModelConfig, load_config, with_overrides
@@ -69,6 +70,15 @@ def network_config(model: str, config_path: Path | None, epochs: int | None, see
     if epochs is not None:
         overrides["train.epochs"] = epochs
     return with_overrides(config, overrides)
+
+
+def model_arguments(model: str, config_path: Path | None, epochs: int | None, seed: int) -> dict[str, Any]:
+    """The `RunSpec` fields of a model kind: the network config, or the feature columns."""
+    if model not in MODEL_CHOICES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CHOICES)}")
+    if model in NETS:
+        return {"model_config": network_config(model, config_path, epochs, seed)}
+    return {"feature_columns": list(FEATURE_COLUMNS)}
 
 
 @dataclass
@@ -234,7 +244,7 @@ def reevaluate(
     if split_mode is None and trained_here:
         rows = saved[saved["part"] != "train"].drop(columns="probability")
     else:
-        if split_mode == "loso":
+        if split_mode in ("loso", "cv"):
             raise ValueError("re-evaluation takes one test part: use site, device, patient or strat_fold")
         if split_mode is None:
             labelled = labelled_records(eligible.records)

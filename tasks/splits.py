@@ -13,6 +13,12 @@ Modes:
   held-out share (`held_out` is True), whose difference is the distribution-shift figure.
 - `loso`: `site` with each site held out in turn, one fold per site (`fold` column).
 - `strat_fold`: PTB-XL folds, 1–8 train, 9 val, 10 test (a patient takes its highest fold).
+- `cv`: patient-grouped K-fold cross-validation: patients stratified by label into `cv_folds`
+  folds; in fold k the k-th fold is the test part and the validation part (early stopping, the
+  threshold) is drawn, stratified, from the patients of the other folds, never from the test fold.
+
+Every part of every fold must hold both classes (training, early stopping, the threshold and
+AUROC need them); a split that cannot give them fails with an error naming the fold and part.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from data_contracts import load_json
 
 EVALUATION_CONFIG = "evaluation.json"  # the packaged one, in data_contracts/
 PARTS: tuple[str, ...] = ("train", "val", "test")
-MODES: tuple[str, ...] = ("patient", "site", "loso", "device", "strat_fold")
+MODES: tuple[str, ...] = ("patient", "site", "loso", "device", "strat_fold", "cv")
 UNKNOWN_DEVICE = "unknown"
 ASSIGNMENT_COLUMNS = ["record_id", "patient_key", "site", "device", "mi_label", "fold", "part", "held_out"]
 
@@ -42,6 +48,7 @@ class SplitConfig:
     held_out_sites: int
     held_out_devices: int
     strat_fold: dict[str, list[int]]
+    cv_folds: int
 
 
 def read_evaluation_file(path: Path | None = None) -> dict[str, Any]:
@@ -105,13 +112,33 @@ def make_split(
             _held_out_parts(labelled, "site", [site], config, rng).assign(fold=k)
             for k, site in enumerate(sites)
         ]
+    elif mode == "cv":
+        parts = _cv_parts(labelled, config, rng)
     else:
         fold_parts, no_fold = _strat_fold_parts(labelled, config)
         excluded["strat_fold_null"] = no_fold
         parts = [fold_parts.assign(fold=0, held_out=False)]
     assignment = pd.concat(parts, ignore_index=True)
     assignment["fold"] = assignment["fold"].astype(int)
+    _require_both_classes(assignment, mode)
     return Split(mode, seed, assignment[ASSIGNMENT_COLUMNS].reset_index(drop=True), excluded)
+
+
+def _require_both_classes(assignment: pd.DataFrame, mode: str) -> None:
+    """Fail, naming the fold and part, when a part lacks MI-positive or MI-negative records."""
+    for (fold, part), group in assignment.groupby(["fold", "part"], sort=True):
+        positives = int(group["mi_label"].sum())
+        if positives == 0 or positives == len(group):
+            missing = "MI-positive" if positives == 0 else "MI-negative"
+            raise ValueError(
+                f"split {mode}, fold {fold}: the {part} part ({len(group)} records, "
+                f"{group['patient_key'].nunique()} patients) has no {missing} record; training, the "
+                "validation threshold and AUROC need both classes: use another mode, seed or fewer folds"
+            )
+    for fold, group in assignment.groupby("fold", sort=True):
+        absent = sorted(set(PARTS) - set(group["part"]))
+        if absent:
+            raise ValueError(f"split {mode}, fold {fold}: no patient reached the {', '.join(absent)} part")
 
 
 def labelled_records(records: pd.DataFrame) -> pd.DataFrame:
@@ -180,6 +207,31 @@ def _held_out_parts(
     return frame.assign(part=part.to_numpy(), held_out=in_held.to_numpy())
 
 
+def _cv_parts(frame: pd.DataFrame, config: SplitConfig, rng: np.random.Generator) -> list[pd.DataFrame]:
+    """K folds of patients, stratified by label (dealt round-robin after a seeded shuffle, so fold
+    sizes and positives differ by one at most); per fold k: test = fold k, val = `val_fraction` of
+    the other patients (stratified), train = the rest."""
+    k = config.cv_folds
+    patients = _patients(frame)
+    positives = int(patients["label"].sum())
+    if k < 2 or positives < k or len(patients) - positives < k:
+        raise ValueError(
+            f"{k}-fold cross-validation needs k >= 2 and at least k MI-positive and k MI-negative "
+            f"patients; the labelled records hold {positives} and {len(patients) - positives}"
+        )
+    fold_of = pd.Series(0, index=patients["patient_key"])
+    for _, stratum in patients.groupby("label", sort=True):
+        keys = rng.permutation(stratum["patient_key"].to_numpy())
+        fold_of[keys] = np.arange(keys.size) % k
+    parts = []
+    for fold in range(k):
+        outside = patients[fold_of.to_numpy() != fold]
+        part_of = _allocate(outside, {"val": config.val_fraction}, rng)
+        part = frame["patient_key"].map(part_of).fillna("test")
+        parts.append(frame.assign(part=part.to_numpy(), fold=fold, held_out=False))
+    return parts
+
+
 def _strat_fold_parts(frame: pd.DataFrame, config: SplitConfig) -> tuple[pd.DataFrame, int]:
     """PTB-XL folds by patient (its highest fold, so no record of a test patient trains)."""
     if "strat_fold" not in frame or frame["strat_fold"].isna().all():
@@ -190,3 +242,29 @@ def _strat_fold_parts(frame: pd.DataFrame, config: SplitConfig) -> tuple[pd.Data
     part = with_fold["patient_key"].map(patient_fold).map(fold_part)
     kept = with_fold.assign(part=part.to_numpy())
     return kept[kept["part"].notna()], len(frame) - int(kept["part"].notna().sum())
+
+
+def subsample_parts(split: Split, records: dict[str, int], seed: int = 0) -> Split:
+    """A copy of `split` whose named parts keep whole patients, drawn at random and stratified by
+    label, until each holds about `records[part]` records (the small-data regime of a benchmark,
+    with the other parts unchanged: the same test for every size). Parts already smaller stay."""
+    rng = np.random.default_rng(seed)
+    kept = []
+    for (_, part), frame in split.assignment.groupby(["fold", "part"], sort=True):
+        target = records.get(part)
+        if target is None or target >= len(frame):
+            kept.append(frame)
+            continue
+        patients = frame.groupby("patient_key", sort=True).agg(
+            label=("mi_label", "max"), n=("mi_label", "size")
+        )
+        chosen = []
+        for _, stratum in patients.groupby("label", sort=True):
+            share = round(target * stratum["n"].sum() / len(frame))  # the stratum's records, in proportion
+            order = stratum.iloc[rng.permutation(len(stratum))]
+            count = np.searchsorted(order["n"].cumsum().to_numpy(), share, side="left") + 1
+            chosen.extend(order.index[: min(max(count, 1), len(order))])
+        kept.append(frame[frame["patient_key"].isin(chosen)])
+    assignment = pd.concat(kept).sort_index().reset_index(drop=True)
+    _require_both_classes(assignment, split.mode)
+    return Split(split.mode, split.seed, assignment, split.excluded)

@@ -13,6 +13,7 @@ from msaic_model.evaluate import (
     choose_threshold,
     evaluate_predictions,
     load_evaluation_config,
+    pooled_out_of_fold,
     validation_threshold,
 )
 from msaic_model.metrics import MetricConfig
@@ -116,3 +117,41 @@ def test_no_shift_figure_without_held_out_records(predictions: pd.DataFrame) -> 
     assert report["shift"] is None
     with pytest.raises(ValueError, match="lacks"):
         evaluate_predictions(predictions.drop(columns="device"), 0.5, FAST)
+
+
+def test_pooled_out_of_fold_by_window_and_by_patient() -> None:
+    """Three folds of test rows (patients with one to three windows); the pooled figures against
+    scikit-learn and a hand count at each fold's own threshold."""
+    rng = np.random.default_rng(3)
+    patient = np.repeat(np.arange(60), rng.integers(1, 4, 60))
+    label = (np.arange(60) % 4 == 0).astype(int)[patient]
+    frame = pd.DataFrame(
+        {
+            "record_id": [f"r{i}" for i in range(patient.size)],
+            "patient_key": [f"p{k:02d}" for k in patient],
+            "fold": patient % 3,
+            "mi_label": label,
+            "probability": np.clip(0.3 + 0.3 * label + rng.normal(0, 0.2, patient.size), 0, 1),
+        }
+    )
+    thresholds = [0.4, 0.5, 0.6]
+    folds = [
+        (frame.assign(part=np.where(frame["fold"] == k, "test", "val")), thresholds[k]) for k in range(3)
+    ]
+    pooled = pooled_out_of_fold(folds, FAST, seed=1)
+    windows, patients = pooled["windows"], pooled["patients"]
+    assert pooled["folds"] == 3 and windows["n"] == patient.size and patients["n"] == 60
+    assert windows["auroc"]["value"] == pytest.approx(roc_auc_score(frame["mi_label"], frame["probability"]))
+    assert windows["auprc"]["value"] == pytest.approx(
+        average_precision_score(frame["mi_label"], frame["probability"])
+    )
+    per_patient = frame.groupby("patient_key").agg(y=("mi_label", "max"), p=("probability", "mean"))
+    assert patients["auroc"]["value"] == pytest.approx(roc_auc_score(per_patient["y"], per_patient["p"]))
+    called = frame["probability"] >= np.take(thresholds, frame["fold"])
+    sensitivity = called[frame["mi_label"] == 1].mean()
+    assert windows["sensitivity"]["value"] == pytest.approx(sensitivity)
+    assert windows["auroc"]["low"] <= windows["auroc"]["value"] <= windows["auroc"]["high"]
+    assert [f["threshold"] for f in pooled["per_fold"]] == thresholds
+    twice = [folds[0], (folds[0][0], 0.5)]
+    with pytest.raises(ValueError, match="more than one fold"):
+        pooled_out_of_fold(twice, FAST)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.splits import MODES, PARTS, load_split_config, make_split
+from tasks.splits import MODES, PARTS, load_split_config, make_split, subsample_parts
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,53 @@ def test_bad_requests_fail_clearly(records: pd.DataFrame) -> None:
         make_split(records.assign(site="north"), "loso")
     with pytest.raises(ValueError, match="no record with a known mi_label"):
         make_split(records.assign(mi_label=pd.NA), "patient")
+
+
+def test_cv_tests_every_patient_once_and_validates_outside_the_test_fold(records: pd.DataFrame) -> None:
+    config = load_split_config()
+    split = make_split(records, "cv", seed=4, config=config)
+    a = split.assignment
+    assert split.folds == list(range(config.cv_folds))
+    tests = a[a["part"] == "test"]
+    labelled = records["mi_label"].notna()
+    assert sorted(tests["record_id"]) == sorted(records.loc[labelled, "record_id"])  # each tested once
+    assert (tests.groupby("patient_key")["fold"].nunique() == 1).all()
+    positives = tests.groupby("fold")["mi_label"].sum()
+    patients = tests.groupby("fold")["patient_key"].nunique()
+    assert positives.min() > 0 and patients.max() - patients.min() <= 2  # stratified, balanced folds
+    for k in split.folds:
+        in_test_fold = a["patient_key"].isin(tests.loc[tests["fold"] == k, "patient_key"])
+        fold = a[a["fold"] == k]
+        assert (fold.loc[in_test_fold[fold.index], "part"] == "test").all()  # val never from the test fold
+        val_share = (
+            fold.loc[fold["part"] == "val", "patient_key"].nunique()
+            / fold.loc[fold["part"] != "test", "patient_key"].nunique()
+        )
+        assert val_share == pytest.approx(config.val_fraction, abs=0.03)
+
+
+def test_a_part_without_positives_fails_naming_it(records: pd.DataFrame) -> None:
+    """Two MI-positive patients: too few for 5 folds, and too few for a validation part."""
+    positive_patients = sorted(records.loc[records["mi_label"] == 1, "patient_key"].unique())
+    rare = records.assign(
+        mi_label=records["mi_label"].where(~records["patient_key"].isin(positive_patients[2:]), 0)
+    )
+    with pytest.raises(ValueError, match="at least k MI-positive"):
+        make_split(rare, "cv")
+    with pytest.raises(ValueError, match=r"split patient, fold 0: the (val|test) part .* has no MI-positive"):
+        make_split(rare, "patient")
+
+
+def test_subsample_keeps_whole_patients_both_classes_and_the_test_part(records: pd.DataFrame) -> None:
+    split = make_split(records, "site", seed=0, held_out=["east"])
+    small = subsample_parts(split, {"train": 60, "val": 20}, seed=1)
+    a = small.assignment
+    assert abs(len(small.part("train")) - 60) <= 8 and abs(len(small.part("val")) - 20) <= 8
+    pd.testing.assert_frame_equal(
+        small.part("test").reset_index(drop=True), split.part("test").reset_index(drop=True)
+    )
+    full = split.assignment.groupby("patient_key").size()
+    assert (a.groupby("patient_key").size() == full[a["patient_key"].unique()]).all()  # whole patients
+    for part in ("train", "val"):
+        assert set(small.part(part)["mi_label"]) == {0, 1}
+    assert set(a["record_id"]) <= set(split.assignment["record_id"])
