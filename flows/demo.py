@@ -25,14 +25,15 @@ from tasks.settings import Settings
 
 DEMO_RECORDS = 600
 DEMO_SITES = 4
-DEMO_EPOCHS = 5  # keeps `make demo` within 10 minutes on 2 cores; train longer with `msaic train`
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on a synthetic multi-site archive")
     p.add_argument("--workdir", type=Path, default=Path("demo_out"), help="where the archive and store go")
     p.add_argument("--records", type=int, default=DEMO_RECORDS, help="recordings to synthesize")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="MSAIC-Net training epochs")
+    p.add_argument(
+        "--epochs", type=int, help="MSAIC-Net training epochs (default: the config's, with early stopping)"
+    )
     p.set_defaults(func=run)
 
 

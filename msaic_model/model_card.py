@@ -79,7 +79,8 @@ def _data_section(card: CardData) -> str:
         [
             paragraph(
                 f"Split mode {summary['mode']} (seed {summary['seed']}, fold {summary['fold']}); "
-                f"held out: {', '.join(summary.get('held_out') or []) or 'none'}. Patients never cross "
+                f"held-out sites: {', '.join(summary.get('held_out_sites') or []) or 'none'}, devices: "
+                f"{', '.join(summary.get('held_out_devices') or []) or 'none'}. Patients never cross "
                 f"parts. Left out before the split: {excluded}."
             ),
             table(counts, "split-counts"),

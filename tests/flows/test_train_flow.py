@@ -151,6 +151,8 @@ def test_model_card_is_self_contained(trained: Path) -> None:
     assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', card)) == 2
     for text in ("Intended use", "Per site", "Per device", "held-out", "SYNTHETIC", "inferior", "Threshold"):
         assert text in card, text
+    held_out = json.loads((trained / "config.json").read_text())["split"]["held_out_sites"]
+    assert held_out and f"held-out sites: {', '.join(held_out)}," in card  # the split as trained
 
 
 def test_feature_baseline_through_the_cli(
