@@ -5,7 +5,7 @@ samples. One real FFT per lead gives the mains and baseline-wander amplitudes di
 masking, the clean-band (QRS/T) and high-frequency (muscle) signals. R peaks are found once per
 record on the energy of all usable leads together, so a noisy or missing lead does not hide the
 beats of the others; the mean beat per lead then gives the template correlation (over the beat and
-in the P-wave window), the QRS amplitude and its polarity, and is kept for the reversal detector.
+in the P-wave window), the QRS amplitude, and is kept for the reversal detector.
 Nothing here raises on flat, NaN, noise or huge input: indices that cannot be measured are NaN.
 """
 
@@ -71,8 +71,6 @@ class LeadIndices:
     p_corr: np.ndarray  # the same in the P-wave window: low where no P wave leads the beats (AF)
     kurtosis: np.ndarray  # kurtosis of the clean-band signal (3 for Gaussian noise)
     qrs_amplitude: np.ndarray  # peak-to-peak of the mean beat in the QRS window, mV
-    qrs_area: np.ndarray  # mean of the mean beat in the QRS window (its polarity), mV
-    t_area: np.ndarray  # mean of the mean beat in the T window (its polarity), mV
     template: np.ndarray  # (n, 12, beat window at clean_fs) the mean beat, mV; NaN without beats
     beats: np.ndarray  # (n,) int: R peaks found in the record
 
@@ -154,13 +152,13 @@ def beat_windows(p: IndexParams) -> dict[str, np.ndarray]:
 def _beat_indices(
     clean: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, p: IndexParams
 ) -> tuple[np.ndarray, ...]:
-    """Template correlation, QRS peak-to-peak, QRS and T polarity per lead, and the mean beat."""
+    """Template correlation (over the beat and the P window), QRS peak-to-peak, and the mean beat."""
     n, leads, _ = clean.shape
-    corr, p_corr, amp, area, t_area = (np.full((n, leads), np.nan, dtype=np.float32) for _ in range(5))
+    corr, p_corr, amp = (np.full((n, leads), np.nan, dtype=np.float32) for _ in range(3))
     offsets = np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
     mean_beat = np.full((n, leads, len(offsets)), np.nan, dtype=np.float32)
     windows = beat_windows(p)
-    qrs, t_wave, p_wave = windows["qrs"], windows["t"], windows["p"]
+    qrs, p_wave = windows["qrs"], windows["p"]
     for i, (r, length) in enumerate(zip(peaks, valid, strict=True)):
         r = r[(r + offsets[0] >= 0) & (r + offsets[-1] < length)]
         if len(r) < p.min_beats:
@@ -170,9 +168,7 @@ def _beat_indices(
         corr[i] = _beat_corr(beats, template)
         p_corr[i] = _beat_corr(beats[..., p_wave], template[:, p_wave])
         amp[i] = np.ptp(template[:, qrs], axis=1)
-        area[i] = template[:, qrs].mean(axis=1)
-        t_area[i] = template[:, t_wave].mean(axis=1)
-    return corr, p_corr, amp, area, t_area, mean_beat
+    return corr, p_corr, amp, mean_beat
 
 
 def _emg(hf: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, p: IndexParams) -> np.ndarray:
@@ -307,7 +303,7 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
     clipped = (saturation > p.usable_saturation) & (extreme >= p.usable_saturation_mv)
     usable = (missing <= p.usable_missing) & (still <= p.usable_still) & ~clipped
     peaks = detect_r_peaks(clean, usable, valid_clean, p)
-    corr, p_corr, amp, area, t_area, mean_beat = _beat_indices(clean, peaks, valid_clean, p)
+    corr, p_corr, amp, mean_beat = _beat_indices(clean, peaks, valid_clean, p)
     emg = _emg(hf, peaks, valid, p)
 
     gone = count == 0
@@ -321,8 +317,6 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
         template_corr=np.where(gone, np.nan, corr).astype(np.float32),
         p_corr=np.where(gone, np.nan, p_corr).astype(np.float32),
         qrs_amplitude=np.where(gone, np.nan, amp).astype(np.float32),
-        qrs_area=np.where(gone, np.nan, area).astype(np.float32),
-        t_area=np.where(gone, np.nan, t_area).astype(np.float32),
         template=np.where(gone[..., None], np.nan, mean_beat),
         beats=np.array([len(r) for r in peaks], dtype=np.int64),
         **out,
