@@ -52,8 +52,7 @@ def read_floor(base: Path, limit: int = 300) -> float:
     from tasks.ingest_run import walk_archive
     from tasks.settings import Settings
 
-    s = Settings()
-    cfg = IngestConfig(base, b"bench", s.target_fs, s.window_s, s.min_duration_s, s.max_duration_s)
+    cfg = IngestConfig.for_store(base, Settings(pseudonym_key="bench"))
     units = [u for _, u in zip(range(limit), walk_archive(base), strict=False)]
     start = time.perf_counter()
     for unit in units:
