@@ -107,6 +107,12 @@ class DataConfig(_Strict):
         default=None, gt=0, description="zero-phase high-pass (baseline wander) before resampling; None = off"
     )
     normalize: Literal["none", "center", "lead_zscore"] = "center"
+    clip_mv: float = Field(
+        default=50.0,
+        gt=0,
+        description="stored values beyond ±clip_mv are clipped: no ECG reaches them, and a corrupt "
+        "window's huge values would overflow the resampling filter into NaN",
+    )
     augment: AugmentConfig = AugmentConfig()
     balanced_sampling: bool = False
     read_batch: int = Field(default=256, ge=1, description="windows read from the store at once")

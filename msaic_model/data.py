@@ -1,10 +1,11 @@
 """Model input, shared by training and inference, and a streaming reader of the waveform store.
 
 `prepare` turns stored windows (float32 (n, 12, 5000), mV, 500 Hz, NaN where a lead is missing)
-into network input: NaN → 0, an optional zero-phase high-pass against baseline wander, polyphase
-resampling to the model rate (scipy's `resample_poly` FIR, the anti-alias filter, applied by FFT
-convolution: the same output to float rounding, 3× faster at 500 → 100 Hz), then the normalization
-the config names. Training and scoring both call it, so a model sees the same input in both.
+into network input: NaN → 0, values clipped to ±`clip_mv`, an optional zero-phase high-pass
+against baseline wander, polyphase resampling to the model rate (scipy's `resample_poly` FIR, the
+anti-alias filter, applied by FFT convolution: the same output to float rounding, 3× faster at
+500 → 100 Hz), then the normalization the config names. Training and scoring both call it, so a
+model sees the same input in both.
 
 `WaveformStream` reads `waveforms/` fragment by fragment (pyarrow scans filtered on the wanted
 record ids, pruned by site partition), so memory holds one read batch and the shuffle buffer, never
@@ -85,6 +86,7 @@ def prepare_array(signals: np.ndarray, config: ModelConfig | DataConfig) -> np.n
     if signals.ndim != 3 or signals.shape[1] != N_LEADS:
         raise ValueError(f"expected signals of shape (n, {N_LEADS}, samples), got {signals.shape}")
     x = np.nan_to_num(np.asarray(signals, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(x, -cfg.clip_mv, cfg.clip_mv, out=x)  # nan_to_num made x a copy
     if cfg.highpass_hz is not None:
         x = sosfiltfilt(_highpass(cfg.highpass_hz), x, axis=-1)
     if cfg.fs != FS:

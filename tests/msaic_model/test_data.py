@@ -61,6 +61,15 @@ def test_prepare_missing_leads_and_normalization() -> None:
         prepare(signals[:, :6], load_config("msaic"))
 
 
+def test_prepare_clips_corrupt_values_instead_of_overflowing() -> None:
+    signals = sines(5.0)
+    signals[0, 2, 2000:2100] = 3e38  # a corrupt stretch: finite, but the filter would overflow to NaN
+    config = load_config("msaic")
+    x = prepare(signals, config).numpy()
+    assert np.isfinite(x).all() and np.abs(x).max() <= 2 * config.data.clip_mv
+    assert np.allclose(x[1], prepare(sines(5.0), config).numpy()[1])  # other windows untouched
+
+
 @pytest.fixture(scope="module")
 def windows(synth_store: Path) -> pd.DataFrame:
     return read_table(synth_store, "records", columns=["record_id", "mi_label", "site"]).to_pandas()
