@@ -21,8 +21,7 @@ import numpy as np
 from scipy.special import expit
 
 from data_contracts import load_json
-
-FEATURE_MODELS: tuple[str, ...] = ("logreg", "gbm")
+from tasks.model_files import FEATURE_MODELS
 
 
 def load_feature_model_config() -> dict[str, Any]:

@@ -31,13 +31,12 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from msaic_model.config import ModelConfig
-from msaic_model.feature_baselines import FEATURE_MODELS, FeatureModel, feature_model_from_arrays
+from msaic_model.feature_baselines import FeatureModel, feature_model_from_arrays
 from msaic_model.net import build_model
 from msaic_model.train import CropOcclusion, predict_proba, resolve_device
 from tasks import store as st
+from tasks.model_files import CONFIG, MODELS, NET, THRESHOLDS, WEIGHTS, read_model_files
 
-MODELS = "models"
-WEIGHTS = "weights.safetensors"
 SPLIT_FILE = "split.parquet"
 SNAPSHOT_TABLES: tuple[str, ...] = ("records", "waveforms", "quality", "features")
 
@@ -92,14 +91,14 @@ def register(store: Path, reg: Registration) -> Path:
         raise FileExistsError(f"model {reg.model_id} is already registered in {store}")
     staged = st.staging_dir(Path(store)) / f"model-{reg.model_id}"
     staged.mkdir()
-    if reg.config["kind"] == "net":
+    if reg.config["kind"] == NET:
         tensors = {k: v.detach().cpu().contiguous() for k, v in reg.weights.items()}
         safetensors.torch.save_file(tensors, staged / WEIGHTS, metadata={"model_id": reg.model_id})
     else:
         safetensors.numpy.save_file(reg.weights, staged / WEIGHTS, metadata={"model_id": reg.model_id})
     for name, payload in (
-        ("config.json", reg.config),
-        ("thresholds.json", reg.thresholds),
+        (CONFIG, reg.config),
+        (THRESHOLDS, reg.thresholds),
         ("metrics.json", reg.metrics),
         ("snapshot.json", reg.snapshot),
     ):
@@ -221,19 +220,12 @@ def fold_batch_norm(net: nn.Module) -> nn.Module:
 def load_model(model_dir: Path) -> LoadedModel:
     """A registered model from its directory, without executing anything stored in it (a network
     in eval mode, exactly as evaluated; scoring folds its batch norm, `fold_batch_norm`)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file() or not (model_dir / WEIGHTS).is_file():
-        raise FileNotFoundError(f"{model_dir} is not a registered model (config.json and {WEIGHTS} expected)")
-    config = json.loads((model_dir / "config.json").read_text())
-    threshold = json.loads((model_dir / "thresholds.json").read_text())["threshold"]
-    model_id = config["model_id"]
-    if config["kind"] == "net":
-        net = build_model(ModelConfig.model_validate(config["model"]))
-        net.load_state_dict(safetensors.torch.load_file(model_dir / WEIGHTS))
-        return LoadedModel(model_id, threshold, config, net=net.to(resolve_device("auto")).eval())
-    if config["kind"] in FEATURE_MODELS:
-        arrays = safetensors.numpy.load_file(model_dir / WEIGHTS)
-        return LoadedModel(
-            model_id, threshold, config, feature_model=feature_model_from_arrays(config["kind"], arrays)
-        )
-    raise ValueError(f"{model_dir}: unknown model kind {config['kind']!r}")
+    files = read_model_files(Path(model_dir))
+    weights = Path(model_dir) / WEIGHTS
+    if files.kind == NET:
+        net = build_model(ModelConfig.model_validate(files.config["model"]))
+        net.load_state_dict(safetensors.torch.load_file(weights))
+        net = net.to(resolve_device("auto")).eval()
+        return LoadedModel(files.model_id, files.threshold, files.config, net=net)
+    model = feature_model_from_arrays(files.kind, safetensors.numpy.load_file(weights))
+    return LoadedModel(files.model_id, files.threshold, files.config, feature_model=model)

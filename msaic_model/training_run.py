@@ -26,7 +26,7 @@ from msaic_model.blocks import parameter_count
 from msaic_model.config import ModelConfig, load_config, with_overrides
 from msaic_model.data import signals_of
 from msaic_model.evaluate import EvaluationConfig, evaluate_predictions, validation_threshold
-from msaic_model.feature_baselines import FEATURE_MODELS, fit_feature_model
+from msaic_model.feature_baselines import fit_feature_model
 from msaic_model.importance import lead_groups, permutation_importance
 from msaic_model.model_card import CardData, render_card, synthetic_sites
 from msaic_model.registry import (
@@ -40,6 +40,7 @@ from msaic_model.registry import (
 )
 from msaic_model.train import fit, predict_store
 from tasks import store as st
+from tasks.model_files import FEATURE_MODELS, NET
 from tasks.splits import ASSIGNMENT_COLUMNS, Split, labelled_records, make_split
 from tasks.training_data import Eligible, feature_matrix
 
@@ -103,7 +104,7 @@ def fit_fold(spec: RunSpec, model_id: str) -> Fitted:
     if spec.model in NETS:
         assert spec.model_config is not None
         result = fit(spec.store, train, rows[rows["part"] == "val"], spec.model_config)
-        kind_config = {"kind": "net", "model": spec.model_config.model_dump(mode="json")}
+        kind_config = {"kind": NET, "model": spec.model_config.model_dump(mode="json")}
         loaded = LoadedModel(model_id, None, config | kind_config, net=result.model)
         weights = dict(result.model.state_dict())
         training = {

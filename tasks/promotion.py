@@ -16,9 +16,9 @@ from typing import Any
 
 from data_contracts import load_json
 from tasks import store as st
+from tasks.model_files import MODELS
 
 PROMOTION_RULES = "promotion.json"
-MODELS = "models"
 POINTER = "promoted"
 LOG = "promotions.jsonl"
 

@@ -35,6 +35,7 @@ from tasks import store as st
 from tasks.archive import ArchiveProblem, RecordUnit, TarArchive, open_archive
 from tasks.ingest import IngestConfig, shards
 from tasks.ingest_run import archive_name, site_of, walk_archive
+from tasks.model_files import read_model_files
 from tasks.quality import load_profile
 from tasks.scoring import ProbabilityModel, ScoreConfig, decision_threshold, load_explainer, score_units
 from tasks.settings import Settings
@@ -250,12 +251,9 @@ def score_archive_run(
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cfg = score_config(out, model_dir, settings)
-    from msaic_model.registry import load_model
-
-    model = load_model(model_dir)  # refuse a bad model before any work starts
+    model = read_model_files(model_dir)  # refuse a bad model before any work starts (no torch here)
     decision_threshold(model)
     totals = ScoreTotals(model_id=model.model_id)
-    del model
     with st.store_lock(out):
         _clean_staging(out)
         shard_size = _run_file(out, archive, totals.model_id, settings.score_shard_size)
