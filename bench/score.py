@@ -4,13 +4,16 @@ memory of the whole process tree, at two archive sizes (memory should not grow w
 10,000 and 20,000 records by default, both past the workers' first minute, in which their RSS
 grows from about 0.6 to 1.1 GB and then stays).
 
-The archive is a synthetic base archive (`msaic synth`) replicated by hard links into as many
-site folders as needed, so 20,000 records cost no synthesis time and little disk. The reference
-in the same run is the decode + harmonize floor: `record_rows` alone, in one process, on the base
-records; the ratio says how close scoring comes to reading. Unless --model is given, the model is
+The archive is a synthetic base archive (`msaic synth`, four sites recording at 250, 500 and
+1000 Hz) whose 500 Hz records (the target's "10-s 500 Hz records"; `--rate any` takes the sites'
+mix) are replicated by hard links into as many site folders as needed, so 20,000 records cost no
+synthesis time and little disk. The reference in the same run is the decode + harmonize floor:
+`record_rows` alone, in one process, on the scored records; the ratio says how close scoring comes
+to reading. Unless --model is given, the model is
 MSAIC-Net trained on another synthetic archive (same sites, another seed). Prints one JSON object.
 
-    .venv/bin/python bench/score.py [--records 20000] [--small 10000] [--workers 2] [--model DIR]
+    .venv/bin/python bench/score.py [--records 20000] [--small 10000] [--workers 2] [--rate 500|any]
+        [--model DIR] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -30,9 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_RECORDS_PER_S = 200.0
 
 
-def replicate(base: Path, out: Path, records: int) -> int:
-    """`records` records as hard links of the base archive's, `copy_<k>/` per replica (a site each)."""
-    units = sorted(p for p in base.rglob("*.hea"))
+def base_records(base: Path, rate: int | None) -> list[Path]:
+    """The base archive's headers, those sampled at `rate` Hz only when given."""
+    from tasks.wfdb_header import header_text, parse_header
+
+    units = sorted(base.rglob("*.hea"))
+    if rate is None:
+        return units
+    return [p for p in units if parse_header(header_text(p.read_bytes())).fs == rate]
+
+
+def replicate(units: list[Path], base: Path, out: Path, records: int) -> int:
+    """`records` records as hard links of the base records `units`, `copy_<k>/` per replica (a site each)."""
     made = 0
     k = 0
     while made < records:
@@ -46,14 +58,15 @@ def replicate(base: Path, out: Path, records: int) -> int:
     return made
 
 
-def read_floor(base: Path, limit: int = 300) -> float:
-    """Records/s of decode + harmonize alone (the ingest path scoring reuses), one process."""
+def read_floor(archive: Path, limit: int = 300) -> float:
+    """Records/s of decode + harmonize alone (the ingest path scoring reuses), one process, on the
+    first `limit` records of the scored archive."""
     from tasks.ingest import IngestConfig, Task, content_sha256, record_rows
     from tasks.ingest_run import walk_archive
     from tasks.settings import Settings
 
-    cfg = IngestConfig.for_store(base, Settings(pseudonym_key="bench"))
-    units = [u for _, u in zip(range(limit), walk_archive(base), strict=False)]
+    cfg = IngestConfig.for_store(archive, Settings(pseudonym_key="bench"))
+    units = [u for _, u in zip(range(limit), walk_archive(archive), strict=False)]
     start = time.perf_counter()
     for unit in units:
         record_rows(Task(unit, "bench", None), content_sha256(unit.files), cfg)
@@ -120,8 +133,14 @@ def main() -> None:
         help="the smaller archive, for memory growth (a run shorter than about a minute ends while the "
         "workers' allocators still warm up: 2,000 records measure that, not growth with the archive)",
     )
-    parser.add_argument("--base", type=int, default=400, help="distinct synthetic records replicated")
+    parser.add_argument("--base", type=int, default=400, help="records of the synthetic base archive")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--rate",
+        default="500",
+        help="score only the base records sampled at this rate (Hz), as the target states for 10-s 500 Hz "
+        "records; 'any' scores the sites' mix (250, 500 and 1000 Hz: resampled, and 2x the bytes at 1000)",
+    )
     parser.add_argument("--model", type=Path, help="registered model dir (default: train one on the base)")
     parser.add_argument("--config", help="model config to train (default: the packaged msaic)")
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temporary)")
@@ -138,23 +157,27 @@ def main() -> None:
                 synth = SynthConfig(n_records=args.base, sites=first_sites(4), seed=seed)
                 write_archive(synth, path, workers=2)
         model = args.model or train_model(training, work, args.config)
-        floor = read_floor(base)
+        rate = None if args.rate == "any" else int(args.rate)
+        units = base_records(base, rate)
         results = {}
         for n in (args.small, args.records):
-            archive = work / f"archive-{n}"
+            archive = work / f"archive-{args.rate}hz-{n}"
             if not archive.exists():
-                replicate(base, archive, n)
+                replicate(units, base, archive, n)
             out = work / f"out-{n}"
             shutil.rmtree(out, ignore_errors=True)
             results[n] = run_score(archive, model, out, args.workers)
             print(json.dumps({"size": n, **results[n]}), file=sys.stderr, flush=True)  # progress
         big = results[args.records]
+        floor = read_floor(work / f"archive-{args.rate}hz-{args.small}")
         print(
             json.dumps(
                 {
                     "bench": "score",
                     "cpu_count": os.cpu_count(),
                     "workers": args.workers,
+                    "rate_hz": args.rate,
+                    "distinct_records": len(units),
                     "model": model.name,
                     "sizes": results,
                     "records_per_s_end_to_end": big["records_per_s_end_to_end"],
