@@ -110,6 +110,15 @@ class ConvBnAct(nn.Sequential):
         super().__init__(*layers)
 
 
+def cat_channels(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate (n, C_i, T) tensors along channels in their memory layout: stored time by time
+    (channels last, as `inference.channels_last` runs a network), the result is too, so the next
+    convolution needs no copy; `torch.cat` would return (n, C, T)-contiguous."""
+    if parts[0].stride(1) == 1 and parts[0].shape[1] > 1:
+        return torch.cat([p.transpose(1, 2) for p in parts], dim=2).transpose(1, 2)
+    return torch.cat(parts, dim=1)
+
+
 class AtrousBlock(nn.Module):
     """Parallel dilated branches (receptive fields from QRS detail to whole-beat context),
     concatenated and fused by a 1×1 convolution, gated by feature-channel attention, added to a
@@ -128,7 +137,7 @@ class AtrousBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[-1]
-        branches = torch.cat([b(x)[..., :t] for b in self.branches], dim=1)
+        branches = cat_channels([b(x)[..., :t] for b in self.branches])
         out = self.attention(self.fuse(branches)) + self.residual(x)
         return self.pool(self.act(out))
 

@@ -27,8 +27,6 @@ import pandas as pd
 import safetensors.numpy
 import safetensors.torch
 import torch
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from msaic_model.config import ModelConfig
 from msaic_model.feature_baselines import FeatureModel, feature_model_from_arrays
@@ -202,24 +200,9 @@ def extract_features(signals: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=FEATURE_COLUMNS).astype(np.float32)
 
 
-def fold_batch_norm(net: nn.Module) -> nn.Module:
-    """Fold every BatchNorm1d that directly follows a Conv1d (in a Sequential) into that
-    convolution, with the running statistics: an inference-only network that gives the same
-    outputs to float rounding (not bit for bit, so re-evaluation keeps the unfolded network) and
-    runs about 15 % faster on CPU. Puts the network in eval mode."""
-    net.eval()
-    for module in net.modules():
-        if isinstance(module, nn.Sequential):
-            for i in range(len(module) - 1):
-                conv, norm = module[i], module[i + 1]
-                if isinstance(conv, nn.Conv1d) and isinstance(norm, nn.BatchNorm1d):
-                    module[i], module[i + 1] = fuse_conv_bn_eval(conv, norm), nn.Identity()
-    return net
-
-
 def load_model(model_dir: Path) -> LoadedModel:
     """A registered model from its directory, without executing anything stored in it (a network
-    in eval mode, exactly as evaluated; scoring folds its batch norm, `fold_batch_norm`)."""
+    in eval mode, exactly as evaluated; score workers rewrite it, `inference.for_cpu_scoring`)."""
     files = read_model_files(Path(model_dir))
     weights = Path(model_dir) / WEIGHTS
     if files.kind == NET:

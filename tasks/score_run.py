@@ -128,7 +128,7 @@ def expected_inputs(archive: Path) -> int | None:
 
 # What a local score worker imports (torch included): the forkserver imports it once, and workers
 # forked from it start in a fraction of a second instead of importing it each.
-WORKER_MODULES: tuple[str, ...] = ("tasks.score_run", "msaic_model.registry")
+WORKER_MODULES: tuple[str, ...] = ("tasks.score_run", "msaic_model.registry", "msaic_model.inference")
 
 
 def start_worker_server() -> None:
@@ -144,12 +144,13 @@ def _resources(model_dir: str, threads: int) -> tuple[ProbabilityModel, Any, Any
     """The model, QC profile and explainer, loaded once per worker process."""
     import torch
 
-    from msaic_model.registry import fold_batch_norm, load_model
+    from msaic_model.inference import for_cpu_scoring
+    from msaic_model.registry import load_model
 
     torch.set_num_threads(threads)
     model = load_model(Path(model_dir))
-    if model.net is not None:
-        fold_batch_norm(model.net)  # inference only: the same probabilities to float rounding, faster
+    if model.net is not None and next(model.net.parameters()).device.type == "cpu":
+        for_cpu_scoring(model.net)  # inference only: the same probabilities to float rounding, faster
     return model, load_profile(), load_explainer()
 
 
