@@ -4,13 +4,15 @@ Each stage runs as its own Prefect flow, as a user would run the commands one by
 writes the archive (once), `ingest` reads it into the store, `quality` flags the leads and the
 quality report is written, `features` measures the median beats, `train` fits MSAIC-Net with the
 site-held-out split, evaluates and registers it, and `score_archive` screens the archive with it.
-Re-running reuses the archive; ingest, quality and features only add what is new."""
+Re-running reuses the archive; ingest, quality and features only add what is new. The store's
+pseudonym key is fixed (unless MSAIC_PSEUDONYM_KEY sets one), so every run draws the same split."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console
 
 from flows.features import features, print_features
@@ -25,6 +27,7 @@ from tasks.settings import Settings
 
 DEMO_RECORDS = 600
 DEMO_SITES = 4
+DEMO_PSEUDONYM_KEY = "msaic-demo"  # the demo's patients are synthetic; a real store keeps a random key
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     workdir: Path = args.workdir
     archive, store, screening = workdir / "archive", workdir / "store", workdir / "screening"
     settings = Settings()
+    if settings.pseudonym_key is None:  # synthetic patients: a fixed key makes two runs draw one split
+        settings = settings.model_copy(update={"pseudonym_key": SecretStr(DEMO_PSEUDONYM_KEY)})
     console = Console()
     if not (archive / "ptbxl_database.csv").exists():
         summary = synth(out=archive, records=args.records, sites=DEMO_SITES, seed=0, workers=settings.workers)
