@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     api = start_temporary_api() if words and not {"-h", "--help"} & set(words) else None
     try:
         args = build_parser(words[0] if words else None).parse_args(words)  # exits with status 2 on bad usage
+        if getattr(args, "warm_up", None) is not None:
+            args.warm_up(args)  # a command's own start-up work, overlapping the API's boot
     finally:
         if api is not None:
             api.join()  # also on bad usage, so that Prefect's exit hook stops the server it started

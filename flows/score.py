@@ -184,14 +184,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dask-address", help="run shards on this Dask scheduler (tcp://host:8786)")
     p.add_argument("--dask-local", action="store_true", help="run shards on a local Dask cluster")
     p.add_argument("--site", help="site name for every record (default: metadata, else subfolder name)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, warm_up=warm_up)
+
+
+def warm_up(args: argparse.Namespace) -> None:
+    """Called by the CLI while Prefect's temporary API still boots: start the forkserver of the
+    local workers, whose imports (torch) then overlap the boot instead of following it."""
+    if args.workers != 1 and not (args.dask_address or args.dask_local):
+        start_worker_server()
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"workers": args.workers} if args.workers else {}
-    settings = Settings(**overrides)
-    if settings.workers > 1 and not (args.dask_address or args.dask_local):
-        start_worker_server()  # workers' imports overlap the start of Prefect's temporary API
+    settings = Settings(**({"workers": args.workers} if args.workers else {}))
     totals = run_score(
         args.archive, args.model, args.out, settings, args.dask_address, args.dask_local, args.site, True
     )
