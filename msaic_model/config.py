@@ -136,6 +136,11 @@ class LossConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """Optimization (AdamW at a constant learning rate). An epoch is `windows_per_epoch` windows
+    when set, else one pass over the training set or `min_windows_per_epoch` windows, whichever is
+    more, so that a small training set still gets enough optimizer steps between two validations
+    (at 200 records one pass is 3 steps; early stopping then ended training after a few dozen)."""
+
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=64, ge=2)
     lr: float = Field(default=1e-3, gt=0)
@@ -144,7 +149,12 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads; None = default")
-    windows_per_epoch: int | None = Field(default=None, ge=1, description="None = the training set size")
+    windows_per_epoch: int | None = Field(
+        default=None, ge=1, description="None = max(training set size, min_windows_per_epoch)"
+    )
+    min_windows_per_epoch: int | None = Field(
+        default=None, ge=1, description="floor of an epoch when windows_per_epoch is None; None = no floor"
+    )
     eval_batch_size: int = Field(default=64, ge=1, description="windows per inference batch (× crops)")
 
 

@@ -121,7 +121,8 @@ class WaveformStream(IterableDataset):
     """Batches of windows streamed from `STORE/waveforms` for the given record ids.
 
     train=True: every epoch draws its windows (each once in random order, or `windows_per_epoch`
-    of them; with `balanced_sampling` drawn with replacement, classes equally likely), reads
+    of them: more than the set holds are whole passes plus a random remainder; with
+    `balanced_sampling` drawn with replacement, classes equally likely), reads
     fragments in random order, mixes through a shuffle buffer, crops and augments.
     train=False: every window once, whole, in store order; a record id missing from the store is an
     error (KeyError), so that evaluation never silently skips windows.
@@ -182,7 +183,11 @@ class WaveformStream(IterableDataset):
             classes, inverse, counts = np.unique(self.labels, return_inverse=True, return_counts=True)
             p = 1.0 / (len(classes) * counts[inverse])
             return rng.choice(n, size=k, replace=True, p=p / p.sum())
-        return rng.choice(n, size=k, replace=k > n)
+        if k <= n:
+            return rng.choice(n, size=k, replace=False)
+        # several passes: every window k // n times, the remainder drawn without replacement
+        passes = [rng.permutation(n) for _ in range(k // n)]
+        return np.concatenate([*passes, rng.choice(n, size=k % n, replace=False)])
 
     def _fragments(self, filter_: ds.Expression | None, rng: np.random.Generator | None) -> list[ds.Fragment]:
         dset = dataset(self.store, "waveforms")

@@ -1,10 +1,10 @@
 """The training loop shared by MSAIC-Net and the neural baselines, and batched inference.
 
 `fit` trains on windows streamed from the store (random crops, augmentation, optional class-balanced
-sampling), scores every validation window after every epoch (mean over its crops, as at inference)
-and keeps the weights of the epoch with the best validation AUPRC (early stopping after `patience`
-epochs without a gain; the validation log loss decides when the validation set holds a single
-class). Seeds make a run
+sampling; epochs of at least `min_windows_per_epoch` windows, see `TrainConfig`), scores every
+validation window after every epoch (mean over its crops, as at inference) and keeps the weights of
+the epoch with the best validation AUPRC (early stopping after `patience` epochs without a gain; the
+validation log loss decides when the validation set holds a single class). Seeds make a run
 repeatable on the same device. The threshold is not chosen here: the caller picks it from
 `FitResult.val_probabilities`, which come from the validation split only.
 """
@@ -213,7 +213,16 @@ def fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     criterion = MsaicLoss(config.loss, positive_class_weight(y_train))
     sites = train["site"].unique().tolist() if "site" in train.columns else None
-    stream = WaveformStream(store, train["record_id"].tolist(), y_train, config, train=True, sites=sites)
+    per_epoch = tc.windows_per_epoch or max(len(train), tc.min_windows_per_epoch or 0)
+    stream = WaveformStream(
+        store,
+        train["record_id"].tolist(),
+        y_train,
+        config,
+        train=True,
+        sites=sites,
+        windows_per_epoch=per_epoch,
+    )
     val_stream = WaveformStream(store, val["record_id"].tolist(), y_val, config, train=False, cache=True)
     both_classes = len(np.unique(y_val)) == 2
 

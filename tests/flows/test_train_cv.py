@@ -36,6 +36,7 @@ TINY = {
     "net.projection_hidden": 8,
     "net.projection_dim": 4,
     "train.epochs": 1,
+    "train.min_windows_per_epoch": None,  # a pass over the few windows, not the packaged floor
     "train.batch_size": 16,
     "train.num_threads": 1,
 }

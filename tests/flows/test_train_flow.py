@@ -35,6 +35,7 @@ TINY_NET = {
     "net.projection_hidden": 16,
     "net.projection_dim": 8,
     "train.epochs": 2,
+    "train.min_windows_per_epoch": None,  # a pass over the few windows, not the packaged floor
     "train.eval_batch_size": 128,
     "train.num_threads": 1,  # 2 cores shared with the rest of the suite: no thread contention
     "train.batch_size": 32,
