@@ -155,7 +155,7 @@ class LoadedModel:
         if self.net is not None:
             return CropOcclusion.of(self.net, self.model_config, signals)
         probability = self.predict_proba(signals)
-        return SignalOcclusion(self, signals, probability, probability)
+        return SignalOcclusion(self, signals, probability, _log_odds(probability))
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         """Feature baselines: probabilities from a (n, feature_columns) matrix (NaN allowed)."""
@@ -167,18 +167,24 @@ class LoadedModel:
 @dataclass
 class SignalOcclusion:
     """Occlusion for a feature baseline: removed leads become missing (NaN) in the stored windows,
-    whose features are then measured again."""
+    whose features are then measured again; log-odds as `CropOcclusion`."""
 
     model: LoadedModel
     signals: np.ndarray
     probability: np.ndarray  # (n,) probability of each window
-    base: np.ndarray  # (n,) the same: occlusion looks at the whole window
+    base_logit: np.ndarray  # (n,) its log-odds: occlusion looks at the whole window
 
-    def masked(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Probability of the windows `rows` with the leads where `masks` (m, 12) is True removed."""
+    def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Log-odds of the windows `rows` with the leads where `masks` (m, 12) is True removed."""
         occluded = self.signals[rows]
         occluded[np.asarray(masks, dtype=bool)] = np.nan
-        return self.model.predict_proba(occluded)
+        return _log_odds(self.model.predict_proba(occluded))
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    """logit(p) in float64, bounded at ±27.6 (p within 1e-12 of 0 or 1)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
 
 
 def extract_features(signals: np.ndarray) -> pd.DataFrame:

@@ -59,32 +59,32 @@ def _crops(config: ModelConfig, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[:, :, s : s + crop] for s in starts], dim=1)
 
 
-def crop_probabilities(model: nn.Module, crops: torch.Tensor) -> torch.Tensor:
-    """(n, k) MI probability of each crop of prepared crops (n, k, 12, crop)."""
+def crop_logits(model: nn.Module, crops: torch.Tensor) -> torch.Tensor:
+    """(n, k) MI logit (log-odds) of each crop of prepared crops (n, k, 12, crop)."""
     logits = model(crops.flatten(0, 1).to(_device_of(model), non_blocking=True)).logits.float()
-    return torch.sigmoid(logits).reshape(crops.shape[:2]).cpu()
+    return logits.reshape(crops.shape[:2]).cpu()
 
 
 def window_probability(model: nn.Module, config: ModelConfig, x: torch.Tensor) -> np.ndarray:
-    """MI probability of whole prepared windows (n, 12, T): the mean over crops of the training
-    length that tile the window, so that the network sees inputs as long as in training and every
-    sample once (half-overlapping crops cost 1.75x the compute; on a held-out-site synthetic test
-    set they gave AUROC 0.874 vs 0.875 for tiles)."""
-    return crop_probabilities(model, _crops(config, x)).mean(dim=1).numpy()
+    """MI probability of whole prepared windows (n, 12, T): the mean probability over crops of the
+    training length that tile the window, so that the network sees inputs as long as in training
+    and every sample once (half-overlapping crops cost 1.75x the compute; on a held-out-site
+    synthetic test set they gave AUROC 0.874 vs 0.875 for tiles)."""
+    return torch.sigmoid(crop_logits(model, _crops(config, x))).mean(dim=1).numpy()
 
 
 def _crop_batches(
     model: nn.Module, config: ModelConfig, signals: np.ndarray, batch_size: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Stored windows (n, 12, 5000) mV 500 Hz (NaN allowed) prepared as in training, batch by
-    batch, as their tiling crops (b, k, 12, crop) and the crops' probabilities (b, k); the model in
-    eval mode, no gradients."""
+    batch, as their tiling crops (b, k, 12, crop) and the crops' logits (b, k); the model in eval
+    mode, no gradients."""
     model.eval()
     size = batch_size or config.train.eval_batch_size
     with torch.inference_mode():
         for start in range(0, len(signals), size):
             crops = _crops(config, prepare(signals[start : start + size], config))
-            yield crops, crop_probabilities(model, crops)
+            yield crops, crop_logits(model, crops)
 
 
 def predict_stream(model: nn.Module, stream: WaveformStream) -> np.ndarray:
@@ -104,49 +104,53 @@ def predict_proba(
     training, the mean over its tiling crops (`window_probability`), in batches, no gradients; the
     model is put in eval mode."""
     batches = _crop_batches(model, config, signals, batch_size)
-    return np.concatenate([np.empty(0, np.float32), *(p.mean(dim=1).numpy() for _, p in batches)])
+    probabilities = (torch.sigmoid(z).mean(dim=1).numpy() for _, z in batches)
+    return np.concatenate([np.empty(0, np.float32), *probabilities])
 
 
 @dataclass
 class CropOcclusion:
     """A network's scores of windows and the occlusion behind the explanation of a positive call.
     `probability` is each window's MI probability (as `predict_proba`); occlusion looks at the crop
-    of each window with the highest probability, the part of the window behind a positive call
-    (`base`, its probability). Removing a lead sets it to zero, exactly as a missing (NaN) lead is
-    prepared, so each window is prepared and scored once and an occlusion costs one crop-sized
-    forward pass (a quarter of a whole 10-s window's at the packaged crop length)."""
+    of each window with the highest probability, the part of the window behind a positive call, and
+    speaks log-odds (`base_logit`, nothing removed), which keep measuring a lead's weight where the
+    probability has saturated at 1. Removing a lead sets it to zero, exactly as a missing (NaN)
+    lead is prepared, so each window is prepared and scored once and an occlusion costs one
+    crop-sized forward pass (a quarter of a whole 10-s window's at the packaged crop length)."""
 
     model: nn.Module
     config: ModelConfig
     crops: torch.Tensor  # (n, 12, crop) prepared
     probability: np.ndarray  # (n,) window probability, the mean over its crops
-    base: np.ndarray  # (n,) probability of each strongest crop, nothing removed
+    base_logit: np.ndarray  # (n,) logit of each strongest crop, nothing removed
 
     @classmethod
     def of(cls, model: nn.Module, config: ModelConfig, signals: np.ndarray) -> CropOcclusion:
         """Score stored windows (n, 12, 5000) mV 500 Hz (NaN allowed) and keep their strongest crops."""
-        crops, probs = [], []
-        for batch, p in _crop_batches(model, config, signals):
-            crops.append(batch[torch.arange(len(batch)), p.argmax(dim=1)])
-            probs.append(p)
-        p = torch.cat(probs) if probs else torch.empty(0, 1)
+        crops, logits = [], []
+        for batch, z in _crop_batches(model, config, signals):
+            crops.append(batch[torch.arange(len(batch)), z.argmax(dim=1)])
+            logits.append(z)
+        z = torch.cat(logits) if logits else torch.empty(0, 1)
         return cls(
             model,
             config,
             torch.cat(crops) if crops else torch.empty(0),
-            p.mean(dim=1).numpy(),
-            p.amax(dim=1).numpy(),
+            torch.sigmoid(z).mean(dim=1).numpy(),
+            z.amax(dim=1).numpy(),
         )
 
-    def masked(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Probability of the crops `rows` with the leads where `masks` (m, 12) is True removed."""
+    def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Logit of the crops `rows` with the leads where `masks` (m, 12) is True removed."""
         size = self.config.train.eval_batch_size
         keep = torch.from_numpy(~np.asarray(masks, dtype=bool)).to(self.crops.dtype)[:, :, None]
         out = [np.empty(0, np.float32)]
+        self.model.eval()
         with torch.inference_mode():
             for start in range(0, len(rows), size):
                 part = slice(start, start + size)
-                out.append(window_probability(self.model, self.config, self.crops[rows[part]] * keep[part]))
+                occluded = (self.crops[rows[part]] * keep[part])[:, None]  # (b, 1 crop, 12, crop)
+                out.append(crop_logits(self.model, occluded)[:, 0].numpy())
         return np.concatenate(out)
 
 

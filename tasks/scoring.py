@@ -35,14 +35,15 @@ _DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
 
 class Occlusion(Protocol):
     """Scores of some windows and their lead occlusion (`msaic_model.registry.LoadedModel.occlusion`):
-    `probability` (n,) of each window, `base` (n,) of what occlusion looks at with nothing removed,
-    and `masked(rows, masks)` those of windows `rows` with the leads where `masks` (m, 12) is True
-    removed."""
+    `probability` (n,) of each window, `base_logit` (n,) the log-odds of what occlusion looks at
+    with nothing removed, and `masked_logit(rows, masks)` those of windows `rows` with the leads
+    where `masks` (m, 12) is True removed. Drops are measured in log-odds, which still rank leads
+    where a confident call's probability has saturated at 1."""
 
     probability: np.ndarray
-    base: np.ndarray
+    base_logit: np.ndarray
 
-    def masked(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
+    def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
 
 
 class ProbabilityModel(Protocol):
@@ -117,7 +118,7 @@ def explain(
     occlusion: Occlusion, positive: np.ndarray, explainer: Explainer
 ) -> list[tuple[str | None, list[str]]]:
     """Per positive window (indices into the occlusion's windows): the territory whose masking
-    lowers the probability most, and its leads ranked by their own drop; None and [] where no
+    lowers the model's log-odds most, and its leads ranked by their own drop; None and [] where no
     drop reaches `min_drop`. A network is occluded on the crop of the window it finds most
     positive (`LoadedModel.occlusion`)."""
     n = len(positive)
@@ -129,8 +130,8 @@ def explain(
     for j, leads in enumerate(groups):
         masks[j][:, list(leads)] = True
     rows = np.tile(positive, len(groups))
-    masked = occlusion.masked(rows, masks.reshape(-1, len(CANONICAL_LEADS)))
-    drops = occlusion.base[positive][None] - masked.reshape(len(groups), n)
+    masked = occlusion.masked_logit(rows, masks.reshape(-1, len(CANONICAL_LEADS)))
+    drops = occlusion.base_logit[positive][None] - masked.reshape(len(groups), n)
     best = drops.argmax(axis=0)
     out: list[tuple[str | None, list[str]]] = [(None, [])] * n
     chosen = [i for i in range(n) if drops[best[i], i] >= explainer.min_drop]
@@ -141,7 +142,7 @@ def explain(
     single_rows = positive[[i for i, _ in singles]]
     single_masks = np.zeros((len(singles), len(CANONICAL_LEADS)), bool)
     single_masks[np.arange(len(singles)), [lead for _, lead in singles]] = True
-    lead_drop = occlusion.base[single_rows] - occlusion.masked(single_rows, single_masks)
+    lead_drop = occlusion.base_logit[single_rows] - occlusion.masked_logit(single_rows, single_masks)
     per_window: dict[int, list[tuple[float, int]]] = {}
     for (i, lead), d in zip(singles, lead_drop, strict=True):
         per_window.setdefault(i, []).append((float(d), lead))

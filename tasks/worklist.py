@@ -98,7 +98,7 @@ def render_html(df: pd.DataFrame, out: Path) -> str:
 model <code>{model}</code>, generated {now}. Ranked by the model's probability of myocardial
 infarction or scar. A flag is a prompt for a clinician to review the ECG, not a diagnosis. Rows
 shaded yellow passed the quality gate with flagged leads (<em>limited</em>); the territory is the
-lead group whose masking lowered the probability most.</p>
+lead group whose masking weakened the call most.</p>
 <table><thead><tr>{head}</tr></thead><tbody>
 {chr(10).join(body)}
 </tbody></table></body></html>

@@ -102,7 +102,7 @@ def test_territory_is_the_group_whose_masking_lowers_the_probability_most(
     assert (explained["explanation"].str.startswith("consistent with a")).all()
 
     # the occlusion on the real model, every window explained (no minimum drop), checked by
-    # masking raw leads as missing (NaN) and scoring the window's most positive crop directly
+    # masking raw leads as missing (NaN) and scoring the window's most positive crop directly (log-odds)
     model = load_model(model_dir)
     explainer = replace(load_explainer(), min_drop=-1.0, top_leads=12)
     ids = scores.loc[scores["verdict"] != "reject", "record_id"].head(6).tolist()
@@ -110,26 +110,26 @@ def test_territory_is_the_group_whose_masking_lowers_the_probability_most(
     cfg = model.model_config
     crop = round(cfg.data.crop_s * cfg.data.fs)
 
-    def crop_probs(raw: np.ndarray) -> np.ndarray:
+    def crop_logits(raw: np.ndarray) -> np.ndarray:
         x = prepare(raw[None], cfg)
         with torch.inference_mode():
             return np.array(
                 [
-                    torch.sigmoid(model.net(x[:, :, s : s + crop]).logits)[0].item()
+                    model.net(x[:, :, s : s + crop]).logits[0].item()
                     for s in range(0, x.shape[-1] - crop + 1, crop)
                 ]
             )
 
     got = explain(model.occlusion(signals), np.arange(len(signals)), explainer)
     for x, (territory, leads) in zip(signals, got, strict=True):
-        tiles = crop_probs(x)
+        tiles = crop_logits(x)
         k = int(tiles.argmax())
         assert len(tiles) == 4  # 10-s windows, 2.5-s crops
 
         def drop(leads_removed: list[int], x: np.ndarray = x, k: int = k, p: float = tiles[k]) -> float:
             masked = x.copy()
             masked[leads_removed] = np.nan
-            return p - crop_probs(masked)[k]
+            return p - crop_logits(masked)[k]  # in log-odds
 
         drops = {name: drop(list(group)) for name, group in explainer.territories.items()}
         assert territory == max(drops, key=drops.get)
