@@ -46,7 +46,9 @@ class Eligible:
 
 
 def eligible_records(store: Path) -> Eligible:
-    """Records joined with their quality verdict; `reject` and unchecked windows left out."""
+    """Records joined with their quality verdict; `reject` and unchecked windows left out. In
+    record_id order: the store's part files have random names, and a training run that followed
+    their order drew different batches from the same split on every rebuilt store."""
     records = st.read_table(store, "records", RECORD_COLUMNS).to_pandas()
     if records.empty:
         raise ValueError(f"{store} has no records: run `msaic ingest ARCHIVE --store {store}` first")
@@ -57,7 +59,7 @@ def eligible_records(store: Path) -> Eligible:
         "quality_reject": int((merged["verdict"] == "reject").sum()),
         "quality_unchecked": int(merged["verdict"].isna().sum()),
     }
-    return Eligible(merged[usable].reset_index(drop=True), excluded)
+    return Eligible(merged[usable].sort_values("record_id", ignore_index=True), excluded)
 
 
 def feature_matrix(store: Path, record_ids: list[str], columns: list[str]) -> np.ndarray:
