@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument(
         "--rate",
         default="500",
+        choices=["250", "500", "1000", "any"],
         help="score only the base records sampled at this rate (Hz), as the target states for 10-s 500 Hz "
         "records; 'any' scores the sites' mix (250, 500 and 1000 Hz: resampled, and 2x the bytes at 1000)",
     )
@@ -159,6 +160,8 @@ def main() -> None:
         model = args.model or train_model(training, work, args.config)
         rate = None if args.rate == "any" else int(args.rate)
         units = base_records(base, rate)
+        if not units:
+            sys.exit(f"the base archive has no records at {args.rate} Hz")
         results = {}
         for n in (args.small, args.records):
             archive = work / f"archive-{args.rate}hz-{n}"

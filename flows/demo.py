@@ -4,8 +4,9 @@ Each stage runs as its own Prefect flow, as a user would run the commands one by
 writes the archive (once), `ingest` reads it into the store, `quality` flags the leads and the
 quality report is written, `features` measures the median beats, `train` fits MSAIC-Net with the
 site-held-out split, evaluates and registers it, and `score_archive` screens the archive with it.
-Re-running reuses the archive; ingest, quality and features only add what is new. The store's
-pseudonym key is fixed (unless MSAIC_PSEUDONYM_KEY sets one), so every run draws the same split."""
+Re-running reuses the archive; ingest, quality and features only add what is new. A new store of
+the synthetic archive gets a fixed pseudonym key (unless MSAIC_PSEUDONYM_KEY sets one), so every
+fresh run draws the same split; an archive the demo did not synthesize never gets that public key."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from flows.score import print_summary, score_archive
 from flows.summary import print_ingest
 from flows.synth import synth
 from flows.train import print_evaluation, train
+from tasks.pseudonym import KEY_FILE
 from tasks.settings import Settings
 
 DEMO_RECORDS = 600
@@ -44,12 +46,14 @@ def run(args: argparse.Namespace) -> int:
     workdir: Path = args.workdir
     archive, store, screening = workdir / "archive", workdir / "store", workdir / "screening"
     settings = Settings()
-    if settings.pseudonym_key is None:  # synthetic patients: a fixed key makes two runs draw one split
-        settings = settings.model_copy(update={"pseudonym_key": SecretStr(DEMO_PSEUDONYM_KEY)})
     console = Console()
     if not (archive / "ptbxl_database.csv").exists():
         summary = synth(out=archive, records=args.records, sites=DEMO_SITES, seed=0, workers=settings.workers)
         console.print(f"synth: {summary.records} records over {len(summary.per_site)} sites in {archive}")
+    synthetic = (archive / "truth.parquet").exists()  # written by synth alone
+    if settings.pseudonym_key is None and synthetic and not (store / KEY_FILE).exists():
+        # synthetic patients in a new store: a fixed key makes every run draw the same split
+        settings = settings.model_copy(update={"pseudonym_key": SecretStr(DEMO_PSEUDONYM_KEY)})
     print_ingest(ingest(archive, store, settings=settings, show_progress=True), console)
     print_quality(quality(store, settings, show_progress=True), console)
     report = quality_report(store, settings)

@@ -187,15 +187,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, warm_up=warm_up)
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(**({"workers": args.workers} if args.workers else {}))
+
+
 def warm_up(args: argparse.Namespace) -> None:
     """Called by the CLI while Prefect's temporary API still boots: start the forkserver of the
-    local workers, whose imports (torch) then overlap the boot instead of following it."""
-    if args.workers != 1 and not (args.dask_address or args.dask_local):
+    local workers, whose imports (torch) then overlap the boot instead of following it. Invalid
+    settings are left for `run` to report."""
+    try:
+        workers = _settings(args).workers
+    except ValueError:
+        return
+    if workers > 1 and not (args.dask_address or args.dask_local):
         start_worker_server()
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings(**({"workers": args.workers} if args.workers else {}))
+    settings = _settings(args)
     totals = run_score(
         args.archive, args.model, args.out, settings, args.dask_address, args.dask_local, args.site, True
     )

@@ -97,12 +97,12 @@ def resample_poly_fft(x: np.ndarray, up: int, down: int, axis: int = -1) -> np.n
 
 
 def resample(signal: np.ndarray, fs: float, target_fs: int) -> np.ndarray:
-    """Polyphase resampling along time (axis 0); NaN gaps are bridged linearly for the filter and
-    restored afterwards, all-NaN leads stay NaN."""
+    """Polyphase resampling along time (axis 0); gaps (NaN or infinite samples) are bridged linearly
+    for the filter and are NaN afterwards, all-NaN leads stay NaN."""
     ratio = Fraction(target_fs) / Fraction(fs).limit_denominator(1000)
     if ratio == 1:
         return signal
-    nan = np.isnan(signal)
+    nan = ~np.isfinite(signal)  # an infinite sample is a gap too: the FFT would spread it over the lead
     filled = signal
     if nan.any():
         filled = signal.copy()

@@ -37,7 +37,14 @@ from tasks.ingest import IngestConfig, shards
 from tasks.ingest_run import archive_name, site_of, walk_archive
 from tasks.model_files import read_model_files
 from tasks.quality import load_profile
-from tasks.scoring import ProbabilityModel, ScoreConfig, decision_threshold, load_explainer, score_units
+from tasks.scoring import (
+    SCORE_VERSION,
+    ProbabilityModel,
+    ScoreConfig,
+    decision_threshold,
+    load_explainer,
+    score_units,
+)
 from tasks.settings import Settings
 
 RUN_FILE = "score_run.json"
@@ -209,7 +216,8 @@ def _clean_staging(out: Path) -> None:
 
 def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
     """Fix the plan of OUT at its first run; a later run resumes with the same shard size and
-    refuses another model or archive (scores of two models or archives never mix in one OUT)."""
+    refuses another model, archive or scoring version (scores of two models, archives or versions
+    never mix in one OUT)."""
     path = out / RUN_FILE
     if path.exists():
         meta = json.loads(path.read_text())
@@ -217,9 +225,18 @@ def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
             raise ValueError(f"{out} holds scores of model {meta['model_id']}; use another --out")
         if meta["archive"] != str(archive.resolve()):
             raise ValueError(f"{out} holds scores of archive {meta['archive']}; use another --out")
+        if meta.get("score_version", "score/1") != SCORE_VERSION:
+            raise ValueError(
+                f"{out} holds scores of {meta.get('score_version', 'score/1')}; use another --out"
+            )
         return int(meta["shard_size"])
     tmp = path.with_suffix(".tmp")
-    meta = {"archive": str(archive.resolve()), "model_id": model_id, "shard_size": shard_size}
+    meta = {
+        "archive": str(archive.resolve()),
+        "model_id": model_id,
+        "shard_size": shard_size,
+        "score_version": SCORE_VERSION,
+    }
     tmp.write_text(json.dumps(meta))
     tmp.replace(path)
     return shard_size
@@ -252,7 +269,7 @@ def score_archive_run(
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cfg = score_config(out, model_dir, settings)
-    model = read_model_files(model_dir)  # refuse a bad model before any work starts (no torch here)
+    model = read_model_files(model_dir)  # refuse a missing model before any work starts (no torch here)
     decision_threshold(model)
     totals = ScoreTotals(model_id=model.model_id)
     with st.store_lock(out):

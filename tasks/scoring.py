@@ -28,7 +28,7 @@ from tasks.ingest import IngestConfig, Task, _classify, content_sha256, quaranti
 from tasks.quality import QcProfile, assess
 from tasks.wfdb_header import HeaderError, header_text
 
-SCORE_VERSION = "score/1"
+SCORE_VERSION = "score/2"  # 2: explanations from log-odds drops (score_explain/3)
 EXPLAIN_FILE = "score_explain.json"
 _DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
 
@@ -155,7 +155,14 @@ def explain(
     return out
 
 
-def decision_threshold(model: ProbabilityModel) -> float:
+class Thresholded(Protocol):
+    """A registered model's id and saved decision threshold (`ModelFiles`, `LoadedModel`)."""
+
+    model_id: str
+    threshold: float | None
+
+
+def decision_threshold(model: Thresholded) -> float:
     """The model's saved threshold; a model registered without one cannot flag, so it is refused."""
     if model.threshold is None:
         raise ValueError(f"model {model.model_id} has no decision threshold (thresholds.json)")

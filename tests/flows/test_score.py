@@ -206,3 +206,21 @@ def test_recording_date_from_the_record_line() -> None:
     )
     assert recording_date(b"rec 12 500 5000\n") is None
     assert recording_date(b"\xff\xfe") is None
+
+
+def test_refuses_to_resume_scores_of_another_scoring_version(
+    model_dir: Path, synth_archive: Path, tmp_path: Path
+) -> None:
+    """An OUT written by score/1 (explanations from probability drops) is not continued by this
+    version: its rows would mix two meanings of `territory` and `top_leads`."""
+    from tasks.score_run import score_archive_run
+    from tasks.settings import Settings
+
+    model_id = json.loads((model_dir / "config.json").read_text())["model_id"]
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"archive": str(synth_archive.resolve()), "model_id": model_id, "shard_size": 64}
+    (out / "score_run.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="score/1"):
+        score_archive_run(synth_archive, model_dir, out, Settings(workers=1))
+    assert not (out / "scores").exists()

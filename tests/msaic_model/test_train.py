@@ -30,7 +30,7 @@ TINY_MSAIC = {
     "train.batch_size": 16,
     "train.lr": 0.003,
     "train.num_threads": 2,
-    "train.min_windows_per_epoch": None,  # one pass over the few windows here (test_train_schedule.py)
+    "train.min_windows_per_epoch": None,  # one pass over the few windows here (test_train_epochs.py)
 }
 
 

@@ -50,6 +50,14 @@ def test_resample_keeps_gaps_as_nan() -> None:
     assert np.isnan(y[:, 1]).all()
 
 
+def test_resample_bridges_an_infinite_sample_like_a_gap() -> None:
+    """A corrupt (infinite) sample must not spread over the lead through the FFT convolution."""
+    x = np.ones((10000, 1), np.float32)
+    x[5000, 0] = np.inf
+    y = resample(x, 1000, 500)
+    assert np.isnan(y[2500, 0]) and np.isfinite(y[:2490, 0]).all() and np.isfinite(y[2510:, 0]).all()
+
+
 def test_windows_pad_a_long_tail_and_drop_a_short_one() -> None:
     sig = np.arange(2 * 5000 + 4500, dtype=np.float32)[:, None].repeat(12, 1)
     w, valid = to_windows(sig, 5000, 4000)
