@@ -9,8 +9,8 @@ The archive is a synthetic base archive (`msaic synth`, four sites recording at 
 mix) are replicated by hard links into as many site folders as needed, so 20,000 records cost no
 synthesis time and little disk. The reference in the same run is the decode + harmonize floor:
 `record_rows` alone, in one process, on the scored records; the ratio says how close scoring comes
-to reading. Unless --model is given, the model is
-MSAIC-Net trained on another synthetic archive (same sites, another seed). Prints one JSON object.
+to reading. Unless --model is given, the model is MSAIC-Net trained on another synthetic archive
+(same sites, another seed). Prints one JSON object.
 
     .venv/bin/python bench/score.py [--records 20000] [--small 10000] [--workers 2] [--rate 500|any]
         [--model DIR] [--workdir DIR]

@@ -157,6 +157,10 @@ class TrainConfig(_Strict):
     )
     eval_batch_size: int = Field(default=64, ge=1, description="windows per inference batch (× crops)")
 
+    def epoch_windows(self, training_windows: int) -> int:
+        """Windows drawn per epoch from a training set of `training_windows` (see the class docstring)."""
+        return self.windows_per_epoch or max(training_windows, self.min_windows_per_epoch or 0)
+
 
 class ModelConfig(_Strict):
     """Everything needed to build and train one model; `version` tracks the file layout."""

@@ -159,7 +159,7 @@ class WaveformStream(IterableDataset):
         self.batch_size = batch_size or (config.train.batch_size if train else config.train.eval_batch_size)
         self.sites = sorted(set(sites)) if sites is not None else None
         self.seed = config.train.seed if seed is None else seed
-        self.windows_per_epoch = windows_per_epoch or config.train.windows_per_epoch
+        self.windows_per_epoch = windows_per_epoch  # None: one pass (`fit` applies TrainConfig's rule)
         self.epoch = 0
         cache_bytes = len(self.record_ids) * N_LEADS * model_samples(config) * 4
         wants_cache = train if cache is None else cache  # a one-pass evaluation gains nothing from it

@@ -63,16 +63,18 @@ class ChannelsLastConv1d(nn.Module):
         return y.squeeze(2)
 
 
+def _one(value: int | tuple[int, ...]) -> int:
+    """A 1-d pooling parameter, given as an int or a 1-tuple."""
+    return int(value if isinstance(value, int) else value[0])
+
+
 class ChannelsLastMaxPool1d(nn.Module):
     """A MaxPool1d run as a (1 × k) 2-D max-pool in channels-last layout; (n, C, T) in and out."""
 
     def __init__(self, pool: nn.MaxPool1d) -> None:
         super().__init__()
-        self.kernel = (1, int(pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]))
-        stride = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
-        padding = pool.padding if isinstance(pool.padding, int) else pool.padding[0]
-        dilation = pool.dilation if isinstance(pool.dilation, int) else pool.dilation[0]
-        self.stride, self.padding, self.dilation = (1, int(stride)), (0, int(padding)), (1, int(dilation))
+        self.kernel, self.stride = (1, _one(pool.kernel_size)), (1, _one(pool.stride))
+        self.padding, self.dilation = (0, _one(pool.padding)), (1, _one(pool.dilation))
         self.ceil_mode = pool.ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import pandas as pd
 import safetensors.numpy
 import safetensors.torch
 import torch
+from scipy.special import logit
 
 from msaic_model.config import ModelConfig
 from msaic_model.feature_baselines import FeatureModel, feature_model_from_arrays
@@ -183,8 +184,7 @@ class SignalOcclusion:
 
 def _log_odds(p: np.ndarray) -> np.ndarray:
     """logit(p) in float64, bounded at ±27.6 (p within 1e-12 of 0 or 1)."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p)
+    return logit(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12))
 
 
 def extract_features(signals: np.ndarray) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 Resampling is polyphase with scipy's anti-aliasing FIR (`resample_poly`'s filter and alignment),
 exact for rational rate ratios such as 1000→500, 250→500 or 257→500, applied by FFT convolution
 where the up factor is small (`resample_poly_fft`, also the model input's 500→100 Hz). Gaps (NaN
-samples) are bridged for filtering only and are NaN again in the output.
+or infinite samples) are bridged for filtering only and are NaN in the output.
 """
 
 from __future__ import annotations

@@ -225,10 +225,9 @@ def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
             raise ValueError(f"{out} holds scores of model {meta['model_id']}; use another --out")
         if meta["archive"] != str(archive.resolve()):
             raise ValueError(f"{out} holds scores of archive {meta['archive']}; use another --out")
-        if meta.get("score_version", "score/1") != SCORE_VERSION:
-            raise ValueError(
-                f"{out} holds scores of {meta.get('score_version', 'score/1')}; use another --out"
-            )
+        version = meta.get("score_version", "score/1")  # written from score/2 on
+        if version != SCORE_VERSION:
+            raise ValueError(f"{out} holds scores of {version}; use another --out")
         return int(meta["shard_size"])
     tmp = path.with_suffix(".tmp")
     meta = {
