@@ -39,8 +39,8 @@ class Beats:
 
 
 @cache
-def _sos(kind: str, cut: tuple[float, ...], order: int) -> np.ndarray:
-    return sps.butter(order, cut if len(cut) > 1 else cut[0], btype=kind, fs=FS, output="sos")
+def _sos(kind: str, cut: tuple[float, ...], order: int, fs: int) -> np.ndarray:
+    return sps.butter(order, cut if len(cut) > 1 else cut[0], btype=kind, fs=fs, output="sos")
 
 
 def moving_average(x: np.ndarray, n: int) -> np.ndarray:
@@ -48,7 +48,9 @@ def moving_average(x: np.ndarray, n: int) -> np.ndarray:
     return np.convolve(x, np.full(max(n, 1), 1.0 / max(n, 1)), mode="same")
 
 
-def clean(signal: np.ndarray, usable: np.ndarray, cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def clean(
+    signal: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int = FS
+) -> tuple[np.ndarray, np.ndarray]:
     """Leads × samples in mV → (filtered signal, usable leads). The NaN tail of a padded window is
     cut; interior NaN gaps are bridged linearly; leads that are all NaN are unusable."""
     x = np.asarray(signal, dtype=np.float64)
@@ -63,29 +65,32 @@ def clean(signal: np.ndarray, usable: np.ndarray, cfg: dict[str, Any]) -> tuple[
     for lead in np.flatnonzero(gaps.any(axis=1)):
         ok = ~gaps[lead]
         x[lead, ~ok] = np.interp(np.flatnonzero(~ok), np.flatnonzero(ok), x[lead, ok])
-    if x.shape[1] < FS * 2:
+    if x.shape[1] < fs * 2:
         raise FeatureSkip("too_short", f"{x.shape[1]} samples")
-    band = np.vstack([_sos("highpass", (cfg["highpass_hz"],), 2), _sos("lowpass", (cfg["lowpass_hz"],), 4)])
+    band = np.vstack(
+        [_sos("highpass", (cfg["highpass_hz"],), 2, fs), _sos("lowpass", (cfg["lowpass_hz"],), 4, fs)]
+    )
     return sps.sosfiltfilt(band, x, axis=1), usable
 
 
-def detect_peaks(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+def detect_peaks(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int = FS) -> np.ndarray:
     """R fiducials from the energy of all usable leads: band-pass, square, sum, smooth, pick peaks;
     each peak is then moved to the maximum of the spatial velocity nearby. The band-pass is causal
     (one pass, half the cost): its few ms of delay lie well inside that alignment search."""
-    band = sps.sosfilt(_sos("bandpass", tuple(cfg["detect_band_hz"]), 2), x[usable], axis=1)
+    band = sps.sosfilt(_sos("bandpass", tuple(cfg["detect_band_hz"]), 2, fs), x[usable], axis=1)
     energy = (np.diff(band, axis=1, prepend=band[:, :1]) ** 2).sum(axis=0)
-    envelope = moving_average(energy, round(cfg["detect_smooth_s"] * FS))
-    distance = round(cfg["detect_min_rr_s"] * FS)
+    envelope = moving_average(energy, round(cfg["detect_smooth_s"] * fs))
+    distance = round(cfg["detect_min_rr_s"] * fs)
     candidates, props = sps.find_peaks(envelope, distance=distance, height=0.0)
     if candidates.size == 0:
         return candidates
     reference = np.percentile(props["peak_heights"], 90)
     peaks = candidates[props["peak_heights"] >= cfg["detect_height_fraction"] * reference]
     velocity = moving_average(
-        np.sqrt((np.diff(x[usable], axis=1, prepend=x[usable][:, :1]) ** 2).sum(axis=0)), 5
+        np.sqrt((np.diff(x[usable], axis=1, prepend=x[usable][:, :1]) ** 2).sum(axis=0)),
+        max(1, round(0.01 * fs)),
     )
-    w = round(cfg["align_search_s"] * FS)
+    w = round(cfg["align_search_s"] * fs)
     idx = np.clip(peaks[:, None] + np.arange(-w, w + 1)[None, :], 0, velocity.size - 1)
     return np.unique(idx[np.arange(len(peaks)), np.argmax(velocity[idx], axis=1)])
 
@@ -99,10 +104,10 @@ def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (a * b).sum(axis=-1) / den, 0.0)
 
 
-def align(x: np.ndarray, peaks: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+def align(x: np.ndarray, peaks: np.ndarray, cfg: dict[str, Any], fs: int = FS) -> np.ndarray:
     """Beats moved by the lag (within ±align_lag_s) that best matches their QRS, all leads together,
     to the median QRS: one fiducial for every beat, whichever wave of the QRS is tallest."""
-    w, lag = round(cfg["align_qrs_s"] * FS), round(cfg["align_lag_s"] * FS)
+    w, lag = round(cfg["align_qrs_s"] * fs), round(cfg["align_lag_s"] * fs)
     peaks = peaks[(peaks - w - lag >= 0) & (peaks + w + lag < x.shape[1])]
     t, lags = np.arange(-w, w + 1), np.arange(-lag, lag + 1)
     segments = x[:, peaks[:, None, None] + lags[None, :, None] + t[None, None, :]]  # leads × beats × lags × t
@@ -120,17 +125,17 @@ def align(x: np.ndarray, peaks: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     return np.unique(peaks)
 
 
-def median_beats(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any]) -> Beats:
+def median_beats(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int = FS) -> Beats:
     """Cut every complete beat, drop those unlike the dominant morphology, take the median."""
-    peaks = detect_peaks(x, usable, cfg)
+    peaks = detect_peaks(x, usable, cfg, fs)
     if peaks.size >= cfg["min_beats"]:
-        peaks = align(x, peaks, cfg)  # unusable leads are zero here
-    pre, post = round(cfg["beat_pre_s"] * FS), round(cfg["beat_post_s"] * FS)
+        peaks = align(x, peaks, cfg, fs)  # unusable leads are zero here
+    pre, post = round(cfg["beat_pre_s"] * fs), round(cfg["beat_post_s"] * fs)
     inside = peaks[(peaks >= pre) & (peaks + post <= x.shape[1])]
     if inside.size < cfg["min_beats"]:
         raise FeatureSkip("too_few_beats", f"{inside.size} complete beats detected")
     epochs = x[:, inside[:, None] + np.arange(-pre, post)[None, :]]  # leads × beats × samples
-    lo, hi = (pre + round(s * FS) for s in cfg["template_window_s"])
+    lo, hi = (pre + round(s * fs) for s in cfg["template_window_s"])
     template = np.median(epochs, axis=1)
     corr = _row_corr(epochs[:, :, lo:hi], template[:, None, lo:hi])  # leads × beats
     score = np.median(corr[usable], axis=0)
