@@ -96,12 +96,24 @@ class AugmentConfig(_Strict):
     noise_mv: float = Field(default=0.02, ge=0, description="sd of added Gaussian noise, mV")
     baseline_mv: float = Field(default=0.1, ge=0, description="amplitude of a slow baseline sine, mV")
     baseline_hz: float = Field(default=0.3, gt=0, description="highest baseline-wander frequency")
+    shift_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="largest time shift of a window, s (edge samples repeated); for median beats, "
+        "whose fiducial lands on the nearest sample, as random crops shift rhythm input",
+    )
 
 
 class DataConfig(_Strict):
-    """Model input: stored windows (12 × 5000, mV, 500 Hz) → resampled, cropped, normalized."""
+    """Model input: stored windows (12 × 5000, mV, 500 Hz) → resampled, cut into crops or reduced to
+    one median beat per lead, normalized."""
 
     fs: int = Field(default=100, ge=1, description="model sampling rate; a divisor-friendly rate of 500")
+    input: Literal["rhythm", "median_beat"] = Field(
+        default="rhythm",
+        description="rhythm: the whole window at the model rate, cut into crops; median_beat: one "
+        "median beat per lead (tasks.features.beats at the model rate), crops do not apply",
+    )
     crop_s: float | None = Field(default=5.0, gt=0, description="training crop; None = whole window")
     highpass_hz: float | None = Field(
         default=None, gt=0, description="zero-phase high-pass (baseline wander) before resampling; None = off"
@@ -122,6 +134,12 @@ class DataConfig(_Strict):
         ge=0,
         description="keep a training set's prepared windows in memory when under this size",
     )
+
+    @model_validator(mode="after")
+    def _no_crop_of_a_beat(self) -> DataConfig:
+        if self.input == "median_beat" and self.crop_s is not None:
+            raise ValueError("median_beat input is one beat per lead: crop_s must be null")
+        return self
 
 
 class LossConfig(_Strict):

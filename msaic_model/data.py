@@ -3,8 +3,10 @@
 `prepare` turns stored windows (float32 (n, 12, 5000), mV, 500 Hz, NaN where a lead is missing)
 into network input: NaN → 0, values clipped to ±`clip_mv`, an optional zero-phase high-pass
 against baseline wander, polyphase resampling to the model rate (`tasks.harmonize.resample_poly_fft`,
-the ingest's resampler: 3× faster than scipy's loop at 500 → 100 Hz), then the normalization the
-config names. Training and scoring both call it, so a model sees the same input in both.
+the ingest's resampler: 3× faster than scipy's loop at 500 → 100 Hz), for `median_beat` input one
+median beat per lead (the feature store's beat pipeline, run at the model rate), then the
+normalization the config names. Training and scoring both call it, so a model sees the same input
+in both.
 
 `WaveformStream` reads `waveforms/` fragment by fragment (pyarrow scans filtered on the wanted
 record ids, pruned by site partition), so memory holds one read batch and the shuffle buffer, never
@@ -32,6 +34,8 @@ from torch.utils.data import IterableDataset
 
 from data_contracts.schemas import FS, N_LEADS, WINDOW_SAMPLES
 from msaic_model.config import AugmentConfig, DataConfig, ModelConfig
+from tasks.features.beats import FeatureSkip, clean, median_beats
+from tasks.features.measure import criteria_config
 from tasks.harmonize import resample_poly_fft
 from tasks.store import dataset
 
@@ -41,9 +45,34 @@ def _data_config(config: ModelConfig | DataConfig) -> DataConfig:
 
 
 def model_samples(config: ModelConfig | DataConfig) -> int:
-    """Samples of one whole stored window at the model rate."""
+    """Samples of one prepared window: the whole stored window, or one median beat, at the model rate."""
     cfg = _data_config(config)
-    return round(WINDOW_SAMPLES * cfg.fs / FS)
+    return beat_samples(cfg.fs) if cfg.input == "median_beat" else round(WINDOW_SAMPLES * cfg.fs / FS)
+
+
+def beat_samples(fs: int) -> int:
+    """Length of a median beat at `fs` (beat_pre_s before the R fiducial, beat_post_s after)."""
+    beat = criteria_config()["signal"]
+    return round(beat["beat_pre_s"] * fs) + round(beat["beat_post_s"] * fs)
+
+
+def median_beat_array(x: np.ndarray, usable: np.ndarray, fs: int) -> np.ndarray:
+    """One median beat per lead for each window of x (n, 12, T) at `fs`, through the feature store's
+    beat pipeline (zero-phase band-pass, R peaks on all leads together, beats unlike the dominant
+    morphology left out). An unusable lead, and every lead of a window in which no median beat can
+    be formed (fewer than three matching beats), is 0: the network reads that as no evidence, as it
+    reads a missing lead of rhythm input."""
+    cfg = criteria_config()["signal"]
+    out = np.zeros((*x.shape[:2], beat_samples(fs)), np.float32)
+    for i in range(x.shape[0]):
+        if not usable[i].any():
+            continue
+        try:
+            filtered, leads = clean(x[i], usable[i], cfg, fs)
+            out[i] = np.nan_to_num(median_beats(filtered, leads, cfg, fs).median)
+        except FeatureSkip:
+            continue
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -57,6 +86,7 @@ def prepare_array(signals: np.ndarray, config: ModelConfig | DataConfig) -> np.n
     cfg = _data_config(config)
     if signals.ndim != 3 or signals.shape[1] != N_LEADS:
         raise ValueError(f"expected signals of shape (n, {N_LEADS}, samples), got {signals.shape}")
+    usable = ~np.isnan(signals).all(axis=-1) if cfg.input == "median_beat" else None
     x = np.nan_to_num(np.asarray(signals, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     np.clip(x, -cfg.clip_mv, cfg.clip_mv, out=x)  # nan_to_num made x a copy
     if cfg.highpass_hz is not None:
@@ -64,6 +94,8 @@ def prepare_array(signals: np.ndarray, config: ModelConfig | DataConfig) -> np.n
     if cfg.fs != FS:
         g = gcd(cfg.fs, FS)
         x = resample_poly_fft(x, cfg.fs // g, FS // g)
+    if usable is not None:
+        x = median_beat_array(x, usable, cfg.fs)
     if cfg.normalize != "none":
         x = x - x.mean(axis=-1, keepdims=True)
     if cfg.normalize == "lead_zscore":
@@ -96,9 +128,14 @@ def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndar
 
 
 def augment(x: np.ndarray, cfg: AugmentConfig, fs: int, rng: np.random.Generator) -> np.ndarray:
-    """Light augmentation of a batch (n, leads, T): amplitude scale per window, Gaussian noise and
-    a slow baseline sine per lead (random amplitude, frequency up to `baseline_hz`, phase)."""
+    """Light augmentation of a batch (n, leads, T): a time shift per window (edges repeated),
+    amplitude scale per window, Gaussian noise and a slow baseline sine per lead (random amplitude,
+    frequency up to `baseline_hz`, phase)."""
     n, leads, t = x.shape
+    reach = round(cfg.shift_s * fs)
+    if reach:
+        idx = np.clip(np.arange(t)[None, :] - rng.integers(-reach, reach + 1, size=(n, 1)), 0, t - 1)
+        x = np.take_along_axis(x, idx[:, None, :], axis=-1)
     out = x * rng.uniform(1 - cfg.scale, 1 + cfg.scale, size=(n, 1, 1)).astype(np.float32)
     if cfg.noise_mv > 0:
         out = out + rng.normal(0, cfg.noise_mv, size=x.shape).astype(np.float32)

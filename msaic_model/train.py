@@ -119,9 +119,10 @@ class CropOcclusion:
     `probability` is each window's MI probability (as `predict_proba`); occlusion looks at the crop
     of each window with the highest probability, the part of the window behind a positive call, and
     speaks log-odds (`base_logit`, nothing removed), which keep measuring a lead's weight where the
-    probability has saturated at 1. Removing a lead sets it to zero, exactly as a missing (NaN)
-    lead is prepared, so each window is prepared and scored once and an occlusion costs one
-    crop-sized forward pass (a quarter of a whole 10-s window's at the packaged crop length)."""
+    probability has saturated at 1. Removing a lead sets its prepared input to zero, as a missing
+    (NaN) lead is prepared, so each window is prepared and scored once and an occlusion costs one
+    crop-sized forward pass. Median-beat input is one crop; its other leads keep the beats found
+    with every lead (a lead missing from the record would also be left out of beat detection)."""
 
     model: nn.Module
     config: ModelConfig

@@ -102,34 +102,27 @@ def test_territory_is_the_group_whose_masking_lowers_the_probability_most(
     assert (explained["explanation"].str.startswith("consistent with a")).all()
 
     # the occlusion on the real model, every window explained (no minimum drop), checked by
-    # masking raw leads as missing (NaN) and scoring the window's most positive crop directly (log-odds)
+    # zeroing leads of the prepared input (how a missing lead is prepared) and scoring it directly
+    # (log-odds); the packaged input kind, one median beat per lead, is a single crop
     model = load_model(model_dir)
     explainer = replace(load_explainer(), min_drop=-1.0, top_leads=12)
     ids = scores.loc[scores["verdict"] != "reject", "record_id"].head(6).tolist()
     signals = _waveforms(synth_store, ids)
-    cfg = model.model_config
-    crop = round(cfg.data.crop_s * cfg.data.fs)
+    assert model.model_config.data.input == "median_beat"
 
-    def crop_logits(raw: np.ndarray) -> np.ndarray:
-        x = prepare(raw[None], cfg)
+    def logit(x: torch.Tensor) -> float:
         with torch.inference_mode():
-            return np.array(
-                [
-                    model.net(x[:, :, s : s + crop]).logits[0].item()
-                    for s in range(0, x.shape[-1] - crop + 1, crop)
-                ]
-            )
+            return model.net(x).logits[0].item()
 
     got = explain(model.occlusion(signals), np.arange(len(signals)), explainer)
-    for x, (territory, leads) in zip(signals, got, strict=True):
-        tiles = crop_logits(x)
-        k = int(tiles.argmax())
-        assert len(tiles) == 4  # 10-s windows, 2.5-s crops
+    for raw, (territory, leads) in zip(signals, got, strict=True):
+        x = prepare(raw[None], model.model_config)
+        base = logit(x)
 
-        def drop(leads_removed: list[int], x: np.ndarray = x, k: int = k, p: float = tiles[k]) -> float:
-            masked = x.copy()
-            masked[leads_removed] = np.nan
-            return p - crop_logits(masked)[k]  # in log-odds
+        def drop(leads_removed: list[int], x: torch.Tensor = x, base: float = base) -> float:
+            masked = x.clone()
+            masked[:, leads_removed] = 0.0
+            return base - logit(masked)  # in log-odds
 
         drops = {name: drop(list(group)) for name, group in explainer.territories.items()}
         assert territory == max(drops, key=drops.get)

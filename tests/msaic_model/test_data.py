@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+from scipy.signal import resample_poly
 
-from msaic_model.config import load_config, with_overrides
-from msaic_model.data import WaveformStream, model_samples, prepare, signals_of
+from msaic_model.config import AugmentConfig, load_config, with_overrides
+from msaic_model.data import WaveformStream, augment, model_samples, prepare, signals_of
+from tasks.features.beats import clean, median_beats
+from tasks.features.measure import criteria_config
 from tasks.store import read_table
 
 FS = 500
@@ -22,7 +25,7 @@ def sines(freq: float, n: int = 2) -> np.ndarray:
 
 
 def test_prepare_resamples_with_anti_aliasing() -> None:
-    config = load_config("msaic")
+    config = load_config("msaic_rhythm")
     slow = prepare(sines(5.0), config).numpy()
     assert slow.shape == (2, 12, 1000)
     expected = np.sin(2 * np.pi * 5.0 * np.arange(1000) / 100)
@@ -34,7 +37,7 @@ def test_prepare_resamples_with_anti_aliasing() -> None:
 
 
 def test_prepare_highpass_removes_baseline_wander() -> None:
-    config = with_overrides(load_config("msaic"), {"data.highpass_hz": 0.5})
+    config = with_overrides(load_config("msaic_rhythm"), {"data.highpass_hz": 0.5})
     wander = prepare(sines(0.1) * 2.0, config).numpy()
     ecg_band = prepare(sines(8.0), config).numpy()
     inner = slice(100, 900)
@@ -46,25 +49,25 @@ def test_prepare_missing_leads_and_normalization() -> None:
     signals = sines(5.0) + 1.5  # baseline offset
     signals[0, 3] = np.nan  # a missing lead
     signals[1, 7, 100:200] = np.nan  # a gap
-    centered = prepare(signals, load_config("msaic")).numpy()
+    centered = prepare(signals, load_config("msaic_rhythm")).numpy()
     assert np.isfinite(centered).all()
     assert np.abs(centered.mean(axis=-1)).max() < 1e-4
     assert (centered[0, 3] == 0).all()
     zscored = prepare(
-        signals, with_overrides(load_config("msaic"), {"data.normalize": "lead_zscore"})
+        signals, with_overrides(load_config("msaic_rhythm"), {"data.normalize": "lead_zscore"})
     ).numpy()
     sd = zscored.std(axis=-1)
     assert sd[0, 3] == 0 and np.allclose(np.delete(sd.ravel(), 3), 1, atol=1e-3)
     native = prepare(signals, load_config("msaic500"))
     assert native.shape == (2, 12, 5000)
     with pytest.raises(ValueError, match="shape"):
-        prepare(signals[:, :6], load_config("msaic"))
+        prepare(signals[:, :6], load_config("msaic_rhythm"))
 
 
 def test_prepare_clips_corrupt_values_instead_of_overflowing() -> None:
     signals = sines(5.0)
     signals[0, 2, 2000:2100] = 3e38  # a corrupt stretch: finite, but the filter would overflow to NaN
-    config = load_config("msaic")
+    config = load_config("msaic_rhythm")
     x = prepare(signals, config).numpy()
     assert np.isfinite(x).all() and np.abs(x).max() <= 2 * config.data.clip_mv
     assert np.allclose(x[1], prepare(sines(5.0), config).numpy()[1])  # other windows untouched
@@ -76,7 +79,7 @@ def windows(synth_store: Path) -> pd.DataFrame:
 
 
 def test_eval_stream_yields_every_window_once_as_stored(synth_store: Path, windows: pd.DataFrame) -> None:
-    config = with_overrides(load_config("msaic"), {"data.read_batch": 32})
+    config = with_overrides(load_config("msaic_rhythm"), {"data.read_batch": 32})
     subset = windows[windows["site"] != windows["site"].iloc[0]].sample(frac=0.5, random_state=1)
     stream = WaveformStream(
         synth_store,
@@ -105,14 +108,16 @@ def test_eval_stream_yields_every_window_once_as_stored(synth_store: Path, windo
 def test_eval_stream_refuses_unknown_ids(synth_store: Path, windows: pd.DataFrame) -> None:
     ids = [*windows["record_id"].head(3), "no-such-record"]
     with pytest.raises(KeyError, match="1 of 4"):
-        list(WaveformStream(synth_store, ids, None, load_config("msaic"), train=False))
+        list(WaveformStream(synth_store, ids, None, load_config("msaic_rhythm"), train=False))
 
 
 @pytest.mark.parametrize("cache_mb", [0, 1024], ids=["streamed", "cached"])
 def test_train_stream_crops_shuffles_and_repeats_by_seed(
     synth_store: Path, windows: pd.DataFrame, cache_mb: float
 ) -> None:
-    config = with_overrides(load_config("msaic"), {"data.cache_mb": cache_mb, "data.shuffle_buffer": 64})
+    config = with_overrides(
+        load_config("msaic_rhythm"), {"data.cache_mb": cache_mb, "data.shuffle_buffer": 64}
+    )
     stream = WaveformStream(
         synth_store, windows["record_id"], windows["mi_label"], config, train=True, batch_size=50
     )
@@ -132,7 +137,7 @@ def test_train_stream_crops_shuffles_and_repeats_by_seed(
 
 
 def test_balanced_sampling(synth_store: Path, windows: pd.DataFrame) -> None:
-    config = with_overrides(load_config("msaic"), {"data.balanced_sampling": True})
+    config = with_overrides(load_config("msaic_rhythm"), {"data.balanced_sampling": True})
     labels = windows["mi_label"].to_numpy()
     assert labels.mean() < 0.4  # the synthetic archive is imbalanced
     stream = WaveformStream(
@@ -144,5 +149,69 @@ def test_balanced_sampling(synth_store: Path, windows: pd.DataFrame) -> None:
 
 
 def test_model_samples() -> None:
-    assert model_samples(load_config("msaic")) == 1000
+    assert model_samples(load_config("msaic_rhythm")) == 1000
     assert model_samples(load_config("msaic500")) == 5000
+
+
+def test_median_beat_input_agrees_with_the_feature_store_beats(real_store: Path) -> None:
+    """On real LUDB windows, the 100 Hz median beat of `median_beat` input has its R fiducial where
+    the window says (beat_pre_s into the beat) and matches the feature store's own 500 Hz median
+    beat of the same record, resampled, lead by lead."""
+    config = load_config("msaic")
+    assert config.data.input == "median_beat"
+    stored = read_table(real_store, "waveforms", filter=ds.field("site") == "ludb").sort_by("record_id")[:8]
+    signals = signals_of(stored["signal"])
+    x = prepare(signals, config).numpy()
+    assert x.shape == (8, 12, model_samples(config)) == (8, 12, 110)
+    signal_cfg = criteria_config()["signal"]
+    pre = round(signal_cfg["beat_pre_s"] * config.data.fs)
+    for window, beat in zip(signals, x, strict=True):
+        velocity = np.abs(np.diff(beat, axis=1)).sum(axis=0)
+        assert abs(int(np.argmax(velocity)) - pre) <= 10  # the fiducial lies inside the QRS
+        usable = ~np.isnan(window).all(axis=1)
+        filtered, leads = clean(window.astype(np.float64), usable, signal_cfg)
+        reference = resample_poly(median_beats(filtered, leads, signal_cfg).median, 1, 5, axis=1)
+        reference -= reference.mean(axis=1, keepdims=True)
+        # at 100 Hz the fiducial is placed to the nearest 10-ms sample: compare at the best of ±1
+        leads = np.flatnonzero(usable)
+        by_lag = [
+            [np.corrcoef(beat[k, 1:-1], np.roll(reference[k], -lag)[1:-1])[0, 1] for k in leads]
+            for lag in (-1, 0, 1)
+        ]
+        corr = max(by_lag, key=np.median)
+        assert np.median(corr) > 0.93 and min(corr) > 0.8
+
+
+def test_median_beat_input_of_windows_without_beats() -> None:
+    """A missing lead is a zero row; a window with no usable lead or no beat at all is all zero."""
+    beats = sines(1.2, n=3) * 0.0
+    t = np.arange(5000) / FS
+    spikes = np.exp(-(((t[:, None] - (0.5 + np.arange(10))[None, :]) / 0.01) ** 2)).sum(axis=1)  # 60 bpm
+    beats[0] = spikes.astype(np.float32)
+    beats[0, 4] = np.nan  # a missing lead
+    beats[1] = np.nan  # nothing recorded
+    beats[2] = 0.0  # flat: no beat to find
+    x = prepare(beats, load_config("msaic")).numpy()
+    assert np.isfinite(x).all()
+    assert (x[0, 4] == 0).all() and np.abs(np.delete(x[0], 4, axis=0)).max() > 0.5
+    assert (x[1:] == 0).all()
+
+
+def test_median_beat_input_takes_no_crop() -> None:
+    with pytest.raises(ValueError, match="crop_s must be null"):
+        with_overrides(load_config("msaic"), {"data.crop_s": 2.5})
+
+
+def test_augment_shift_moves_each_window_within_reach() -> None:
+    """A ramp shifted by k samples reads ramp - k inside, its edge sample repeated outside."""
+    t = 110
+    ramp = np.broadcast_to(np.arange(t, dtype=np.float32), (200, 12, t)).copy()
+    cfg = AugmentConfig(scale=0.0, noise_mv=0.0, baseline_mv=0.0, shift_s=0.03)
+    out = augment(ramp, cfg, fs=100, rng=np.random.default_rng(0))
+    shift = ramp[:, 0, 50] - out[:, 0, 50]  # per window
+    assert set(shift.tolist()) == set(range(-3, 4))  # ±3 samples at 100 Hz, every shift drawn
+    assert (out == out[:, :1]).all()  # one shift per window, all leads alike
+    expected = np.clip(np.arange(t)[None, :] - shift[:, None], 0, t - 1)
+    np.testing.assert_array_equal(out[:, 0], expected)
+    unshifted = augment(ramp, cfg.model_copy(update={"shift_s": 0.0}), 100, np.random.default_rng(0))
+    np.testing.assert_array_equal(unshifted, ramp)
