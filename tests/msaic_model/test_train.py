@@ -35,7 +35,11 @@ TINY_MSAIC = {
 
 
 def tiny(name: str, **overrides: object) -> ModelConfig:
-    base = TINY_MSAIC if name == "msaic" else {"train.batch_size": 16, "train.num_threads": 2}
+    base = (
+        TINY_MSAIC
+        if name == "msaic"
+        else {"train.batch_size": 16, "train.num_threads": 2, "train.min_windows_per_epoch": None}
+    )
     small_baselines = {
         "resnet1d": {"net.width": 16, "net.head_hidden": 16},
         "inception1d": {"net.depth": 3, "net.filters": 4, "net.bottleneck": 4, "net.head_hidden": 16},
