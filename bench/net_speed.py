@@ -1,13 +1,17 @@
 """Training and inference speed of MSAIC-Net against the PTB-XL baselines on this machine.
 
 Prints JSON: for each packaged config, parameters, training windows/s (AdamW steps on batches of
-random-crop input at the config's rate, loss included) and inference windows/s (whole 10-s windows
-from stored-format signals, `prepare` and crop aggregation included), per wall-clock second and per
+prepared input at the config's rate, random crops of rhythm input, loss included) and inference
+windows/s (whole 10-s windows from stored-format signals, `prepare` (resampling, median beats) and
+crop aggregation included), per wall-clock second and per
 CPU second of this process (the CPU figure holds up when other jobs share the machine; with
 `--threads 1` it is the speed of one core), and the CPU figures as ratios to `resnet1d_wang`
 measured in the same run on the same input.
 
-    .venv/bin/python bench/net_speed.py [--steps 8] [--threads 2] [--batch 64]
+The input is real: the 10-s LUDB records of the shared data (12 leads, 500 Hz, mV), repeated to
+256 windows, so that median beats are found as on an archive.
+
+    .venv/bin/python bench/net_speed.py [--steps 8] [--threads 2] [--batch 64] [--ludb DIR]
 """
 
 from __future__ import annotations
@@ -15,16 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import wfdb
 
 from msaic_model.blocks import parameter_count
 from msaic_model.config import load_config
-from msaic_model.data import prepare_array, random_crop
+from msaic_model.data import model_samples, prepare_array, random_crop
 from msaic_model.losses import MsaicLoss
 from msaic_model.net import build_model
 from msaic_model.train import predict_proba
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Clock:
@@ -48,7 +56,7 @@ def measure(name: str, steps: int, batch: int, signals: np.ndarray, labels: torc
     loss = MsaicLoss(config.loss)
     rng = np.random.default_rng(0)
     prepared = prepare_array(signals[:batch], config)
-    crop = round(config.data.crop_s * config.data.fs)
+    crop = model_samples(config) if config.data.crop_s is None else round(config.data.crop_s * config.data.fs)
     model.train()
     clock = Clock()
     for step in range(steps + 1):  # the first step warms up and is not timed
@@ -80,11 +88,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--configs", nargs="+", default=["resnet1d", "msaic", "inception1d", "msaic500"])
+    parser.add_argument(
+        "--configs", nargs="+", default=["resnet1d", "msaic", "msaic_rhythm", "inception1d", "msaic500"]
+    )
+    parser.add_argument("--ludb", type=Path, default=ROOT.parent / "shared" / "data" / "ludb" / "data")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    signals = rng.normal(0, 0.2, size=(256, 12, 5000)).astype(np.float32)  # stored format, mV at 500 Hz
+    records = [
+        wfdb.rdrecord(str(h.with_suffix(""))).p_signal.T[:, :5000] for h in sorted(args.ludb.glob("*.hea"))
+    ]
+    signals = np.resize(np.stack(records).astype(np.float32), (256, 12, 5000))  # stored format, mV at 500 Hz
     labels = torch.from_numpy((rng.random(args.batch) < 0.3).astype(np.int64))
     names = ["resnet1d", *[c for c in args.configs if c != "resnet1d"]]
     results = {name: measure(name, args.steps, args.batch, signals, labels) for name in names}
