@@ -95,6 +95,7 @@ def summary_table(totals: ScoreTotals) -> Table:
         ("scored: pass", c["pass"]),
         ("scored: limited (flagged leads)", c["limited"]),
         ("not scored: quality reject", c["rejected"]),
+        ("not scored: no median beat", c["no_input"]),
         ("flagged at the model threshold", c["flagged"]),
         ("quarantined inputs", c["quarantined"]),
         ("inputs already in OUT (resumed)", totals.records_resumed),

@@ -155,8 +155,11 @@ class LoadedModel:
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
             return CropOcclusion.of(self.net, self.model_config, signals)
-        probability = self.predict_proba(signals)
-        return SignalOcclusion(self, signals, probability, _log_odds(probability))
+        features = extract_features(signals)[self.feature_columns].to_numpy(np.float64)
+        probability = self.predict_features(features)
+        return SignalOcclusion(
+            self, signals, probability, _log_odds(probability), np.isnan(features).all(axis=1)
+        )
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         """Feature baselines: probabilities from a (n, feature_columns) matrix (NaN allowed)."""
@@ -174,6 +177,7 @@ class SignalOcclusion:
     signals: np.ndarray
     probability: np.ndarray  # (n,) probability of each window
     base_logit: np.ndarray  # (n,) its log-odds: occlusion looks at the whole window
+    no_input: np.ndarray  # (n,) no feature could be measured (no median beat)
 
     def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Log-odds of the windows `rows` with the leads where `masks` (m, 12) is True removed."""

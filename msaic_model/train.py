@@ -129,14 +129,16 @@ class CropOcclusion:
     crops: torch.Tensor  # (n, 12, crop) prepared
     probability: np.ndarray  # (n,) window probability, the mean over its crops
     base_logit: np.ndarray  # (n,) logit of each strongest crop, nothing removed
+    no_input: np.ndarray  # (n,) the prepared window is all zero: no median beat, or no lead at all
 
     @classmethod
     def of(cls, model: nn.Module, config: ModelConfig, signals: np.ndarray) -> CropOcclusion:
         """Score stored windows (n, 12, 5000) mV 500 Hz (NaN allowed) and keep their strongest crops."""
-        crops, logits = [], []
+        crops, logits, empty = [], [], []
         for batch, z in _crop_batches(model, config, signals):
             crops.append(batch[torch.arange(len(batch)), z.argmax(dim=1)])
             logits.append(z)
+            empty.append((batch == 0).flatten(1).all(dim=1).numpy())
         z = torch.cat(logits) if logits else torch.empty(0, 1)
         return cls(
             model,
@@ -144,6 +146,7 @@ class CropOcclusion:
             torch.cat(crops) if crops else torch.empty(0),
             _mean_probability(z),
             z.amax(dim=1).numpy(),
+            np.concatenate([np.empty(0, bool), *empty]),
         )
 
     def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -173,15 +173,17 @@ def run_shard(job: ShardJob, cfg: ScoreConfig, out: Path) -> ShardDone:
     if result.quarantine:
         table = pa.Table.from_pylist(result.quarantine, schema=QUARANTINE.append(SITE_FIELD))
         moves += st.stage_parts(out, "quarantine", table)
+    scored = Counter(r["verdict"] for r in result.rows if r["probability"] is not None)
     verdicts = Counter(r["verdict"] for r in result.rows)
     counts = {
         "records": result.records,
         "windows": len(result.rows),
-        "scored": sum(r["probability"] is not None for r in result.rows),
+        "scored": sum(scored.values()),
         "flagged": sum(r["flagged"] for r in result.rows),
-        "pass": verdicts["pass"],
-        "limited": verdicts["limited"],
+        "pass": scored["pass"],
+        "limited": scored["limited"],
         "rejected": verdicts["reject"],
+        "no_input": len(result.rows) - sum(scored.values()) - verdicts["reject"],
         "quarantined": len(result.quarantine),
     }
     quarantined = Counter(f"{q['stage']}:{q['reason']}" for q in result.quarantine)

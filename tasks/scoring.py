@@ -29,6 +29,7 @@ from tasks.quality import QcProfile, assess
 from tasks.wfdb_header import HeaderError, header_text
 
 SCORE_VERSION = "score/2"  # 2: explanations from log-odds drops (score_explain/3)
+NO_INPUT = "no model input: no median beat could be formed"
 EXPLAIN_FILE = "score_explain.json"
 _DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
 
@@ -42,6 +43,7 @@ class Occlusion(Protocol):
 
     probability: np.ndarray
     base_logit: np.ndarray
+    no_input: np.ndarray  # (n,) bool: the model had nothing to read; such a window is not scored
 
     def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
 
@@ -228,11 +230,15 @@ def score_units(
     probs = np.full(len(rows), np.nan, np.float32)
     threshold = decision_threshold(model)
     why: dict[int, tuple[str | None, list[str]]] = {}
+    no_input: set[int] = set()
     t3 = t2
     if len(scored):
         occlusion = model.occlusion(windows[scored])
-        probs[scored] = occlusion.probability
-        positive = np.flatnonzero(occlusion.probability >= threshold)  # positions among `scored`
+        probs[scored] = np.where(occlusion.no_input, np.nan, occlusion.probability)
+        no_input = set(scored[occlusion.no_input].tolist())
+        positive = np.flatnonzero(
+            ~occlusion.no_input & (occlusion.probability >= threshold)
+        )  # among `scored`
         t3 = time.perf_counter()
         why = dict(zip(scored[positive], explain(occlusion, positive, explainer), strict=True))
     out.seconds["model"] += t3 - t2
@@ -241,6 +247,11 @@ def score_units(
     for i, row in enumerate(rows):
         territory, leads = why.get(i, (None, []))
         rejected = verdicts[i] == "reject"
+        unscored = (
+            "quality reject: " + ", ".join(qc.reasons[i])
+            if rejected
+            else (NO_INPUT if i in no_input else None)
+        )
         out.rows.append(
             {
                 "record_id": row["record_id"],
@@ -256,7 +267,7 @@ def score_units(
                     for lead, flags in zip(CANONICAL_LEADS, qc.flags[i], strict=True)
                     if flags
                 ],
-                "probability": None if rejected else float(probs[i]),
+                "probability": None if unscored else float(probs[i]),
                 "flagged": bool(probs[i] >= threshold),
                 "threshold": threshold,
                 "model_id": model.model_id,
@@ -264,7 +275,7 @@ def score_units(
                 "territory": territory,
                 "top_leads": leads,
                 "explanation": explanation_text(territory, leads),
-                "unscored_reason": ("quality reject: " + ", ".join(qc.reasons[i])) if rejected else None,
+                "unscored_reason": unscored,
                 "qc_version": profile.version,
                 "score_version": SCORE_VERSION,
                 "scored_at": now,

@@ -102,8 +102,8 @@ def test_territory_is_the_group_whose_masking_lowers_the_probability_most(
     assert (explained["explanation"].str.startswith("consistent with a")).all()
 
     # the occlusion on the real model, every window explained (no minimum drop), checked by
-    # zeroing leads of the prepared input (how a missing lead is prepared) and scoring it directly
-    # (log-odds); the packaged input kind, one median beat per lead, is a single crop
+    # zeroing leads of the prepared input and scoring it directly (log-odds); the packaged input
+    # kind, one median beat per lead, is a single crop (rhythm crops: tests/msaic_model/test_occlusion.py)
     model = load_model(model_dir)
     explainer = replace(load_explainer(), min_drop=-1.0, top_leads=12)
     ids = scores.loc[scores["verdict"] != "reject", "record_id"].head(6).tolist()
@@ -148,6 +148,9 @@ def test_worklist_ranks_flagged_records(scored: Path) -> None:
     summary = json.loads((scored / "score_summary.json").read_text())
     assert summary["counts"]["windows"] == len(scores)
     assert summary["counts"]["flagged"] == int(scores["flagged"].sum())
+    counts = summary["counts"]
+    assert counts["scored"] == int(scores["probability"].notna().sum()) == counts["pass"] + counts["limited"]
+    assert counts["rejected"] + counts["no_input"] == int(scores["unscored_reason"].notna().sum())
 
 
 def test_bad_records_are_quarantined_and_the_run_goes_on(
