@@ -1,7 +1,8 @@
 """Typed model and training configuration, loaded from versioned JSON files.
 
 A `ModelConfig` holds everything a network and its training need: the architecture (MSAIC-Net,
-`resnet1d_wang`, InceptionTime), the input (sampling rate, crop, normalization, augmentation), the
+`resnet1d_wang`, InceptionTime), the input (sampling rate, rhythm crops or median beats,
+normalization, augmentation), the
 loss and the optimizer. The packaged files live in `msaic_model/configs/<name>.json`; any other
 JSON file with the same layout can be loaded by path. A config is saved beside registered weights
 (`config.model_dump_json()`), so a model is rebuilt from data alone.
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from data_contracts import load_json
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -135,10 +138,25 @@ class DataConfig(_Strict):
         description="keep a training set's prepared windows in memory when under this size",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _beats_take_no_crop_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("input") == "median_beat" and "crop_s" not in data:
+            return {**data, "crop_s": None}
+        return data
+
     @model_validator(mode="after")
-    def _no_crop_of_a_beat(self) -> DataConfig:
-        if self.input == "median_beat" and self.crop_s is not None:
+    def _median_beat_input(self) -> DataConfig:
+        if self.input != "median_beat":
+            return self
+        if self.crop_s is not None:
             raise ValueError("median_beat input is one beat per lead: crop_s must be null")
+        beat = load_json("feature_criteria.json")["signal"]
+        highest = max(beat["lowpass_hz"], *beat["detect_band_hz"])
+        if self.fs <= 2 * highest:
+            raise ValueError(
+                f"median_beat input needs fs above {2 * highest:g} Hz (the beat pipeline's filters)"
+            )
         return self
 
 

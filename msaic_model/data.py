@@ -34,7 +34,7 @@ from torch.utils.data import IterableDataset
 
 from data_contracts.schemas import FS, N_LEADS, WINDOW_SAMPLES
 from msaic_model.config import AugmentConfig, DataConfig, ModelConfig
-from tasks.features.beats import FeatureSkip, clean, median_beats
+from tasks.features.beats import FeatureSkip, beat_span, clean, median_beats
 from tasks.features.measure import criteria_config
 from tasks.harmonize import resample_poly_fft
 from tasks.store import dataset
@@ -52,16 +52,18 @@ def model_samples(config: ModelConfig | DataConfig) -> int:
 
 def beat_samples(fs: int) -> int:
     """Length of a median beat at `fs` (beat_pre_s before the R fiducial, beat_post_s after)."""
-    beat = criteria_config()["signal"]
-    return round(beat["beat_pre_s"] * fs) + round(beat["beat_post_s"] * fs)
+    return sum(beat_span(criteria_config()["signal"], fs))
 
 
 def median_beat_array(x: np.ndarray, usable: np.ndarray, fs: int) -> np.ndarray:
     """One median beat per lead for each window of x (n, 12, T) at `fs`, through the feature store's
     beat pipeline (zero-phase band-pass, R peaks on all leads together, beats unlike the dominant
-    morphology left out). An unusable lead, and every lead of a window in which no median beat can
-    be formed (fewer than three matching beats), is 0: the network reads that as no evidence, as it
-    reads a missing lead of rhythm input."""
+    morphology left out). Unlike the feature store, which bridges NaN gaps and cuts a padded tail,
+    x arrives with NaN already 0 (as for rhythm input; the median over the beats keeps the few a
+    gap touches from showing), and `usable` is only "not all missing": leads the quality gate flags
+    still take part. An unusable lead, and every lead of a window in which no median beat can be
+    formed (fewer than three matching beats), is 0: the network reads that as no evidence, and
+    scoring reports such a window as unscored (`CropOcclusion.no_input`)."""
     cfg = criteria_config()["signal"]
     out = np.zeros((*x.shape[:2], beat_samples(fs)), np.float32)
     for i in range(x.shape[0]):

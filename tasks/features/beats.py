@@ -125,12 +125,17 @@ def align(x: np.ndarray, peaks: np.ndarray, cfg: dict[str, Any], fs: int = FS) -
     return np.unique(peaks)
 
 
+def beat_span(cfg: dict[str, Any], fs: int = FS) -> tuple[int, int]:
+    """Samples of a median beat before and after its R fiducial at `fs`."""
+    return round(cfg["beat_pre_s"] * fs), round(cfg["beat_post_s"] * fs)
+
+
 def median_beats(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int = FS) -> Beats:
     """Cut every complete beat, drop those unlike the dominant morphology, take the median."""
     peaks = detect_peaks(x, usable, cfg, fs)
     if peaks.size >= cfg["min_beats"]:
         peaks = align(x, peaks, cfg, fs)  # unusable leads are zero here
-    pre, post = round(cfg["beat_pre_s"] * fs), round(cfg["beat_post_s"] * fs)
+    pre, post = beat_span(cfg, fs)
     inside = peaks[(peaks >= pre) & (peaks + post <= x.shape[1])]
     if inside.size < cfg["min_beats"]:
         raise FeatureSkip("too_few_beats", f"{inside.size} complete beats detected")

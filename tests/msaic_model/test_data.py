@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pytest
 from scipy.signal import resample_poly
 
-from msaic_model.config import AugmentConfig, load_config, with_overrides
+from msaic_model.config import AugmentConfig, DataConfig, load_config, with_overrides
 from msaic_model.data import WaveformStream, augment, model_samples, prepare, signals_of
 from tasks.features.beats import clean, median_beats
 from tasks.features.measure import criteria_config
@@ -183,23 +183,33 @@ def test_median_beat_input_agrees_with_the_feature_store_beats(real_store: Path)
 
 
 def test_median_beat_input_of_windows_without_beats() -> None:
-    """A missing lead is a zero row; a window with no usable lead or no beat at all is all zero."""
-    beats = sines(1.2, n=3) * 0.0
+    """A missing lead is a zero row and a gap does not stop the beat; a window with no usable lead,
+    no beat at all, or fewer than three beats is all zero."""
+    beats = np.zeros((5, 12, 5000), np.float32)
     t = np.arange(5000) / FS
     spikes = np.exp(-(((t[:, None] - (0.5 + np.arange(10))[None, :]) / 0.01) ** 2)).sum(axis=1)  # 60 bpm
-    beats[0] = spikes.astype(np.float32)
+    beats[0] = beats[3] = beats[4] = spikes
     beats[0, 4] = np.nan  # a missing lead
     beats[1] = np.nan  # nothing recorded
-    beats[2] = 0.0  # flat: no beat to find
+    # beats[2] flat: no beat to find
+    beats[3, :, 2400:2700] = np.nan  # a 0.6-s gap on every lead
+    beats[4, :, 1000:] = 0.0  # two beats only (at 0.5 and 1.5 s)
     x = prepare(beats, load_config("msaic")).numpy()
     assert np.isfinite(x).all()
     assert (x[0, 4] == 0).all() and np.abs(np.delete(x[0], 4, axis=0)).max() > 0.5
-    assert (x[1:] == 0).all()
+    assert (x[1:3] == 0).all() and (x[4] == 0).all()
+    np.testing.assert_allclose(
+        x[3], x[0] * (np.arange(12) != 4)[:, None] + x[3] * (np.arange(12) == 4)[:, None], atol=0.02
+    )
 
 
-def test_median_beat_input_takes_no_crop() -> None:
+def test_median_beat_input_config() -> None:
+    """No crop (null by default), and a rate the beat pipeline's 40 Hz filters fit under."""
+    assert DataConfig(input="median_beat").crop_s is None
     with pytest.raises(ValueError, match="crop_s must be null"):
         with_overrides(load_config("msaic"), {"data.crop_s": 2.5})
+    with pytest.raises(ValueError, match="fs above 80"):
+        with_overrides(load_config("msaic"), {"data.fs": 50})
 
 
 def test_augment_shift_moves_each_window_within_reach() -> None:
