@@ -47,9 +47,11 @@ def permutation_importance(
     seed: int = 0,
     bootstrap: bool = True,
 ) -> pd.DataFrame:
-    """Importance of each lead group for `predict_proba` on stored windows (n, 12, T) with 0/1
-    labels. Returns one row per group: group, leads, auroc (intact), mean_drop, ci_low, ci_high,
-    repeats; sorted by mean_drop, largest first. `groups` defaults to `lead_groups()`."""
+    """Importance of each lead group for `predict_proba` on windows (n, 12, T) with 0/1 labels:
+    stored windows (a feature baseline measures the shuffled leads again) or a network's prepared
+    input (a shuffled lead is another record's prepared lead: for median beats, its own beat).
+    Returns one row per group: group, leads, auroc (intact), mean_drop, ci_low, ci_high, repeats;
+    sorted by mean_drop, largest first. `groups` defaults to `lead_groups()`."""
     labels = np.asarray(labels).astype(int)
     if signals.ndim != 3 or len(signals) != len(labels):
         raise ValueError(f"signals {signals.shape} and labels {labels.shape} do not align")

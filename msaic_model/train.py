@@ -102,6 +102,21 @@ def predict_stream(model: nn.Module, stream: WaveformStream) -> np.ndarray:
     return probabilities
 
 
+def predict_prepared(
+    model: nn.Module, config: ModelConfig, x: np.ndarray, batch_size: int | None = None
+) -> np.ndarray:
+    """MI probability of already prepared windows (n, 12, T), as `prepare_array` gives them:
+    `window_probability` in batches, no gradients; the model is put in eval mode."""
+    model.eval()
+    size = batch_size or config.train.eval_batch_size
+    with torch.inference_mode():
+        parts = [
+            window_probability(model, config, torch.from_numpy(x[s : s + size]))
+            for s in range(0, len(x), size)
+        ]
+    return np.concatenate([np.empty(0, np.float32), *parts])
+
+
 def predict_proba(
     model: nn.Module, config: ModelConfig, signals: np.ndarray, batch_size: int | None = None
 ) -> np.ndarray:

@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from data_contracts.feature_columns import FEATURE_COLUMNS
 from data_contracts.leads import CANONICAL_LEADS
 from msaic_model.blocks import parameter_count
 from msaic_model.config import ModelConfig, load_config, with_overrides
-from msaic_model.data import signals_of
+from msaic_model.data import prepare_array, signals_of
 from msaic_model.evaluate import EvaluationConfig, evaluate_predictions, validation_threshold
 from msaic_model.feature_baselines import fit_feature_model
 from msaic_model.importance import lead_groups, permutation_importance
@@ -38,7 +39,7 @@ from msaic_model.registry import (
     register,
     sha256_of,
 )
-from msaic_model.train import fit, predict_store
+from msaic_model.train import fit, predict_prepared, predict_store
 from tasks import store as st
 from tasks.model_files import FEATURE_MODELS, NET
 from tasks.splits import ASSIGNMENT_COLUMNS, Split, labelled_records, make_split
@@ -172,9 +173,12 @@ def lead_importance(
     sample = sample.sort_values("record_id")
     signals = signals_for(store, sample["record_id"].tolist())
     labels = sample["mi_label"].to_numpy(int)
-    frame = permutation_importance(
-        loaded.predict_proba, signals, labels, lead_groups(), config.importance_repeats, seed
-    )
+    if loaded.net is None:  # a feature baseline: the shuffled leads are measured again
+        inputs, predict = signals, loaded.predict_proba
+    else:  # a network: shuffle the prepared leads (for median beats, another record's own beat)
+        cfg = loaded.model_config
+        inputs, predict = prepare_array(signals, cfg), partial(predict_prepared, loaded.net, cfg)
+    frame = permutation_importance(predict, inputs, labels, lead_groups(), config.importance_repeats, seed)
     single = frame["group"].isin(CANONICAL_LEADS)
     return {"lead": frame[single].reset_index(drop=True), "territory": frame[~single].reset_index(drop=True)}
 

@@ -1,9 +1,10 @@
-"""`CropOcclusion`, what score explanations mask leads on, for both input kinds, on real LUDB
-windows: the strongest crop of rhythm input, the single median beat, and windows that give the
-network nothing to read."""
+"""How networks are probed lead by lead, for both input kinds, on real LUDB windows: `CropOcclusion`
+(score explanations: the strongest crop of rhythm input, the single median beat, windows that give
+the network nothing to read) and permutation importance on the prepared input."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,10 @@ import pytest
 import torch
 
 from msaic_model.config import load_config, with_overrides
-from msaic_model.data import prepare, signals_of
+from msaic_model.data import prepare, prepare_array, signals_of
+from msaic_model.importance import permutation_importance
 from msaic_model.net import build_model
-from msaic_model.train import CropOcclusion, predict_proba
+from msaic_model.train import CropOcclusion, predict_prepared, predict_proba
 from tasks.store import read_table
 
 SMALL = {
@@ -76,3 +78,18 @@ def test_median_beat_occlusion_and_windows_without_input(windows: np.ndarray) ->
     with torch.inference_mode():
         expected = net(x * torch.from_numpy(~mask)[:, :, None]).logits.numpy()
     np.testing.assert_allclose(occlusion.masked_logit(np.arange(len(windows)), mask), expected, atol=1e-5)
+
+
+def test_importance_on_prepared_rhythm_input_equals_the_raw_path(windows: np.ndarray) -> None:
+    """Networks are permuted on their prepared input (`lead_importance`); for rhythm input, whose
+    preparation is lead by lead, that is the same as shuffling the stored leads and preparing again."""
+    net, config = _net("msaic_rhythm")
+    many = np.concatenate([windows] * 3)
+    labels = np.array([0, 1] * (len(many) // 2))
+    groups = {"inferior": [1, 2, 5], "V2": [7]}
+    raw = permutation_importance(lambda s: predict_proba(net, config, s), many, labels, groups, 2, seed=1)
+    prepared = permutation_importance(
+        partial(predict_prepared, net, config), prepare_array(many, config), labels, groups, 2, seed=1
+    )
+    np.testing.assert_allclose(prepared["mean_drop"], raw["mean_drop"], atol=1e-6)
+    assert prepared["group"].tolist() == raw["group"].tolist()
