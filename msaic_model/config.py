@@ -2,10 +2,10 @@
 
 A `ModelConfig` holds everything a network and its training need: the architecture (MSAIC-Net,
 `resnet1d_wang`, InceptionTime), the input (sampling rate, rhythm crops or median beats,
-normalization, augmentation), the
-loss and the optimizer. The packaged files live in `msaic_model/configs/<name>.json`; any other
-JSON file with the same layout can be loaded by path. A config is saved beside registered weights
-(`config.model_dump_json()`), so a model is rebuilt from data alone.
+normalization, augmentation), the loss and the optimizer. The packaged files live in
+`msaic_model/configs/<name>.json`; any other JSON file with the same layout can be loaded by path.
+A config is saved beside registered weights (`config.model_dump_json()`), so a model is rebuilt
+from data alone.
 """
 
 from __future__ import annotations
