@@ -146,7 +146,12 @@ class LoadedModel:
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
             return predict_proba(self.net, self.model_config, signals).astype(np.float64)
-        return self.predict_features(extract_features(signals)[self.feature_columns].to_numpy(np.float64))
+        return self.predict_features(self.measured_features(signals))
+
+    def measured_features(self, signals: np.ndarray) -> np.ndarray:
+        """Feature baselines: the model's feature columns measured on stored windows (NaN where
+        not measurable)."""
+        return extract_features(signals)[self.feature_columns].to_numpy(np.float64)
 
     def occlusion(self, signals: np.ndarray) -> CropOcclusion | SignalOcclusion:
         """The windows' probabilities and what score explanations mask leads on: a network's
@@ -155,7 +160,7 @@ class LoadedModel:
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
             return CropOcclusion.of(self.net, self.model_config, signals)
-        features = extract_features(signals)[self.feature_columns].to_numpy(np.float64)
+        features = self.measured_features(signals)
         probability = self.predict_features(features)
         return SignalOcclusion(
             self, signals, probability, _log_odds(probability), np.isnan(features).all(axis=1)
