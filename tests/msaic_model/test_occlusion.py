@@ -12,21 +12,13 @@ import pyarrow.dataset as ds
 import pytest
 import torch
 
-from msaic_model.config import load_config, with_overrides
+from msaic_model.config import ModelConfig
 from msaic_model.data import prepare, prepare_array, signals_of
 from msaic_model.importance import permutation_importance
 from msaic_model.net import build_model
 from msaic_model.train import CropOcclusion, predict_prepared, predict_proba
 from tasks.store import read_table
-
-SMALL = {
-    "net.lead_width": 2,
-    "net.stem_width": 8,
-    "net.lead_attention_hidden": 4,
-    "net.blocks": [{"width": 8, "branch_width": 4, "dilations": [1, 2], "kernel_size": 5, "pool": 2}],
-    "net.projection_hidden": 8,
-    "net.projection_dim": 4,
-}
+from tests.msaic_model.test_train import tiny
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +27,8 @@ def windows(real_store: Path) -> np.ndarray:
     return signals_of(stored["signal"])
 
 
-def _net(name: str) -> tuple[torch.nn.Module, object]:
-    config = with_overrides(load_config(name), SMALL)
+def _net(name: str) -> tuple[torch.nn.Module, ModelConfig]:
+    config = tiny(name)
     torch.manual_seed(0)
     return build_model(config).eval(), config
 

@@ -35,16 +35,18 @@ TINY_MSAIC = {
 
 
 def tiny(name: str, **overrides: object) -> ModelConfig:
+    """A packaged config (any MSAIC-Net variant or a baseline) with a small network and fast training."""
+    config = load_config(name)
     base = (
         TINY_MSAIC
-        if name == "msaic"
+        if config.architecture == "msaic"
         else {"train.batch_size": 16, "train.num_threads": 2, "train.min_windows_per_epoch": None}
     )
     small_baselines = {
         "resnet1d": {"net.width": 16, "net.head_hidden": 16},
         "inception1d": {"net.depth": 3, "net.filters": 4, "net.bottleneck": 4, "net.head_hidden": 16},
     }
-    return with_overrides(load_config(name), {**base, **small_baselines.get(name, {}), **overrides})
+    return with_overrides(config, {**base, **small_baselines.get(name, {}), **overrides})
 
 
 @pytest.fixture(scope="module")
