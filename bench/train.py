@@ -1,20 +1,25 @@
 """Benchmark of MSAIC-Net against its baselines in the small-data regime, on held-out sites.
 
 A synthetic multi-site archive (`write_archive`) is ingested, checked and measured through the
-product's flows; one `site` split (patient-disjoint, one site held out) is drawn; then for each
-training size the train and validation parts are subsampled by whole patients (stratified; the
-validation part in the split's val : train proportion) while the test part stays the same, and
-every model trains on exactly that split (`fit_fold`, the flow's own training step), gets its
-threshold from validation only and is evaluated on the test part (`evaluate_predictions`).
+product's flows; a `site` split (patient-disjoint, one site held out) is drawn, or with
+`--split loso` every site is held out in turn; then for each training size the train and
+validation parts are subsampled by whole patients (stratified; the validation part in the split's
+val : train proportion) while the test part stays the same, and every model trains on exactly that
+split (`fit_fold`, the flow's own training step), gets its threshold from validation only and is
+evaluated on the test part (`evaluate_predictions`).
 Per size and model: held-out-site AUROC and AUPRC with bootstrap 95 % intervals (and the
 in-distribution test share for the shift), parameters, training seconds per epoch, inference
 records/s (val + test, read from the store: waveforms for the networks, the precomputed feature
-table for logreg/gbm, so the two kinds are not comparable there). The verdict of issue 6 is
-computed from the point estimates. Progress lines go to stderr; one JSON object to stdout (and
-to WORKDIR/bench_train.json).
+table for logreg/gbm, so the two kinds are not comparable there).
+One held-out site holds few MI records (25 for site_c in a 2,000-record archive), so one split's
+AUROC moves by several hundredths with the training subsample alone. `--repeats R` draws R splits
+(seeds seed .. seed+R-1: partition, subsample and model seed); with several runs (repeats, LOSO
+folds) each figure is the mean over runs, with its spread and the per-run values, per held-out
+site and over all of them. The verdict of issue 6 is computed from the point estimates (means).
+Progress lines go to stderr; one JSON object to stdout (and to WORKDIR/bench_train.json).
 
     .venv/bin/python bench/train.py [--records 4000] [--sizes 200 500 2000] [--epochs N] [--workdir DIR]
-        [--models msaic ...] [--config MSAIC_CONFIG.json]
+        [--models msaic ...] [--config MSAIC_CONFIG.json] [--split site|loso] [--repeats R]
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("msaic", "logreg", "gbm", "resnet1d", "inception1d")  # the slowest last
@@ -62,14 +69,21 @@ def _figure(metric: dict[str, Any]) -> dict[str, float | None]:
 
 
 def run_model(
-    store: Path, split: Any, model: str, evaluation: Any, epochs: int | None, seed: int, config: Path | None
+    store: Path,
+    split: Any,
+    fold: int,
+    model: str,
+    evaluation: Any,
+    epochs: int | None,
+    seed: int,
+    config: Path | None,
 ) -> dict:
-    """Train one model on fold 0 of `split`, threshold on val, evaluate the test part."""
+    """Train one model on `fold` of `split`, threshold on val, evaluate the test part."""
     from msaic_model.evaluate import evaluate_predictions, validation_threshold
     from msaic_model.training_run import RunSpec, fit_fold, model_arguments
 
     arguments = model_arguments(model, config if model == "msaic" else None, epochs, seed)
-    spec = RunSpec(store, model, split, 0, split.excluded, evaluation, **arguments)
+    spec = RunSpec(store, model, split, fold, split.excluded, evaluation, **arguments)
     start = time.perf_counter()
     fitted = fit_fold(spec, f"bench-{model}")
     wall = time.perf_counter() - start
@@ -91,6 +105,47 @@ def run_model(
         "inference_records_per_s": round(training["inference_records_per_s"], 1),
         "wall_s_fit_and_predict": round(wall, 1),
     }
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """One model at one size over several runs (repeats, held-out sites): each AUROC and AUPRC
+    point estimate averaged ("value"), with its spread and the per-run values; speeds averaged.
+    A single run is returned as it is."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def metric(group: str, name: str) -> dict[str, Any]:
+        values = [r[group][name]["value"] for r in runs]
+        known = [v for v in values if v is not None]
+        return {
+            "value": round(float(np.mean(known)), 4) if known else None,
+            "sd": round(float(np.std(known, ddof=1)), 4) if len(known) > 1 else None,
+            "min": min(known, default=None),
+            "max": max(known, default=None),
+            "runs": values,
+        }
+
+    return {
+        "runs": len(runs),
+        **{
+            g: {m: metric(g, m) for m in ("auroc", "auprc")}
+            for g in ("held_out", "in_distribution", "validation")
+        },
+        "parameters": runs[0]["parameters"],
+        **{
+            k: round(float(np.mean([r[k] for r in runs])), 3)
+            for k in ("training_seconds_per_epoch", "inference_records_per_s")
+        },
+        "wall_s_fit_and_predict": round(sum(r["wall_s_fit_and_predict"] for r in runs), 1),
+    }
+
+
+def summarize(runs: list[dict]) -> dict[str, dict[str, dict]]:
+    """size -> model -> `aggregate` of the runs."""
+    grouped: dict[str, dict[str, list[dict]]] = {}
+    for run in runs:
+        grouped.setdefault(str(run["size"]), {}).setdefault(run["model"], []).append(run["result"])
+    return {size: {m: aggregate(rs) for m, rs in models.items()} for size, models in grouped.items()}
 
 
 def verdict(results: dict[str, dict[str, dict]]) -> dict[str, Any]:
@@ -125,13 +180,21 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--epochs", type=int, help="override every network config's epochs")
     parser.add_argument("--config", type=Path, help="MSAIC-Net config JSON (default: the packaged msaic)")
-    parser.add_argument("--held-out", nargs="+", help="sites to hold out (default: drawn with the seed)")
+    parser.add_argument(
+        "--split", choices=("site", "loso"), default="site", help="one held-out site, or each in turn"
+    )
+    parser.add_argument(
+        "--held-out", nargs="+", help="site split: sites to hold out (default: drawn with the seed)"
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="splits drawn with seeds seed .. seed+R-1")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch/OpenMP threads (2 on a loaded 2-core machine spin-wait)"
     )
     parser.add_argument("--workdir", type=Path, help="keep the archive and store here (default: temporary)")
     args = parser.parse_args()
+    if args.split == "loso" and args.held_out:
+        parser.error("--held-out applies to --split site (loso holds out every site in turn)")
     os.environ.setdefault("MSAIC_PSEUDONYM_KEY", "bench")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch and scikit-learn load OpenMP
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded machine
@@ -151,34 +214,66 @@ def main() -> None:
         evaluation = load_evaluation_config()
         check_contracts(store)
         eligible = eligible_records(store)
-        split = make_split(eligible.records, "site", args.seed, evaluation.splits, args.held_out)
-        val_per_train = len(split.part("val")) / len(split.part("train"))
-        results: dict[str, dict[str, dict]] = {}
-        parts: dict[str, dict[str, int]] = {}
-        for size in args.sizes:
-            small = subsample_parts(split, {"train": size, "val": round(size * val_per_train)}, args.seed)
-            counts = small.assignment.groupby("part")["mi_label"].agg(["size", "sum"])
-            parts[str(size)] = {p: {"records": int(n), "mi": int(m)} for p, (n, m) in counts.iterrows()}
-            print(json.dumps({"size": size, "parts": parts[str(size)]}), file=sys.stderr, flush=True)
-            results[str(size)] = {}
-            for model in args.models:
-                result = run_model(store, small, model, evaluation, args.epochs, args.seed, args.config)
-                results[str(size)][model] = result
-                print(json.dumps({"size": size, "model": model, **result}), file=sys.stderr, flush=True)
-        held_out = sorted(set(split.assignment.loc[split.assignment["held_out"], "site"]))
+        runs: list[dict] = []
+        parts: dict[str, dict[str, dict[str, int]]] = {}
+        for seed in range(args.seed, args.seed + args.repeats):
+            split = make_split(eligible.records, args.split, seed, evaluation.splits, args.held_out)
+            val_per_train = len(split.assignment.query("part == 'val'")) / len(
+                split.assignment.query("part == 'train'")
+            )
+            for size in args.sizes:
+                small = subsample_parts(split, {"train": size, "val": round(size * val_per_train)}, seed)
+                for fold in small.folds:
+                    a = small.assignment[small.assignment["fold"] == fold]
+                    site = ",".join(sorted(set(a.loc[a["held_out"], "site"])))
+                    counts = a.groupby("part")["mi_label"].agg(["size", "sum"])
+                    key = f"seed {seed}, held out {site}"
+                    parts.setdefault(key, {})[str(size)] = {
+                        p: {"records": int(n), "mi": int(m)} for p, (n, m) in counts.iterrows()
+                    }
+                    print(
+                        json.dumps({"run": key, "size": size, "parts": parts[key][str(size)]}),
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    for model in args.models:
+                        result = run_model(
+                            store, small, fold, model, evaluation, args.epochs, seed, args.config
+                        )
+                        runs.append(
+                            {"seed": seed, "held_out": site, "size": size, "model": model, "result": result}
+                        )
+                        print(
+                            json.dumps({"run": key, "size": size, "model": model, **result}),
+                            file=sys.stderr,
+                            flush=True,
+                        )
+        results = summarize(runs)
+        sites = sorted({r["held_out"] for r in runs})
+        by_site = {site: summarize([r for r in runs if r["held_out"] == site]) for site in sites}
         out = {
             "bench": "train",
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "archive_records": args.records,
-            "held_out_sites": held_out,
+            "split": args.split,
+            "seeds": list(range(args.seed, args.seed + args.repeats)),
+            "held_out_sites": sites,
             "eligible_excluded": eligible.excluded,
-            "parts_per_size": parts,
+            "parts": parts,
             "epochs_override": args.epochs,
             "msaic_config": str(args.config or "packaged msaic"),
             "prepare_s": round(prepare_s, 1),
             "results": results,
             "verdict": verdict(results),
+            **(
+                {
+                    "results_by_held_out_site": by_site,
+                    "verdict_by_held_out_site": {s: verdict(r) for s, r in by_site.items()},
+                }
+                if len(sites) > 1
+                else {}
+            ),
         }
         text = json.dumps(out, indent=2)
         (work / "bench_train.json").write_text(text)
