@@ -27,7 +27,7 @@ import wfdb
 
 from msaic_model.blocks import parameter_count
 from msaic_model.config import load_config
-from msaic_model.data import model_samples, prepare_array, random_crop
+from msaic_model.data import crop_samples, prepare_array, random_crop
 from msaic_model.losses import MsaicLoss
 from msaic_model.net import build_model
 from msaic_model.train import predict_proba
@@ -56,7 +56,7 @@ def measure(name: str, steps: int, batch: int, signals: np.ndarray, labels: torc
     loss = MsaicLoss(config.loss)
     rng = np.random.default_rng(0)
     prepared = prepare_array(signals[:batch], config)
-    crop = model_samples(config) if config.data.crop_s is None else round(config.data.crop_s * config.data.fs)
+    crop = crop_samples(config)
     model.train()
     clock = Clock()
     for step in range(steps + 1):  # the first step warms up and is not timed

@@ -50,6 +50,14 @@ def model_samples(config: ModelConfig | DataConfig) -> int:
     return beat_samples(cfg.fs) if cfg.input == "median_beat" else round(WINDOW_SAMPLES * cfg.fs / FS)
 
 
+def crop_samples(config: ModelConfig | DataConfig) -> int:
+    """Samples of one training crop at the model rate: `crop_s` of the window, or the whole prepared
+    window when training uses no crop (median beats, or `crop_s` null)."""
+    cfg = _data_config(config)
+    whole = model_samples(cfg)
+    return whole if cfg.crop_s is None else min(whole, round(cfg.crop_s * cfg.fs))
+
+
 def beat_samples(fs: int) -> int:
     """Length of a median beat at `fs` (beat_pre_s before the R fiducial, beat_post_s after)."""
     return sum(beat_span(criteria_config()["signal"], fs))
@@ -286,8 +294,7 @@ class WaveformStream(IterableDataset):
     def _batch(self, x: np.ndarray, positions: np.ndarray, rng: np.random.Generator) -> Batch:
         if self.train:
             data = self.config.data
-            if data.crop_s is not None:
-                x = random_crop(x, round(data.crop_s * data.fs), rng)
+            x = random_crop(x, crop_samples(data), rng)
             x = augment(x, data.augment, data.fs, rng)
         return Batch(
             torch.from_numpy(np.ascontiguousarray(x)),

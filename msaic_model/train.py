@@ -24,7 +24,7 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from torch import nn
 
 from msaic_model.config import ModelConfig
-from msaic_model.data import WaveformStream, prepare
+from msaic_model.data import WaveformStream, crop_samples, prepare
 from msaic_model.losses import MsaicLoss, positive_class_weight
 from msaic_model.net import build_model
 
@@ -52,7 +52,7 @@ def _crops(config: ModelConfig, x: torch.Tensor) -> torch.Tensor:
     """(n, k, 12, crop): crops of the training length that tile each prepared window (n, 12, T),
     the last one aligned to its end; one crop, the whole window, when training used no crop."""
     t = x.shape[-1]
-    crop = t if config.data.crop_s is None else min(t, round(config.data.crop_s * config.data.fs))
+    crop = min(t, crop_samples(config))
     starts = list(range(0, t - crop + 1, crop))
     if starts[-1] != t - crop:
         starts.append(t - crop)  # cover the end of the window

@@ -11,7 +11,7 @@ import pytest
 from scipy.signal import resample_poly
 
 from msaic_model.config import AugmentConfig, DataConfig, load_config, with_overrides
-from msaic_model.data import WaveformStream, augment, model_samples, prepare, signals_of
+from msaic_model.data import WaveformStream, augment, crop_samples, model_samples, prepare, signals_of
 from tasks.features.beats import clean, median_beats
 from tasks.features.measure import criteria_config
 from tasks.store import read_table
@@ -126,7 +126,7 @@ def test_train_stream_crops_shuffles_and_repeats_by_seed(
     again = list(stream)
     stream.set_epoch(2)
     other = list(stream)
-    crop = round(config.data.crop_s * config.data.fs)
+    crop = crop_samples(config)
     assert all(b.x.shape[1:] == (12, crop) for b in first)
     positions = np.concatenate([b.position.numpy() for b in first])
     assert sorted(positions.tolist()) == list(range(len(windows)))  # each window once per epoch
@@ -151,6 +151,18 @@ def test_balanced_sampling(synth_store: Path, windows: pd.DataFrame) -> None:
 def test_model_samples() -> None:
     assert model_samples(load_config("msaic_rhythm")) == 1000
     assert model_samples(load_config("msaic500")) == 5000
+
+
+def test_crop_samples() -> None:
+    rhythm = load_config("msaic_rhythm")
+    assert crop_samples(rhythm) == 250  # 2.5 s at 100 Hz
+    assert crop_samples(with_overrides(rhythm, {"data.crop_s": None})) == model_samples(rhythm)
+    assert crop_samples(with_overrides(rhythm, {"data.crop_s": 30.0})) == model_samples(
+        rhythm
+    )  # at most the window
+    assert (
+        crop_samples(load_config("msaic")) == model_samples(load_config("msaic")) == 110
+    )  # a median beat is whole
 
 
 def test_median_beat_input_agrees_with_the_feature_store_beats(real_store: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from msaic_model.config import ModelConfig
-from msaic_model.data import prepare, prepare_array, signals_of
+from msaic_model.data import crop_samples, prepare, prepare_array, signals_of
 from msaic_model.importance import permutation_importance
 from msaic_model.net import build_model
 from msaic_model.train import CropOcclusion, predict_prepared, predict_proba
@@ -40,7 +40,7 @@ def test_rhythm_occlusion_masks_the_strongest_crop_as_missing_leads(windows: np.
     occlusion = CropOcclusion.of(net, config, windows)
     np.testing.assert_allclose(occlusion.probability, predict_proba(net, config, windows), atol=1e-6)
     assert not occlusion.no_input.any()
-    crop = round(config.data.crop_s * config.data.fs)
+    crop = crop_samples(config)
     mask = np.zeros((len(windows), 12), bool)
     mask[:, [1, 2, 5]] = True  # the inferior leads
     got = occlusion.masked_logit(np.arange(len(windows)), mask)
