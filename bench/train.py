@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +201,12 @@ def verdict(results: dict[str, dict[str, dict]]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--records", type=int, default=4000, help="records in the synthetic archive")
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=4000,
+        help="records in the synthetic archive (built unless WORKDIR holds one)",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500, 2000], help="training records")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--epochs", type=int, help="override every network config's epochs")
@@ -280,7 +286,9 @@ def main() -> None:
             "bench": "train",
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
-            "archive_records": args.records,
+            "archive_records": pq.read_metadata(
+                work / "archive" / "truth.parquet"
+            ).num_rows,  # a reused store: its own
             "split": args.split,
             "seeds": list(range(args.seed, args.seed + args.repeats)),
             "held_out_sites": sites,
