@@ -1,9 +1,14 @@
-"""Ingest throughput and memory against a bare `wfdb.rdrecord` loop on the same files.
+"""Ingest throughput and memory against the bare decoder's loop on the same files.
 
-Builds archives of copies of the shared real data (LUDB + CinC 2021) at two sizes, runs
-`msaic ingest` end to end as a subprocess (Prefect flow, parallel workers, Parquet writes,
-GX validation) and samples the peak RSS of its whole process tree. Prints JSON.
-Usage: python bench/ingest.py [--copies 64] [--workers 2]  (64 copies: 17,280 records, 3.5 GB of temp files)
+WFDB: archives of copies of the shared real data (LUDB + CinC 2021) at two sizes against a bare
+`wfdb.rdrecord` loop. Hospital formats: for each format, archives of copies of the shared exports
+of `shared/data/hospital` at two sizes against a loop of the format's reader alone
+(`tasks.readers.read` on the file's bytes, file read included, as `rdrecord` reads its files).
+Each archive goes through `msaic ingest` end to end as a subprocess (Prefect flow, parallel
+workers, Parquet writes, GX validation) with the peak RSS of its whole process tree sampled; the
+rate once started is taken from the two sizes (the fixed start-up taken out). Prints JSON.
+Usage: python bench/ingest.py [--copies 64] [--format-copies 48] [--workers 2]
+(64 copies: 17,280 WFDB records, 3.5 GB of temp files)
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from _measure import run_measured
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCES = [SHARED / "ludb" / "data", *sorted(p for p in (SHARED / "cinc2021").iterdir() if p.is_dir())]
+HOSPITAL = SHARED / "hospital"
 
 
 def build(root: Path, copies: int) -> list[Path]:
@@ -55,13 +61,77 @@ def run_ingest(archive: Path, store: Path, workers: int) -> tuple[float, float]:
     return run_measured(cmd)
 
 
+def hospital_files() -> dict[str, list[Path]]:
+    """The shared exports that hold an ECG, by the format their content is read as."""
+    from tasks import readers
+
+    files: dict[str, list[Path]] = {}
+    for path in sorted(HOSPITAL.rglob("*")):
+        fmt = readers.sniff(path.read_bytes()[: readers.SNIFF_BYTES]) if path.is_file() else None
+        if fmt is not None:
+            try:
+                readers.read(fmt, path.read_bytes())
+            except readers.ReaderError:
+                continue  # a refused sample (the non-compliant SCP, the EDF without ECG)
+            files.setdefault(fmt, []).append(path)
+    return files
+
+
+def bare_decode(fmt: str, paths: list[Path], repeats: int) -> float:
+    """Records/s of the format's reader alone, file read included, over `repeats` passes."""
+    from tasks import readers
+
+    t = time.perf_counter()
+    for _ in range(repeats):
+        for path in paths:
+            readers.read(fmt, path.read_bytes())
+    return repeats * len(paths) / (time.perf_counter() - t)
+
+
+def format_rates(tmp: Path, copies: int, workers: int) -> dict[str, dict[str, float]]:
+    """Per hospital format: the bare reader's rate and the pipeline's rate once started."""
+    out: dict[str, dict[str, float]] = {}
+    for fmt, paths in hospital_files().items():
+        walls: dict[int, float] = {}
+        peaks: dict[int, float] = {}
+        for n in (max(1, copies // 4), copies):
+            archive = tmp / f"{fmt}{n}"
+            for c in range(n):
+                (archive / f"copy{c:03d}").mkdir(parents=True)
+                for p in paths:
+                    shutil.copy(p, archive / f"copy{c:03d}" / p.name)
+            records = n * len(paths)
+            walls[records], peaks[records] = run_ingest(archive, tmp / f"store-{fmt}{n}", workers)
+        small, large = sorted(walls)
+        bare = bare_decode(fmt, paths, repeats=max(1, large // len(paths) // 4))
+        marginal = (large - small) / (walls[large] - walls[small])
+        out[fmt] = {
+            "sample_files": len(paths),
+            "records": large,
+            "bare_decode_records_per_s": round(bare, 1),
+            "ingest_records_per_s": round(large / walls[large], 1),
+            "marginal_ingest_records_per_s": round(marginal, 1),
+            "marginal_over_bare": round(marginal / bare, 3),
+            "peak_rss_mib": round(peaks[large], 1),
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--copies", type=int, default=64)
+    ap.add_argument("--format-copies", type=int, default=48, help="copies of each hospital sample")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--only", choices=["wfdb", "formats"], help="run one part only")
     args = ap.parse_args()
     out: dict[str, object] = {"workers": args.workers}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.only != "wfdb":
+            out["formats"] = format_rates(Path(tmp), args.format_copies, args.workers)
+            out["formats_target"] = "marginal_over_bare >= 0.5 per format"
+        if args.only == "formats":
+            print(json.dumps(out, indent=2))
+            return
         sizes = {}
         for copies in (max(1, args.copies // 4), args.copies):
             archive = Path(tmp) / f"archive{copies}"

@@ -61,12 +61,14 @@ def replicate(units: list[Path], base: Path, out: Path, records: int) -> int:
 def read_floor(archive: Path, limit: int = 300) -> float:
     """Records/s of decode + harmonize alone (the ingest path scoring reuses), one process, on the
     first `limit` records of the scored archive."""
+    from tasks.archive import RecordUnit
     from tasks.ingest import IngestConfig, Task, content_sha256, record_rows
     from tasks.ingest_run import walk_archive
     from tasks.settings import Settings
 
     cfg = IngestConfig.for_store(archive, Settings(pseudonym_key="bench"))
-    units = [u for _, u in zip(range(limit), walk_archive(archive), strict=False)]
+    walk = (u for u in walk_archive(archive, Settings()) if isinstance(u, RecordUnit))
+    units = [u for _, u in zip(range(limit), walk, strict=False)]
     start = time.perf_counter()
     for unit in units:
         record_rows(Task(unit, "bench", None), content_sha256(unit.files), cfg)

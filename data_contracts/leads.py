@@ -21,7 +21,7 @@ _ALIASES: dict[str, str] = {
     "i": "I", "leadi": "I", "di": "I",
     "ii": "II", "leadii": "II", "dii": "II",
     "iii": "III", "leadiii": "III", "diii": "III",
-    "avr": "aVR", "leadavr": "aVR", "-avr": "aVR",
+    "avr": "aVR", "leadavr": "aVR",
     "avl": "aVL", "leadavl": "aVL",
     "avf": "aVF", "leadavf": "aVF",
     **{f"v{k}": f"V{k}" for k in range(1, 7)},
@@ -30,8 +30,32 @@ _ALIASES: dict[str, str] = {
 }  # fmt: skip
 
 
+def signed_lead(name: str) -> tuple[str | None, float]:
+    """The canonical lead a source channel holds and the sign that turns it into that lead: an
+    inverted lead (`-aVR`, as Cabrera-order carts store it) is the lead times -1."""
+    stripped = name.strip()
+    if stripped.startswith("-"):
+        return canonical_lead(stripped[1:]), -1.0
+    return canonical_lead(stripped), 1.0
+
+
 def canonical_lead(name: str) -> str | None:
     """The canonical name of a source lead label, or None when it is not one of the 12 leads
     (Frank x/y/z, vx/vy/vz, respiration, ...)."""
     key = name.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
     return _ALIASES.get(key)
+
+
+# Channels besides the 12 leads that sources store (Frank and vector leads, rhythm monitor leads,
+# respiration): kept by name in `records.leads_dropped`; any other label is stored as its position
+# ("channel 13"), since a free-text label may carry anything.
+KNOWN_OTHER_CHANNELS: frozenset[str] = frozenset(
+    {"x", "y", "z", "vx", "vy", "vz", "mli", "mlii", "mliii", "v", "resp", "abp", "pleth", "pap", "cvp"}
+)
+
+
+def dropped_channel_name(name: str, position: int) -> str:
+    """How a channel that is not one of the 12 leads is listed: its label when it is a known
+    kind of channel, else its 1-based position."""
+    key = name.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
+    return name.strip() if key in KNOWN_OTHER_CHANNELS else f"channel {position + 1}"

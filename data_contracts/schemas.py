@@ -16,11 +16,18 @@ FS = 500
 WINDOW_SAMPLES = 5000
 
 SITE_FIELD = pa.field("site", pa.string(), nullable=False)
+# `records.format`: how the source was stored (null in stores written before formats were recorded)
+SOURCE_FORMATS: tuple[str, ...] = (
+    "wfdb", "ge_muse_xml", "philips_xml", "hl7_aecg", "dicom", "scp_ecg", "edf",
+)  # fmt: skip
 
 RECORDS = pa.schema(
     [
         pa.field("record_id", pa.string(), nullable=False),
         pa.field("device", pa.string()),
+        pa.field("format", pa.string()),
+        pa.field("institution", pa.string()),
+        pa.field("recorded_at", pa.string()),  # acquisition time as the source states it, ISO 8601
         pa.field("patient_key", pa.string(), nullable=False),
         pa.field("source_path", pa.string(), nullable=False),
         pa.field("window", pa.int32(), nullable=False),
@@ -31,6 +38,7 @@ RECORDS = pa.schema(
         pa.field("source_duration_s", pa.float64(), nullable=False),
         pa.field("leads_missing", pa.list_(pa.string()), nullable=False),
         pa.field("leads_dropped", pa.list_(pa.string()), nullable=False),
+        pa.field("leads_derived", pa.list_(pa.string())),  # computed by the source from other leads
         pa.field("age", pa.float32()),
         pa.field("sex", pa.string()),
         pa.field("mi_label", pa.int8()),

@@ -16,7 +16,15 @@ import pandas as pd
 import pyarrow as pa
 
 from data_contracts.feature_columns import feature_leads_expectations, features_expectations
-from data_contracts.schemas import FLAG_COLUMNS, QC_FLAGS, QC_VERDICTS, QUALITY, RECORDS, SITE_FIELD
+from data_contracts.schemas import (
+    FLAG_COLUMNS,
+    QC_FLAGS,
+    QC_VERDICTS,
+    QUALITY,
+    RECORDS,
+    SITE_FIELD,
+    SOURCE_FORMATS,
+)
 
 
 class ContractError(ValueError):
@@ -46,6 +54,8 @@ def _records_expectations(gxe: Any) -> list[Any]:
         gxe.ExpectColumnValuesToBeBetween(column="source_fs", min_value=50, max_value=20_000),
         gxe.ExpectColumnValuesToBeBetween(column="age", min_value=0, max_value=120),
         gxe.ExpectColumnValuesToBeInSet(column="sex", value_set=["M", "F"]),
+        gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(SOURCE_FORMATS)),
+        gxe.ExpectColumnValuesToMatchRegex(column="recorded_at", regex=r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2})?"),
         gxe.ExpectColumnValuesToBeInSet(column="mi_label", value_set=[0, 1]),
         gxe.ExpectColumnValuesToBeBetween(column="strat_fold", min_value=1, max_value=10),
         gxe.ExpectColumnValuesToMatchRegex(column="site", regex=r"^\S.*$"),

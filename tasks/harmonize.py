@@ -16,7 +16,7 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy.signal import firwin, resample_poly
 
-from data_contracts.leads import CANONICAL_LEADS, canonical_lead
+from data_contracts.leads import CANONICAL_LEADS, dropped_channel_name, signed_lead
 from tasks.errors import RecordError
 from tasks.wfdb_reader import RawRecord
 
@@ -47,18 +47,19 @@ def to_canonical(raw: RawRecord) -> tuple[np.ndarray, list[str], list[str]]:
     filled: set[int] = set()
     dropped: list[str] = []
     for ch, name in enumerate(raw.sig_name):
-        lead = canonical_lead(name)
+        lead, sign = signed_lead(name)
         if lead is None or CANONICAL_LEADS.index(lead) in filled:
-            dropped.append(name)
+            dropped.append(lead or dropped_channel_name(name, ch))  # a second copy, or another channel
             continue
         unit = (raw.units[ch] if ch < len(raw.units) else "").strip().lower()
         if unit not in _UNIT_TO_MV:
-            raise HarmonizeError("unknown_unit", f"lead {name} is in unit {raw.units[ch]!r}")
+            raise HarmonizeError("unknown_unit", f"lead {lead} is in a unit other than mV, uV, V or nV")
         idx = CANONICAL_LEADS.index(lead)
-        out[:, idx] = raw.signal[:, ch] * np.float32(_UNIT_TO_MV[unit])
+        out[:, idx] = raw.signal[:, ch] * np.float32(sign * _UNIT_TO_MV[unit])
         filled.add(idx)
     if not filled:
-        raise HarmonizeError("no_ecg_leads", f"no standard 12-lead channel among {raw.sig_name}")
+        n = len(raw.sig_name)
+        raise HarmonizeError("no_ecg_leads", f"none of the {n} channels is one of the 12 standard leads")
     missing = [lead for i, lead in enumerate(CANONICAL_LEADS) if i not in filled]
     return out, missing, dropped
 

@@ -2,25 +2,19 @@
 
 Three dialects are recognised by their keys: PhysioNet/CinC (`#Age:`, `#Sex:`, `#Dx:` SNOMED
 codes), LUDB (`#<age>:`, `#<sex>:`, `#<diagnoses>:` followed by free-text lines) and PTB
-(`age:`, `sex:`, `Reason for admission:`, `Infarction localization:`). Unknown comments are kept
-out of the store: they may hold identifiers.
+(`age:`, `sex:`, `Reason for admission:`, `Infarction localization:`). Only codes and vocabulary
+terms reach `dx`: free text (LUDB diagnosis lines, PTB reasons, extra `#Dx:` tokens) and unknown
+comments are kept out of the store, since they may hold identifiers.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from tasks import labels
-from tasks.labels import Label
+from tasks.record_meta import RecordMeta
 
-
-@dataclass(frozen=True)
-class HeaderMeta:
-    age: float | None
-    sex: str | None
-    dx: list[str] = field(default_factory=list)
-    label: Label = field(default_factory=lambda: Label(None, None, "none"))
+_SNOMED = re.compile(r"^\d{5,18}$")
 
 
 def _age(value: str) -> float | None:
@@ -38,7 +32,7 @@ def _sex(value: str) -> str | None:
     return None
 
 
-def parse_comments(comments: list[str]) -> HeaderMeta:
+def parse_comments(comments: list[str]) -> RecordMeta:
     """Metadata of one record from its header comment lines (without the leading '#')."""
     fields: dict[str, str] = {}
     ludb_dx: list[str] = []
@@ -56,13 +50,12 @@ def parse_comments(comments: list[str]) -> HeaderMeta:
     age = _age(fields.get("age") or fields.get("<age>") or "")
     sex = _sex(fields.get("sex") or fields.get("<sex>") or "")
     if "dx" in fields:
-        codes = [c.strip() for c in fields["dx"].split(",") if c.strip()]
-        return HeaderMeta(age, sex, codes, labels.from_snomed(codes))
+        codes = [c.strip() for c in fields["dx"].split(",") if _SNOMED.match(c.strip())]
+        return RecordMeta(age, sex, codes, labels.from_snomed(codes))
     if in_ludb_dx:
-        return HeaderMeta(age, sex, ludb_dx, labels.from_ludb(ludb_dx))
+        return RecordMeta(age, sex, labels.statement_terms(ludb_dx), labels.from_ludb(ludb_dx))
     if "reason for admission" in fields:
         reason = fields["reason for admission"]
         loc = fields.get("infarction localization")
-        dx = [f"Reason for admission: {reason}"] + ([f"Infarction localization: {loc}"] if loc else [])
-        return HeaderMeta(age, sex, dx, labels.from_ptb(reason, loc))
-    return HeaderMeta(age, sex)
+        return RecordMeta(age, sex, labels.statement_terms([reason]), labels.from_ptb(reason, loc))
+    return RecordMeta(age, sex)

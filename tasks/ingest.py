@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from data_contracts.schemas import QUARANTINE, RECORDS, SIGNAL_TYPE, WAVEFORMS
 from data_contracts.suites import require_valid
+from tasks import readers
 from tasks import store as st
 from tasks.archive import ArchiveProblem, RecordUnit
 from tasks.errors import RecordError
@@ -31,10 +32,12 @@ from tasks.harmonize import HarmonizeError, harmonize
 from tasks.header_meta import parse_comments
 from tasks.labels import label_version
 from tasks.pseudonym import keyed_hash, load_key
+from tasks.record_meta import RecordMeta, from_export
 from tasks.settings import Settings
-from tasks.wfdb_reader import decode, read_header
+from tasks.wfdb_reader import RawRecord, decode, read_header
 
-INGEST_VERSION = "ingest/1"
+T = TypeVar("T")
+INGEST_VERSION = "ingest/2"  # 2: hospital formats; dx holds codes and vocabulary terms only
 
 
 @dataclass(frozen=True)
@@ -104,15 +107,25 @@ def quarantine_row(
     }
 
 
-def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Decode, harmonize and label one unit (raises HeaderError/SignalError/HarmonizeError)."""
-    unit = task.unit
+def decode_unit(unit: RecordUnit, max_duration_s: float) -> tuple[RawRecord, RecordMeta]:
+    """The signal and stated metadata of one unit, whatever its format (raises RecordError)."""
+    if unit.format != "wfdb":
+        decoded = readers.read(unit.format, unit.files[posixpath.basename(unit.header_path)])
+        return decoded.raw, from_export(decoded)
     header_name = posixpath.basename(unit.header_path)
     header = read_header(unit.files, header_name)
     duration = header.duration_s
-    if duration is not None and duration > cfg.max_duration_s:  # refuse before decoding hours of signal
-        raise HarmonizeError("too_long", f"{duration:.0f} s is above the {cfg.max_duration_s:g} s maximum")
+    if duration is not None and duration > max_duration_s:  # refuse before decoding hours of signal
+        raise HarmonizeError("too_long", f"{duration:.0f} s is above the {max_duration_s:g} s maximum")
     raw = decode(unit.files, header, header_name)
+    return raw, replace(parse_comments(raw.comments), recorded_at=header.recorded_at)
+
+
+def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Decode, harmonize and label one unit (raises RecordError: HeaderError, SignalError,
+    ReaderError, HarmonizeError)."""
+    unit = task.unit
+    raw, meta = decode_unit(unit, cfg.max_duration_s)
     h = harmonize(
         raw,
         target_fs=cfg.target_fs,
@@ -120,15 +133,17 @@ def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str,
         min_duration_s=cfg.min_duration_s,
         max_duration_s=cfg.max_duration_s,
     )
-    meta = parse_comments(raw.comments)
     extra = unit.extra
     label = extra.get("label", meta.label)
-    patient = extra.get("patient_id") or posixpath.splitext(unit.source_path)[0]
+    patient = extra.get("patient_id") or meta.patient_id or posixpath.splitext(unit.source_path)[0]
     now = datetime.now(UTC)
     rows = [
         {
             "record_id": keyed_hash(cfg.key, "record", task.site, unit.source_path, str(w)),
-            "device": extra.get("device"),
+            "device": extra.get("device", meta.device),
+            "format": unit.format,
+            "institution": meta.institution,
+            "recorded_at": meta.recorded_at,
             "patient_key": keyed_hash(
                 cfg.key, "patient", extra.get("patient_namespace", task.site), str(patient)
             ),
@@ -141,6 +156,7 @@ def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str,
             "source_duration_s": h.source_duration_s,
             "leads_missing": h.leads_missing,
             "leads_dropped": h.leads_dropped,
+            "leads_derived": meta.derived_leads,
             "age": extra.get("age", meta.age),
             "sex": extra.get("sex", meta.sex),
             "mi_label": label.mi_label,
@@ -220,6 +236,8 @@ class IngestTotals:
     records: Counter = field(default_factory=Counter)  # site → source records written
     labels: Counter = field(default_factory=Counter)  # (site, positive/negative/unknown) → records
     quarantined: Counter = field(default_factory=Counter)  # (stage, reason) → inputs
+    formats: Counter = field(default_factory=Counter)  # source format → records written
+    skipped: Counter = field(default_factory=Counter)  # kind → files that hold no recording
     unchanged: int = 0
     replaced: int = 0
 
@@ -334,10 +352,11 @@ class Ingestor:
 
     def _count(self, batch: pa.Table) -> None:
         t = self.totals
-        for row in batch.select(["site", "window", "mi_label"]).to_pylist():
+        for row in batch.select(["site", "window", "mi_label", "format"]).to_pylist():
             t.windows[row["site"]] += 1
             if row["window"] == 0:
                 t.records[row["site"]] += 1
+                t.formats[row["format"]] += 1
                 state = {1: "positive", 0: "negative"}.get(row["mi_label"], "unknown")
                 t.labels[(row["site"], state)] += 1
 
@@ -390,13 +409,21 @@ class Ingestor:
             commit.moves.append((path, st.part_path(self.store, "quarantine", site, part)))
 
 
-def shards(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
-    """Consecutive lists of at most `size` tasks, drawn lazily from a stream."""
-    shard: list[Task] = []
-    for task in tasks:
-        shard.append(task)
+def shards(items: Iterable[T], size: int, max_bytes: int, nbytes: Callable[[T], int]) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items and, past the first item, at most `max_bytes`
+    of input bytes, drawn lazily from a stream: the bytes a shard carries to a worker stay bounded
+    whatever the archive's files weigh."""
+    shard: list[T] = []
+    held = 0
+    for item in items:
+        weight = nbytes(item)
+        if shard and held + weight > max_bytes:
+            yield shard
+            shard, held = [], 0
+        shard.append(item)
+        held += weight
         if len(shard) >= size:
             yield shard
-            shard = []
+            shard, held = [], 0
     if shard:
         yield shard

@@ -15,7 +15,7 @@ from typing import Any
 from data_contracts.suites import warm_up
 from tasks import ptbxl
 from tasks import store as st
-from tasks.archive import ArchiveProblem, RecordUnit, open_archive
+from tasks.archive import ArchiveLimits, ArchiveProblem, Item, Skipped, open_archive
 from tasks.ingest import IngestConfig, Ingestor, IngestTotals, ShardResult, Task, process_shard, shards
 from tasks.settings import Settings
 
@@ -38,13 +38,19 @@ def site_of(source_path: str, extra: dict[str, Any], override: str | None, defau
     return head if rest else default
 
 
-def walk_archive(archive_path: Path) -> Iterator[RecordUnit | ArchiveProblem]:
-    archive = open_archive(archive_path)
+def walk_archive(archive_path: Path, settings: Settings) -> Iterator[Item]:
+    """Every file of the archive as a record unit, a skipped file or a problem; in the PTB-XL
+    layout only the ECGs its database lists, with their metadata."""
+    archive = open_archive(archive_path, ArchiveLimits.from_settings(settings))
     database = ptbxl.find_database(archive.names())
     if database is None:
         return archive.units(lambda _name: {})
     index = ptbxl.header_index(archive, database)
     return archive.units(index.get)
+
+
+def _task_bytes(task: Task) -> int:
+    return task.unit.nbytes
 
 
 def ingest_archive(
@@ -71,7 +77,10 @@ def ingest_archive(
         staging = st.staging_dir(store)
 
         def tasks() -> Iterator[Task]:
-            for item in walk_archive(archive_path):
+            for item in walk_archive(archive_path, settings):
+                if isinstance(item, Skipped):
+                    ingestor.totals.skipped[item.kind] += 1
+                    continue
                 if isinstance(item, ArchiveProblem):
                     ingestor.add_problem(item, site_of(item.source_path, {}, site, default_site))
                     continue
@@ -86,7 +95,7 @@ def ingest_archive(
                 ingestor.commit()
 
         run_id = st.new_part_id()[:8]
-        work = enumerate(shards(tasks(), settings.shard_size))
+        work = enumerate(shards(tasks(), settings.shard_size, settings.shard_max_mb << 20, _task_bytes))
         if settings.workers == 1:
             for i, shard in work:
                 collect(process_shard(shard, cfg, staging, f"{run_id}-{i}"))

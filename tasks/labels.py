@@ -85,3 +85,42 @@ def from_ptb(reason: str | None, localization: str | None) -> Label:
     is_mi = any(re.search(r, reason, re.IGNORECASE) for r in m["mi_reasons"])
     territory = territory_from_text(localization) if is_mi and localization else None
     return Label(int(is_mi), territory, "ptb")
+
+
+def _matches(patterns: list[str], text: str) -> bool:
+    return any(re.search(p, text, re.IGNORECASE) for p in patterns)
+
+
+def statement_terms(statements: list[str]) -> list[str]:
+    """The vocabulary terms that free-text statements name (`records.dx` of hospital exports,
+    LUDB and PTB), negated statements left out: the statement text itself is never stored, since
+    it can carry a name."""
+    m = _mapping()["statements"]
+    vocabulary: dict[str, str] = m["vocabulary"]
+    found: set[str] = set()
+    for text in statements:
+        if _matches(m["negated_patterns"], text):
+            continue
+        rest = text.lower()
+        for phrase in sorted(vocabulary, key=len, reverse=True):  # longest first, as for territories
+            pattern = rf"\b{re.escape(phrase)}"
+            if re.search(pattern, rest):
+                found.add(vocabulary[phrase])
+                rest = re.sub(pattern, " ", rest)
+    return sorted(found)
+
+
+def from_statements(statements: list[str], source: str) -> Label:
+    """Interpretation statements (free text): 1 when one names infarction without doubt or
+    negation, 0 when they name other findings of the vocabulary only, null otherwise."""
+    m = _mapping()["statements"]
+    negated = [s for s in statements if _matches(m["negated_patterns"], s)]
+    mi = [s for s in statements if _matches(m["mi_patterns"], s) and s not in negated]
+    certain = [s for s in mi if not _matches(m["uncertain_patterns"], s)]
+    if certain:
+        return Label(1, _join([territory_from_text(s) for s in certain]), source)
+    if mi:
+        return Label(None, None, f"{source}:uncertain")
+    if negated or statement_terms(statements):  # "no infarct" states a negative too
+        return Label(0, None, source)
+    return Label(None, None, f"{source}:none")

@@ -9,8 +9,6 @@ names its flagged leads.
 
 from __future__ import annotations
 
-import posixpath
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,19 +17,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from wfdb.io.header import rx_record
 
 from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 from tasks.archive import ArchiveProblem, RecordUnit
 from tasks.ingest import IngestConfig, Task, _classify, content_sha256, quarantine_row, record_rows
 from tasks.quality import QcProfile, assess
-from tasks.wfdb_header import HeaderError, header_text
 
 SCORE_VERSION = "score/2"  # 2: explanations from log-odds drops (score_explain/3)
 NO_INPUT = "no model input: no median beat could be formed"
 EXPLAIN_FILE = "score_explain.json"
-_DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
 
 
 class Occlusion(Protocol):
@@ -96,24 +91,6 @@ class ShardScores:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     seconds: Counter = field(default_factory=Counter)
     records: int = 0
-
-
-def recording_date(header: bytes) -> str | None:
-    """The base date of a WFDB record line (dd/mm/yyyy, wfdb's own grammar) as ISO yyyy-mm-dd,
-    or None when the header states none."""
-    try:
-        text = header_text(header)
-    except HeaderError:
-        return None
-    line = next(
-        (ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), ""
-    )
-    match = rx_record.match(line)
-    date = match.group("base_date") if match else None
-    if not date or not _DATE.match(date):
-        return None
-    day, month, year = date.split("/")
-    return f"{year}-{month}-{day}"
 
 
 def explain(
@@ -214,8 +191,9 @@ def score_units(
             stage, reason, detail = _classify(exc)
             out.quarantine.append(quarantine_row(item.source_path, site, stage, reason, detail, sha))
             continue
-        date = recording_date(item.files[posixpath.basename(item.header_path)])
-        rows += [{**r, "site": site, "recorded_date": date} for r in unit_rows]
+        rows += [
+            {**r, "site": site, "recorded_date": (r["recorded_at"] or "")[:10] or None} for r in unit_rows
+        ]
         signals.append(windows)
     t1 = time.perf_counter()
     out.seconds["read"] += t1 - t0

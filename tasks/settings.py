@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(
         default=600.0, gt=0, description="longer recordings (Holter-like) are quarantined"
     )
+    # Archive limits: what one member may cost before it is read (see tasks/archive.py)
+    max_member_mb: int = Field(default=64, ge=1, description="largest archive member read, MiB")
+    max_compression_ratio: float = Field(
+        default=200.0, gt=1, description="largest expansion of a zip member over 1 MiB"
+    )
+    max_archive_depth: int = Field(default=64, ge=1, description="deepest folder nesting walked")
+    max_buffered_mb: int = Field(
+        default=256, ge=1, description="tar: signal files held while waiting for their header, MiB"
+    )
+    shard_max_mb: int = Field(default=64, ge=1, description="input bytes per worker shard, MiB")
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for patient_key and record_id; else STORE/.pseudonym_key"
     )

@@ -9,12 +9,15 @@ refused, not defaulted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from wfdb.io.header import rx_record, rx_signal
 
 from tasks.errors import RecordError
 
+_DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
+_TIME = re.compile(r"^\d{1,2}:\d{2}:\d{2}(\.\d+)?$")
 _DEFAULT_FS = 250.0
 _DEFAULT_GAIN = 200.0
 
@@ -47,6 +50,7 @@ class Header:
     sig_len: int | None
     signals: tuple[SignalSpec, ...]
     comments: tuple[str, ...]
+    recorded_at: str | None = None  # base date (and time) of the record line, ISO 8601
 
     @property
     def n_sig(self) -> int:
@@ -70,7 +74,7 @@ def header_text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise HeaderError("header_encoding", f"header is not UTF-8 text: {exc}") from None
+        raise HeaderError("header_encoding", f"header is not UTF-8 text (byte {exc.start})") from None
 
 
 def parse_header(text: str) -> Header:
@@ -89,19 +93,41 @@ def parse_header(text: str) -> Header:
         fs = float(tokens[2].split("/")[0].split("(")[0]) if len(tokens) > 2 else _DEFAULT_FS
         sig_len = int(tokens[3]) if len(tokens) > 3 else None
     except ValueError:
-        raise HeaderError("header_parse", f"record line does not parse: {body[0]!r}") from None
+        raise HeaderError("header_parse", "record line does not parse") from None
     if record is None or n_sig < 1:
-        raise HeaderError("header_parse", f"record line declares no signals: {body[0]!r}")
+        raise HeaderError("header_parse", "record line declares no signals")
     if len(body) < 1 + n_sig:
         raise HeaderError("header_parse", f"header declares {n_sig} signals but has {len(body) - 1} lines")
-    signals = tuple(_signal(line) for line in body[1 : 1 + n_sig])
-    return Header(record.group("record_name"), fs, sig_len, signals, comments)
+    signals = tuple(_signal(line, i + 1) for i, line in enumerate(body[1 : 1 + n_sig]))
+    return Header(
+        record.group("record_name"),
+        fs,
+        sig_len,
+        signals,
+        comments,
+        _base_datetime(record.group("base_date"), record.group("base_time")),
+    )
 
 
-def _signal(line: str) -> SignalSpec:
+def _base_datetime(date: str | None, time: str | None) -> str | None:
+    """The record line's base date (dd/mm/yyyy, wfdb's grammar) and time (hh:mm:ss) as ISO 8601,
+    or None when it states no date."""
+    if not date or not _DATE.match(date):
+        return None
+    day, month, year = date.split("/")
+    iso = f"{year}-{month}-{day}"
+    if time and _TIME.match(time):
+        hours, minutes, seconds = time.split(":")
+        iso += f"T{int(hours):02d}:{minutes}:{seconds[:2]}"
+    return iso
+
+
+def _signal(line: str, number: int) -> SignalSpec:
+    """Signal line `number` (1-based); errors name the line, never quote it (headers may carry
+    identifying free text)."""
     m = rx_signal.match(line)
     if m is None or not m.group("fmt"):
-        raise HeaderError("header_parse", f"signal line does not parse: {line!r}")
+        raise HeaderError("header_parse", f"signal line {number} does not parse")
     g = m.groupdict()
     try:
         gain = float(g["adc_gain"]) if g["adc_gain"] else _DEFAULT_GAIN
@@ -118,4 +144,4 @@ def _signal(line: str) -> SignalSpec:
             sig_name=(g["sig_name"] or "").strip(),
         )
     except ValueError:
-        raise HeaderError("header_parse", f"signal line does not parse: {line!r}") from None
+        raise HeaderError("header_parse", f"signal line {number} does not parse") from None

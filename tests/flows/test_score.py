@@ -195,13 +195,12 @@ def test_cli_refuses_bad_usage(
 
 
 def test_recording_date_from_the_record_line() -> None:
-    from tasks.scoring import recording_date
+    from tasks.wfdb_header import parse_header
 
-    assert (
-        recording_date(b"rec 12 500 5000 10:11:12 05/03/2021\nrec.dat 16 200 16 0 0 0 0 I\n") == "2021-03-05"
-    )
-    assert recording_date(b"rec 12 500 5000\n") is None
-    assert recording_date(b"\xff\xfe") is None
+    line = "rec.dat 16 200 16 0 0 0 0 I\n"
+    assert parse_header(f"rec 1 500 5000 10:11:12 05/03/2021\n{line}").recorded_at == "2021-03-05T10:11:12"
+    assert parse_header(f"rec 1 500 5000 9:01:02.5 05/03/2021\n{line}").recorded_at == "2021-03-05T09:01:02"
+    assert parse_header(f"rec 1 500 5000\n{line}").recorded_at is None
 
 
 def test_refuses_to_resume_scores_of_another_scoring_version(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from data_contracts.leads import CANONICAL_LEADS, canonical_lead
-from tasks.harmonize import HarmonizeError, harmonize, resample, to_windows
+from tasks.harmonize import HarmonizeError, harmonize, resample, to_canonical, to_windows
 from tasks.wfdb_reader import RawRecord
 
 
@@ -90,3 +90,14 @@ def test_refusals(signal: np.ndarray, fs: int, reason: str) -> None:
     with pytest.raises(HarmonizeError) as err:
         harmonize(_raw(signal, fs), **KW)
     assert err.value.reason == reason
+
+
+def test_an_inverted_lead_is_turned_back_and_odd_channel_labels_are_not_stored() -> None:
+    """`-aVR` (Cabrera order) is aVR times -1; a channel label that is no known kind of channel
+    is listed by position, since a free-text label may carry anything."""
+    x = np.linspace(-1, 1, 5000, dtype=np.float32)
+    raw = RawRecord(np.stack([x, 2 * x, x], axis=1), ["-aVR", "II", "Jane Doe"], ["mV"] * 3, 500.0, [])
+    out, missing, dropped = to_canonical(raw)
+    np.testing.assert_array_equal(out[:, CANONICAL_LEADS.index("aVR")], -x)
+    np.testing.assert_array_equal(out[:, CANONICAL_LEADS.index("II")], 2 * x)
+    assert dropped == ["channel 3"] and "aVR" not in missing
