@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from rich.console import Console
 
+from flows.args import output_dir, positive_int
 from flows.features import features, print_features
 from flows.ingest import ingest
 from flows.quality import print_quality, quality
@@ -34,8 +35,10 @@ DEMO_PSEUDONYM_KEY = "msaic-demo"  # the demo's patients are synthetic; a real s
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on a synthetic multi-site archive")
-    p.add_argument("--workdir", type=Path, default=Path("demo_out"), help="where the archive and store go")
-    p.add_argument("--records", type=int, default=DEMO_RECORDS, help="recordings to synthesize")
+    p.add_argument(
+        "--workdir", type=output_dir, default=Path("demo_out"), help="where the archive and store go"
+    )
+    p.add_argument("--records", type=positive_int, default=DEMO_RECORDS, help="recordings to synthesize")
     p.add_argument(
         "--epochs", type=int, help="MSAIC-Net training epochs (default: the config's, with early stopping)"
     )

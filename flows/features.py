@@ -15,6 +15,7 @@ from rich.table import Table
 
 from data_contracts.feature_columns import FEATURE_VERSION
 from data_contracts.suites import ValidationSummary
+from flows.args import existing_dir, positive_int
 from flows.progress import counting
 from tasks.features.contract import validate_features
 from tasks.features.run import FeatureTotals, build_features
@@ -79,8 +80,10 @@ def features(
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="median-beat intervals, amplitudes and MI criteria per record")
-    p.add_argument("--store", type=Path, required=True, help="store directory (ingested and checked by qc)")
-    p.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
+    p.add_argument(
+        "--store", type=existing_dir, required=True, help="store directory (ingested and checked by qc)"
+    )
+    p.add_argument("--workers", type=positive_int, help="worker processes (default: CPU count)")
     p.set_defaults(func=run)
 
 

@@ -11,6 +11,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.args import existing_path, output_dir, positive_int
 from flows.progress import counting
 from flows.summary import ingest_markdown, print_ingest
 from tasks.ingest import IngestTotals
@@ -40,10 +41,10 @@ def ingest(
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="ingest a raw ECG archive (directory, zip, tar) into the store")
-    p.add_argument("archive", type=Path, help="directory, .zip, .tar or .tar.gz")
-    p.add_argument("--store", type=Path, required=True, help="store directory (created if missing)")
+    p.add_argument("archive", type=existing_path, help="directory, .zip, .tar or .tar.gz")
+    p.add_argument("--store", type=output_dir, required=True, help="store directory (created if missing)")
     p.add_argument("--site", help="site name for every record (default: metadata, else subfolder name)")
-    p.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
+    p.add_argument("--workers", type=positive_int, help="worker processes (default: CPU count)")
     p.set_defaults(func=run)
 
 

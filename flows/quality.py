@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data_contracts.schemas import QC_VERDICTS
+from flows.args import existing_dir, existing_path, positive_int
 from flows.progress import counting
 from tasks.quality_run import QualityTotals, run_quality
 from tasks.settings import Settings
@@ -74,9 +75,9 @@ def quality(store: Path, settings: Settings | None = None, show_progress: bool =
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("qc", help="flag noisy, flat, saturated or reversed leads; a verdict per window")
-    p.add_argument("--store", type=Path, required=True, help="store directory (ingested)")
-    p.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
-    p.add_argument("--profile", type=Path, help="QC profile JSON (default: the packaged one)")
+    p.add_argument("--store", type=existing_dir, required=True, help="store directory (ingested)")
+    p.add_argument("--workers", type=positive_int, help="worker processes (default: CPU count)")
+    p.add_argument("--profile", type=existing_path, help="QC profile JSON (default: the packaged one)")
     p.set_defaults(func=run)
 
 

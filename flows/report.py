@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 
+from flows.args import existing_dir
 from tasks.report_quality import QualityReport, build_report, load_inputs, summary_line, write_report
 from tasks.settings import Settings
 
@@ -36,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="generated reports (HTML in STORE/reports/)")
     kinds = p.add_subparsers(dest="report", required=True, metavar="REPORT")
     q = kinds.add_parser("quality", help="data-quality report: verdicts, flags, noise, quarantine, contracts")
-    q.add_argument("--store", type=Path, required=True, help="store directory (after msaic ingest and qc)")
+    q.add_argument(
+        "--store", type=existing_dir, required=True, help="store directory (after msaic ingest and qc)"
+    )
     q.set_defaults(func=run)
 
 

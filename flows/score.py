@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from flows.args import existing_path, model_dir, output_dir, positive_int
 from tasks.score_run import (
     ScoreTotals,
     expected_inputs,
@@ -75,7 +76,7 @@ def score_archive(
             TextColumn("ETA"),
             TimeRemainingColumn(),
         ) as bar:
-            job = bar.add_task("score", total=expected_inputs(archive))
+            job = bar.add_task("score", total=expected_inputs(archive, settings))
             totals = run(lambda n: bar.advance(job, n))
     else:
         totals = run(None)
@@ -99,6 +100,7 @@ def summary_table(totals: ScoreTotals) -> Table:
         ("flagged at the model threshold", c["flagged"]),
         ("quarantined inputs", c["quarantined"]),
         ("inputs already in OUT (resumed)", totals.records_resumed),
+        ("files without a recording (skipped)", sum(totals.skipped.values())),
     ]
     for what, n in rows:
         table.add_row(what, str(n))
@@ -109,6 +111,7 @@ def summary_markdown(totals: ScoreTotals, worklist_len: int) -> str:
     lines = ["| what | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(totals.counts.items())]
     lines += [f"| inputs already in OUT | {totals.records_resumed} |", f"| worklist | {worklist_len} |"]
+    lines += [f"| skipped: {k} | {v} |" for k, v in sorted(totals.skipped.items())]
     lines += ["", "| stage:reason | inputs |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(totals.quarantined.items())]
     lines += ["", f"{totals.records_per_s:.1f} records/s over {totals.wall_s:.1f} s"]
@@ -178,10 +181,14 @@ def run_score(
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="screen a whole archive with a registered model (resumable)")
-    p.add_argument("archive", type=Path, help="directory, .zip, .tar or .tar.gz")
-    p.add_argument("--model", type=Path, required=True, help="registered model directory (STORE/models/<id>)")
-    p.add_argument("--out", type=Path, required=True, help="output directory; rerun with it to resume")
-    p.add_argument("--workers", type=int, help="worker processes or Dask workers (default: CPU count)")
+    p.add_argument("archive", type=existing_path, help="directory, .zip, .tar or .tar.gz")
+    p.add_argument(
+        "--model", type=model_dir, required=True, help="registered model directory (STORE/models/<id>)"
+    )
+    p.add_argument("--out", type=output_dir, required=True, help="output directory; rerun with it to resume")
+    p.add_argument(
+        "--workers", type=positive_int, help="worker processes or Dask workers (default: CPU count)"
+    )
     p.add_argument("--dask-address", help="run shards on this Dask scheduler (tcp://host:8786)")
     p.add_argument("--dask-local", action="store_true", help="run shards on a local Dask cluster")
     p.add_argument("--site", help="site name for every record (default: metadata, else subfolder name)")

@@ -26,6 +26,7 @@ from prefect import flow, serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
+from flows.args import existing_path, output_dir
 from flows.features import features
 from flows.ingest import ingest
 from flows.quality import quality
@@ -116,10 +117,12 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the scheduled deployments (ingest, retraining, screening)")
-    p.add_argument("--store", type=Path, help="store directory (default: MSAIC_STORE)")
-    p.add_argument("--archive", type=Path, action="append", help="archive ingested nightly (repeatable)")
-    p.add_argument("--screen-archive", type=Path, action="append", help="archive screened nightly")
-    p.add_argument("--out", type=Path, help="screening output root (default STORE/screening)")
+    p.add_argument("--store", type=output_dir, help="store directory (default: MSAIC_STORE)")
+    p.add_argument(
+        "--archive", type=existing_path, action="append", help="archive ingested nightly (repeatable)"
+    )
+    p.add_argument("--screen-archive", type=existing_path, action="append", help="archive screened nightly")
+    p.add_argument("--out", type=output_dir, help="screening output root (default STORE/screening)")
     p.add_argument("--ingest-cron", help="cron of nightly-ingest (default: MSAIC_SERVE_INGEST_CRON)")
     p.add_argument("--retrain-cron", help="cron of weekly-retrain (default: MSAIC_SERVE_RETRAIN_CRON)")
     p.add_argument("--screen-cron", help="cron of nightly-screening (default: MSAIC_SERVE_SCREEN_CRON)")

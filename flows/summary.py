@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rich.console import Console
 from rich.table import Table
 
@@ -42,8 +44,14 @@ def ingest_markdown(totals: IngestTotals) -> str:
     lines += [
         "",
         f"unchanged sources skipped: {totals.unchanged}; changed sources replaced: {totals.replaced}",
+        f"records by format: {_counts(totals.formats)}; files without a recording: {_counts(totals.skipped)}",
     ]
     return "\n".join(lines)
+
+
+def _counts(counter: Counter) -> str:
+    """`name n, name n` in decreasing count, or `none`."""
+    return ", ".join(f"{k} {n}" for k, n in counter.most_common()) or "none"
 
 
 def print_ingest(totals: IngestTotals, console: Console | None = None) -> None:
@@ -56,3 +64,6 @@ def print_ingest(totals: IngestTotals, console: Console | None = None) -> None:
         f"{totals.unchanged} unchanged, {totals.replaced} replaced, "
         f"{sum(totals.quarantined.values())} quarantined"
     )
+    console.print(f"records by format: {_counts(totals.formats)}")
+    if totals.skipped:
+        console.print(f"files without a recording, skipped: {_counts(totals.skipped)}")

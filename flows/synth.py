@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import flow
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from flows.args import output_dir, positive_int
 from tasks.settings import Settings
 from tasks.synth.archive import Summary, SynthConfig, write_archive
 from tasks.synth.sites import first_sites
@@ -40,12 +41,12 @@ def synth(
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write a synthetic multi-site archive (PTB-XL layout) with ground truth")
-    p.add_argument("--out", required=True, type=Path, help="output directory (missing or empty)")
-    p.add_argument("--records", required=True, type=int, help="number of recordings")
+    p.add_argument("--out", required=True, type=output_dir, help="output directory (missing or empty)")
+    p.add_argument("--records", required=True, type=positive_int, help="number of recordings")
     p.add_argument("--sites", type=int, default=DEFAULT_SITES, help="number of site profiles (1-6)")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same archive, byte for byte")
     p.add_argument("--mi-prevalence", type=float, default=None, help="mean MI prevalence over the sites")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
     p.set_defaults(func=run)
 
 

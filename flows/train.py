@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 from rich.table import Table
 
+from flows.args import existing_dir, existing_path, positive_int
 from msaic_model.evaluate import load_evaluation_config, pooled_out_of_fold
 from msaic_model.registry import model_dir, new_model_id
 from msaic_model.training_run import (
@@ -174,22 +175,26 @@ _EVALUATION_HELP = "splits/threshold/metrics config JSON (default: data_contract
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train, evaluate and register an MI model on the store")
-    p.add_argument("--store", type=Path, required=True, help="store with records, quality and features")
+    p.add_argument(
+        "--store", type=existing_dir, required=True, help="store with records, quality and features"
+    )
     p.add_argument("--model", choices=MODEL_CHOICES, default="msaic", help="network or feature baseline")
     p.add_argument("--split", choices=MODES, default="site", help="patient-disjoint split mode")
-    p.add_argument("--epochs", type=int, help="override the config's epochs")
-    p.add_argument("--config", type=Path, help="model config JSON (default: the packaged one)")
+    p.add_argument("--epochs", type=positive_int, help="override the config's epochs")
+    p.add_argument("--config", type=existing_path, help="model config JSON (default: the packaged one)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
     p.add_argument("--held-out", nargs="+", help="sites (devices) to hold out in site (device) mode")
-    p.add_argument("--evaluation-config", type=Path, help=_EVALUATION_HELP)
+    p.add_argument("--evaluation-config", type=existing_path, help=_EVALUATION_HELP)
     p.set_defaults(func=run_train)
     e = sub.add_parser("evaluate", help="re-evaluate a registered model on its split or another store")
-    e.add_argument("--store", type=Path, required=True, help="store to evaluate on")
+    e.add_argument("--store", type=existing_dir, required=True, help="store to evaluate on")
     e.add_argument("--model-id", required=True, help="a directory name under STORE/models/")
-    e.add_argument("--model-store", type=Path, help="store the model is registered in (default: --store)")
+    e.add_argument(
+        "--model-store", type=existing_dir, help="store the model is registered in (default: --store)"
+    )
     e.add_argument("--split", choices=MODES, help="evaluate this split's test part (default: the saved one)")
     e.add_argument("--seed", type=int, help="split and bootstrap seed (default: the model's own)")
-    e.add_argument("--evaluation-config", type=Path, help=_EVALUATION_HELP)
+    e.add_argument("--evaluation-config", type=existing_path, help=_EVALUATION_HELP)
     e.set_defaults(func=run_evaluate)
 
 

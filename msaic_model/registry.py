@@ -14,6 +14,7 @@ half-registered model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -27,16 +28,28 @@ import pandas as pd
 import safetensors.numpy
 import safetensors.torch
 import torch
+from pydantic import ValidationError
 from scipy.special import logit
 
+from data_contracts.schemas import FS
 from msaic_model.config import ModelConfig
-from msaic_model.feature_baselines import FeatureModel, feature_model_from_arrays
+from msaic_model.feature_baselines import FeatureModel, LogisticModel, TreeEnsemble, feature_model_from_arrays
 from msaic_model.net import build_model
 from msaic_model.train import CropOcclusion, predict_proba, resolve_device
 from tasks import store as st
-from tasks.model_files import CONFIG, MODELS, NET, THRESHOLDS, WEIGHTS, read_model_files
+from tasks.model_files import (
+    CONFIG,
+    MODELS,
+    NET,
+    THRESHOLDS,
+    WEIGHTS,
+    ModelError,
+    ModelFiles,
+    read_model_files,
+)
 
 SPLIT_FILE = "split.parquet"
+FEATURE_CLASSES: dict[str, type] = {"logreg": LogisticModel, "gbm": TreeEnsemble}
 SNAPSHOT_TABLES: tuple[str, ...] = ("records", "waveforms", "quality", "features")
 
 
@@ -215,15 +228,146 @@ def extract_features(signals: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=FEATURE_COLUMNS).astype(np.float32)
 
 
-def load_model(model_dir: Path) -> LoadedModel:
+# Bounds of what `load_model` accepts. No trained parameter comes near WEIGHT_LIMIT (batch-norm
+# variances of mV-scale inputs are a few units): larger ones are tampering or a training that blew
+# up, and overflow float32 within a few layers. NET_INT_LIMIT bounds every integer of a network
+# config (widths, kernels, depths), so that a tampered config cannot make the build itself huge.
+WEIGHT_LIMIT = 1e6
+NET_INT_LIMIT = 4096
+EVAL_BATCH_LIMIT = 4096
+# Feature-baseline arrays in feature units (imputation medians, scaler means and scales, split
+# thresholds) may exceed WEIGHT_LIMIT; a split threshold may even be +inf (every value goes left).
+FEATURE_UNIT_ARRAYS = frozenset({"median", "mean", "scale", "threshold"})
+
+
+def load_model(model_dir: Path, device: str = "auto") -> LoadedModel:
     """A registered model from its directory, without executing anything stored in it (a network
-    in eval mode, exactly as evaluated; score workers rewrite it, `inference.for_cpu_scoring`)."""
+    in eval mode, exactly as evaluated; score workers rewrite it, `inference.for_cpu_scoring`).
+    Everything it relies on is checked first and refused with a one-line `ModelError`: the files
+    and threshold (`read_model_files`), weights without NaN and within WEIGHT_LIMIT, a network
+    config within bounds whose parameter shapes match the weights, and feature-baseline arrays
+    consistent with their feature columns."""
     files = read_model_files(Path(model_dir))
-    weights = Path(model_dir) / WEIGHTS
+    arrays = _read_weights(Path(model_dir) / WEIGHTS)
+    _check_values(files.model_id, arrays)
     if files.kind == NET:
-        net = build_model(ModelConfig.model_validate(files.config["model"]))
-        net.load_state_dict(safetensors.torch.load_file(weights))
-        net = net.to(resolve_device("auto")).eval()
+        config = _net_config(files)
+        _check_shapes(files.model_id, config, arrays)
+        net = build_model(config)
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
+        net = net.to(resolve_device(device)).eval()
         return LoadedModel(files.model_id, files.threshold, files.config, net=net)
-    model = feature_model_from_arrays(files.kind, safetensors.numpy.load_file(weights))
+    _check_feature_arrays(files, arrays)
+    model = feature_model_from_arrays(files.kind, arrays)
     return LoadedModel(files.model_id, files.threshold, files.config, feature_model=model)
+
+
+def _read_weights(path: Path) -> dict[str, np.ndarray]:
+    try:
+        return safetensors.numpy.load_file(path)
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise ModelError(f"{path} is unreadable: {exc}") from None
+
+
+def _check_values(model_id: str, arrays: dict[str, np.ndarray]) -> None:
+    """No NaN anywhere; infinities only in split thresholds; magnitudes within WEIGHT_LIMIT except
+    in arrays of feature units."""
+    for name, a in arrays.items():
+        if not np.issubdtype(a.dtype, np.floating):
+            continue
+        finite = np.isfinite(a) | (np.isinf(a) & (name == "threshold"))
+        if not finite.all():
+            raise ModelError(
+                f"model {model_id}: weight {name} holds {int((~finite).sum())} NaN or infinite values"
+            )
+        largest = float(np.abs(a).max()) if a.size else 0.0
+        if name not in FEATURE_UNIT_ARRAYS and largest > WEIGHT_LIMIT:
+            raise ModelError(
+                f"model {model_id}: weight {name} reaches {largest:.3g} (at most {WEIGHT_LIMIT:g})"
+            )
+
+
+def _net_config(files: ModelFiles) -> ModelConfig:
+    """The network's config, validated and within the bounds that scoring can afford."""
+    try:
+        config = ModelConfig.model_validate(files.config.get("model"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ModelError(f"model {files.model_id}: config {where}: {first['msg']}") from None
+    largest = _largest_int(files.config["model"]["net"])
+    if largest > NET_INT_LIMIT:
+        raise ModelError(f"model {files.model_id}: network config holds {largest} (at most {NET_INT_LIMIT})")
+    if config.data.fs > FS:
+        raise ModelError(f"model {files.model_id}: data.fs {config.data.fs} Hz is above the stored {FS} Hz")
+    if config.train.eval_batch_size > EVAL_BATCH_LIMIT:
+        raise ModelError(
+            f"model {files.model_id}: train.eval_batch_size {config.train.eval_batch_size} "
+            f"(at most {EVAL_BATCH_LIMIT})"
+        )
+    return config
+
+
+def _largest_int(node: Any) -> int:
+    """The largest integer anywhere in a JSON value (0 when none)."""
+    if isinstance(node, dict):
+        return max(map(_largest_int, node.values()), default=0)
+    if isinstance(node, list):
+        return max(map(_largest_int, node), default=0)
+    return node if isinstance(node, int) and not isinstance(node, bool) else 0
+
+
+def _check_shapes(model_id: str, config: ModelConfig, arrays: dict[str, np.ndarray]) -> None:
+    """The weights hold exactly the parameters the config builds, with the same shapes (built on
+    the meta device: nothing is allocated until they match)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    if arrays.keys() != expected.keys():
+        odd = sorted(arrays.keys() ^ expected.keys())
+        raise ModelError(
+            f"model {model_id}: weights and config differ in {len(odd)} parameters ({odd[0]}, ...)"
+        )
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ModelError(
+                f"model {model_id}: weight {name} has shape {arrays[name].shape}, the config builds {shape}"
+            )
+
+
+def _check_feature_arrays(files: ModelFiles, arrays: dict[str, np.ndarray]) -> None:
+    """A feature baseline's arrays index only what exists: `used` columns among the model's
+    feature columns, per-column arrays as long as `used`, and for trees, nodes whose children come
+    after them (so that every path ends in a leaf) and whose indices stay in range."""
+    model_id, n_columns = files.model_id, len(files.config.get("feature_columns") or [])
+    fields = [f.name for f in dataclasses.fields(FEATURE_CLASSES[files.kind]) if f.name != "kind"]
+    missing = [f for f in fields if f not in arrays or arrays[f].ndim != 1]
+    if missing:
+        raise ModelError(f"model {model_id}: {files.kind} weights lack a 1-d array {missing[0]}")
+    used = arrays["used"]
+    if not _indices(used, n_columns) or np.unique(used).size != used.size:
+        raise ModelError(f"model {model_id}: `used` is not a set of its {n_columns} feature columns")
+    if files.kind == "logreg":
+        per_column = ("median", "mean", "scale", "coef")
+        if any(arrays[f].size != used.size for f in per_column) or arrays["intercept"].size != 1:
+            raise ModelError(f"model {model_id}: logreg arrays do not match its {used.size} columns")
+        if not (arrays["scale"] > 0).all():
+            raise ModelError(f"model {model_id}: logreg scale is not positive")
+        return
+    nodes = arrays["feature"].size
+    per_node = ("threshold", "missing_left", "left", "right", "is_leaf", "value")
+    internal = np.flatnonzero(arrays["is_leaf"] == 0) if arrays["is_leaf"].size == nodes else np.array([])
+    ok = (
+        all(arrays[f].size == nodes for f in per_node)
+        and arrays["baseline"].size == 1
+        and _indices(arrays["feature"], used.size)
+        and all(_indices(arrays[f], nodes) for f in ("left", "right", "roots"))
+        and (arrays["left"][internal] > internal).all()
+        and (arrays["right"][internal] > internal).all()
+    )
+    if not ok:
+        raise ModelError(f"model {model_id}: gbm node arrays are inconsistent (sizes, indices or cycles)")
+
+
+def _indices(a: np.ndarray, n: int) -> bool:
+    """Whether an array holds integers that index a length-n axis."""
+    return bool(np.issubdtype(a.dtype, np.integer) and ((a >= 0) & (a < n)).all())

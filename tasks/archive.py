@@ -33,7 +33,7 @@ SIGNAL_SUFFIXES = (".dat", ".mat")
 _SKIP_MEMORY = 4096
 _DOC_SUFFIXES = frozenset(
     {".csv", ".tsv", ".txt", ".md", ".rst", ".pdf", ".html", ".htm", ".json", ".xls", ".xlsx", ".doc"}
-    | {".docx", ".rtf", ".png", ".jpg", ".jpeg", ".svg"}
+    | {".docx", ".rtf", ".png", ".jpg", ".jpeg", ".svg", ".parquet", ".yaml", ".yml", ".toml"}
 )
 _DOC_NAMES = frozenset({"records", "readme", "license", "licence", "annotators", "sha256sums", "md5sums"})
 

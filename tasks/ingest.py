@@ -55,7 +55,8 @@ class IngestConfig:
     def for_store(cls, store: Path, settings: Settings) -> IngestConfig:
         """The harmonization settings and the pseudonym key of `store` (ingest and scoring alike,
         so that a scored record gets the record_id the store gives it)."""
-        secret = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
+        key = settings.pseudonym_key
+        secret = key.get_secret_value() if key is not None else None  # an empty one is refused, not skipped
         return cls(
             store=store,
             key=load_key(store, secret),

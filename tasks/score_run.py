@@ -32,10 +32,18 @@ import pyarrow as pa
 from data_contracts.schemas import QUARANTINE, SCORES, SITE_FIELD
 from tasks import ptbxl
 from tasks import store as st
-from tasks.archive import ArchiveProblem, RecordUnit, TarArchive, open_archive
+from tasks.archive import (
+    ArchiveLimits,
+    ArchiveProblem,
+    RecordUnit,
+    Skipped,
+    TarArchive,
+    expected_units,
+    open_archive,
+)
 from tasks.ingest import IngestConfig, shards
 from tasks.ingest_run import archive_name, site_of, walk_archive
-from tasks.model_files import read_model_files
+from tasks.model_files import ModelFiles, read_model_files
 from tasks.quality import load_profile
 from tasks.scoring import (
     SCORE_VERSION,
@@ -82,6 +90,7 @@ class ScoreTotals:
     model_id: str = ""
     counts: Counter = field(default_factory=Counter)  # records, windows, scored, rejected, ...
     quarantined: Counter = field(default_factory=Counter)  # "stage:reason" → inputs
+    skipped: Counter = field(default_factory=Counter)  # kind → files that hold no recording
     seconds: Counter = field(default_factory=Counter)  # read, quality, model, explain, write, walk
     shards_done: int = 0
     shards_resumed: int = 0  # shards found complete in the ledger
@@ -107,30 +116,46 @@ def shard_key(items: list[Item]) -> str:
     return h.hexdigest()[:32]
 
 
-def plan(archive: Path, shard_size: int, site: str | None = None) -> Iterator[ShardJob]:
-    """The shard plan: the archive walk cut into consecutive shards (same archive, same plan)."""
+def plan(
+    archive: Path,
+    shard_size: int,
+    settings: Settings,
+    site: str | None = None,
+    skipped: Counter | None = None,
+) -> Iterator[ShardJob]:
+    """The shard plan: the archive walk cut into consecutive shards (same archive, same plan);
+    files that hold no recording are counted in `skipped` by kind."""
     default_site = archive_name(archive)
 
     def items() -> Iterator[Item]:
-        for item in walk_archive(archive):
+        for item in walk_archive(archive, settings):
+            if isinstance(item, Skipped):
+                if skipped is not None:
+                    skipped[item.kind] += 1
+                continue
             extra = item.extra if isinstance(item, RecordUnit) else {}
             yield item, site_of(item.source_path, extra, site, default_site)
 
-    for i, shard in enumerate(shards(items(), shard_size)):
+    work = shards(items(), shard_size, settings.shard_max_mb << 20, _item_bytes)
+    for i, shard in enumerate(work):
         yield ShardJob(i, shard_key(shard), shard)
 
 
-def expected_inputs(archive: Path) -> int | None:
+def _item_bytes(item: Item) -> int:
+    return item[0].nbytes if isinstance(item[0], RecordUnit) else 0
+
+
+def expected_inputs(archive: Path, settings: Settings) -> int | None:
     """How many records the walk will yield, from the member names (for the ETA); None for tar
     archives, which would need a pass of their own."""
-    arch = open_archive(archive)
+    arch = open_archive(archive, ArchiveLimits.from_settings(settings))
     if isinstance(arch, TarArchive):
         return None
     names = arch.names()
     database = ptbxl.find_database(names)
     if database is not None:
         return len(ptbxl.header_index(arch, database))
-    return sum(n.endswith(".hea") for n in names)
+    return expected_units(names)
 
 
 # What a local score worker imports (torch included): the forkserver imports it once, and workers
@@ -159,6 +184,26 @@ def _resources(model_dir: str, threads: int) -> tuple[ProbabilityModel, Any, Any
     if model.net is not None and next(model.net.parameters()).device.type == "cpu":
         for_cpu_scoring(model.net)  # inference only: the same probabilities to float rounding, faster
     return model, load_profile(), load_explainer()
+
+
+def check_model(model_dir: Path, settings: Settings) -> ModelFiles:
+    """Refuse a broken model before any work: `msaic_model.registry.load_model` checks its files,
+    threshold, weights, config and shapes. With local workers the check runs in a process forked
+    from their forkserver, which has torch imported already, so that this parent never imports it."""
+    files = read_model_files(model_dir)
+    if settings.workers == 1:
+        _check_loads(str(model_dir))
+    else:
+        start_worker_server()
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("forkserver")) as pool:
+            pool.submit(_check_loads, str(model_dir)).result()
+    return files
+
+
+def _check_loads(model_dir: str) -> None:
+    from msaic_model.registry import load_model
+
+    load_model(Path(model_dir), device="cpu")
 
 
 def run_shard(job: ShardJob, cfg: ScoreConfig, out: Path) -> ShardDone:
@@ -207,13 +252,6 @@ def _scored_inputs(out: Path) -> set[tuple[str, str]]:
         t = st.read_table(out, table, ["site", "source_path"])
         done.update(zip(t["site"].to_pylist(), t["source_path"].to_pylist(), strict=True))
     return done
-
-
-def _clean_staging(out: Path) -> None:
-    """Drop files a killed run staged but never committed (after `recover`, under the lock)."""
-    for path in st.staging_dir(out).iterdir():
-        if path.is_file():
-            path.unlink()
 
 
 def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
@@ -268,20 +306,19 @@ def score_archive_run(
     if archive.is_dir() and out.is_relative_to(archive.resolve()):
         raise ValueError("OUT may not lie inside the archive: archives are read-only")
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = score_config(out, model_dir, settings)
-    model = read_model_files(model_dir)  # refuse a missing model before any work starts (no torch here)
+    model = check_model(model_dir, settings)  # a broken model is refused before OUT is touched
     decision_threshold(model)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = score_config(out, model_dir, settings)  # OUT/.pseudonym_key appears here, inputs checked
     totals = ScoreTotals(model_id=model.model_id)
     with st.store_lock(out):
-        _clean_staging(out)
         shard_size = _run_file(out, archive, totals.model_id, settings.score_shard_size)
         ledger = _ledger(out)
         done_inputs = _scored_inputs(out)
 
         def jobs() -> Iterator[ShardJob]:
             t = time.perf_counter()
-            for job in plan(archive, shard_size, site):
+            for job in plan(archive, shard_size, settings, site, totals.skipped):
                 todo = [(item, s) for item, s in job.items if (s, item.source_path) not in done_inputs]
                 skipped = len(job.items) - len(todo)
                 if job.key in ledger or not todo:
@@ -342,6 +379,7 @@ def _write_summary(out: Path, totals: ScoreTotals) -> None:
         "model_id": totals.model_id,
         "counts": dict(totals.counts),
         "quarantined": dict(totals.quarantined),
+        "skipped": dict(totals.skipped),
         "seconds": dict(totals.seconds),
         "shards_done": totals.shards_done,
         "shards_resumed": totals.shards_resumed,

@@ -4,15 +4,24 @@ Writers stage files under STORE/.staging and publish them with a commit journal:
 (the list of renames and deletions) is written atomically first, then carried out; a run that
 dies half-way is rolled forward by `recover` before the next write. Readers therefore never see
 half a commit, and nothing is written outside STORE.
+
+Each process stages in a folder of its own, STORE/.staging/<pid>-<random>/, on which it holds an
+advisory lock while it lives. What a killed process staged is thus told apart from what a live one
+is still writing (a model being registered, a report, a Dask worker's shard): a run that takes the
+store lock finishes the orphans' half-done commits and deletes the rest (`clean_staging`), and
+removes what it staged itself but did not commit when it ends, however it ends short of a kill.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -49,10 +58,97 @@ def new_part_id() -> str:
     return uuid.uuid4().hex
 
 
+# (store, pid) → this process's staging folder and the open descriptor that holds its lock
+_OWN_STAGING: dict[tuple[str, int], tuple[Path, int]] = {}
+
+
 def staging_dir(store: Path) -> Path:
-    path = store / STAGING
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """This process's staging folder in STORE/.staging, created (and locked) at its first use."""
+    key = (os.path.realpath(store), os.getpid())
+    held = _OWN_STAGING.get(key)
+    if held is not None and held[0].is_dir():
+        return held[0]
+    folder = Path(key[0]) / STAGING / f"{key[1]}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if not _OWN_STAGING:
+        atexit.register(_remove_own_staging)
+    if held is not None:
+        os.close(held[1])
+    _OWN_STAGING[key] = (folder, fd)
+    return folder
+
+
+def _own_folder(store: Path) -> Path | None:
+    """This process's staging folder of `store`, if it made one."""
+    held = _OWN_STAGING.get((os.path.realpath(store), os.getpid()))
+    return held[0] if held is not None and held[0].is_dir() else None
+
+
+def _remove_own_staging() -> None:
+    """At exit: this process's staging folders go if they are empty (a pending journal stays)."""
+    for (_, pid), (folder, _) in _OWN_STAGING.items():
+        if pid == os.getpid():
+            with suppress(OSError):
+                folder.rmdir()
+
+
+def _orphaned(entry: Path) -> bool:
+    """Whether a STORE/.staging entry belongs to no live process: a loose file (none is staged
+    there), or a folder whose owner's lock can be taken because its owner is gone (a folder of
+    this very process is locked through another descriptor, so it counts as live)."""
+    if entry.is_symlink() or not entry.is_dir():
+        return True
+    try:
+        fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # also releases the lock just taken: the folder's owner is dead
+    return True
+
+
+def orphan_staging(store: Path) -> list[Path]:
+    """The STORE/.staging entries left by processes that died (killed runs, full disks)."""
+    stage = Path(store) / STAGING
+    return [e for e in sorted(stage.iterdir()) if _orphaned(e)] if stage.is_dir() else []
+
+
+def clean_staging(store: Path) -> list[Path]:
+    """Delete the orphans of STORE/.staging; returns them. One that holds a commit journal is
+    kept: `recover` rolls it forward first."""
+    removed = [e for e in orphan_staging(store) if not _holds_journal(e)]
+    for entry in removed:
+        _remove(entry)
+    return removed
+
+
+def _holds_journal(entry: Path) -> bool:
+    if entry.is_dir() and not entry.is_symlink():
+        return any(entry.glob(f"*{_JOURNAL_SUFFIX}"))
+    return entry.name.endswith(_JOURNAL_SUFFIX)
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def _discard_uncommitted(store: Path) -> None:
+    """Empty this process's staging folder of `store` unless a commit journal in it still waits
+    to be rolled forward (then `recover` needs the files it names)."""
+    own = _own_folder(store)
+    if own is None or _holds_journal(own):
+        return
+    for entry in own.iterdir():
+        _remove(entry)
 
 
 def write_parquet(table: pa.Table, path: Path) -> Path:
@@ -167,18 +263,32 @@ def _apply(journal: Path) -> None:
     journal.unlink()
 
 
+def pending_journals(store: Path) -> list[Path]:
+    """Commit journals that no live process is carrying out: those of dead processes' folders
+    (and loose ones), and this process's own (a commit of it that failed half-way)."""
+    stage = Path(store) / STAGING
+    if not stage.is_dir():
+        return []
+    own = _own_folder(store)
+    folders = [e for e in orphan_staging(store) if e.is_dir()] + ([own] if own is not None else [])
+    loose = stage.glob(f"*{_JOURNAL_SUFFIX}")
+    return sorted([*loose, *(j for f in folders for j in f.glob(f"*{_JOURNAL_SUFFIX}"))])
+
+
 def recover(store: Path) -> int:
     """Finish any commit a crashed run left half done; returns how many were rolled forward."""
-    stage = store / STAGING
-    journals = sorted(stage.glob(f"*{_JOURNAL_SUFFIX}")) if stage.is_dir() else []
+    journals = pending_journals(store)
     for journal in journals:
         _apply(journal)
     return len(journals)
 
 
 @contextmanager
-def store_lock(store: Path) -> Iterator[None]:
-    """One writer at a time per store (an advisory lock on STORE/.lock)."""
+def store_lock(store: Path, keep_orphans: bool = False) -> Iterator[None]:
+    """One writer at a time per store (an advisory lock on STORE/.lock). On entry it finishes the
+    commits dead runs left half done and deletes the rest of what they staged (`keep_orphans`:
+    left for `msaic store repair` to move aside); on exit it removes what this run staged and did
+    not commit, and the folders of its workers that have ended."""
     store.mkdir(parents=True, exist_ok=True)
     with (store / ".lock").open("a") as fh:
         try:
@@ -187,6 +297,11 @@ def store_lock(store: Path) -> Iterator[None]:
             raise RuntimeError(f"another msaic run is writing to {store}") from None
         try:
             recover(store)
+            if not keep_orphans:
+                clean_staging(store)
             yield
         finally:
+            with suppress(OSError):  # a read-only or full disk must not hide the run's own error
+                _discard_uncommitted(store)
+                clean_staging(store)
             fcntl.flock(fh, fcntl.LOCK_UN)

@@ -4,6 +4,11 @@ One line per flagged source record (its most probable window), ranked by probabi
 the care team needs to pull the ECG and judge it: site, recording date when the header states
 one, source path, quality verdict and flagged leads, and the territory explanation. Only flagged
 rows are read from OUT/scores, so the worklist costs little whatever the archive size.
+
+Cells of the CSV come from file names and headers, which anyone who can write to the archive
+chooses: a text cell that a spreadsheet would run as a formula (starting with = + - @, a tab or a
+carriage return, OWASP's CSV-injection list) is written with a leading single quote, which the
+spreadsheet shows as text.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from tasks import store as st
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 COLUMNS = [
     "rank",
@@ -48,12 +55,23 @@ def worklist(out: Path) -> pd.DataFrame:
     return df[COLUMNS]
 
 
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells that start like a formula begin with a single quote instead."""
+    safe = df.copy()
+    for col in safe.select_dtypes(include=["object", "string"]).columns:
+        text = safe[col].map(lambda v: isinstance(v, str))
+        formula = text & safe[col].where(text, "").str.startswith(FORMULA_STARTS)
+        safe.loc[formula, col] = "'" + safe.loc[formula, col]
+    return safe
+
+
 def write_worklist(out: Path) -> tuple[Path, Path, int]:
     """Write worklist.csv and worklist.html into OUT (atomically); returns their paths and length."""
     df = worklist(out)
     csv_path, html_path = out / "worklist.csv", out / "worklist.html"
     tmp = csv_path.with_suffix(".csv.tmp")
-    df.to_csv(tmp, index=False, float_format="%.4f")
+    # RFC 4180 line ends, so that a cell holding a bare CR is quoted too, not a line break
+    spreadsheet_safe(df).to_csv(tmp, index=False, float_format="%.4f", lineterminator="\r\n")
     tmp.replace(csv_path)
     tmp = html_path.with_suffix(".html.tmp")
     tmp.write_text(render_html(df, out))

@@ -128,4 +128,6 @@ def test_bad_usage_and_missing_archive_exit_codes(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["ingest"])
     assert exc.value.code == 2
-    assert main(["ingest", str(tmp_path / "nope"), "--store", str(tmp_path / "s")]) == 1
+    with pytest.raises(SystemExit) as exc:  # a path error is a usage error: exit 2, before any run
+        main(["ingest", str(tmp_path / "nope"), "--store", str(tmp_path / "s")])
+    assert exc.value.code == 2

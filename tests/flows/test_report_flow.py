@@ -186,5 +186,7 @@ def test_cli_refuses_a_store_without_quality(
     assert main(["report", "quality", "--store", str(unchecked)]) == 1
     assert "run `msaic qc --store" in capsys.readouterr().err
     assert not (unchecked / "reports").exists()
-    assert main(["report", "quality", "--store", str(tmp_path / "nothing")]) == 1
-    assert "run `msaic ingest" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a store that does not exist is a usage error
+        main(["report", "quality", "--store", str(tmp_path / "nothing")])
+    assert exc.value.code == 2
+    assert "does not exist" in capsys.readouterr().err

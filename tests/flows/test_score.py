@@ -185,10 +185,13 @@ def test_cli_refuses_bad_usage(
 ) -> None:
     from flows.cli import main
 
-    assert (
-        main(["score", str(tmp_path / "nope"), "--model", str(model_dir), "--out", str(tmp_path / "o")]) == 1
-    )
-    assert main(["score", str(synth_archive), "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    for argv in (  # a missing archive, a folder that is no model: usage errors, exit 2
+        ["score", str(tmp_path / "nope"), "--model", str(model_dir), "--out", str(tmp_path / "o")],
+        ["score", str(synth_archive), "--model", str(tmp_path), "--out", str(tmp_path / "o")],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
     with pytest.raises(SystemExit) as exit_info:
         main(["score", str(synth_archive), "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2

@@ -1,0 +1,63 @@
+"""Argument types of the `msaic` commands: paths and counts checked while the command line is
+parsed, so that a wrong path is a usage error (exit 2, one line) given at once, before the
+temporary Prefect API starts, instead of a traceback seconds later."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from tasks.model_files import CONFIG, WEIGHTS
+
+
+def existing_path(value: str) -> Path:
+    """An input that must exist: an archive (folder, zip or tar), a config or profile file."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value} does not exist")
+    return path
+
+
+def existing_dir(value: str) -> Path:
+    """A directory that must exist already (a store that a command reads)."""
+    path = existing_path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is not a directory")
+    return path
+
+
+def output_dir(value: str) -> Path:
+    """A directory that a command writes, created if missing: it may not be a file, and it (or
+    the nearest folder above it that exists) must be a writable directory."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a file, not a directory")
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{value} is not writable ({existing} is read-only)")
+    return path
+
+
+def model_dir(value: str) -> Path:
+    """A registered model directory (STORE/models/<model_id>): its contents are checked when the
+    run loads it (`msaic_model.registry.load_model`)."""
+    path = existing_dir(value)
+    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a registered model ({CONFIG} and {WEIGHTS} expected)"
+        )
+    return path
+
+
+def positive_int(value: str) -> int:
+    """A count of at least 1 (workers, records, epochs)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return number
