@@ -18,7 +18,7 @@ import numpy as np
 
 from data_contracts.leads import canonical_lead
 from tasks.readers.base import Decoded, ReaderError, age_at
-from tasks.readers.xml import element_text, local_name, parse_xml, xml_root
+from tasks.readers.xml import element_text, local_name, parse_document, xml_root
 from tasks.wfdb_reader import RawRecord
 
 FORMAT = "hl7_aecg"
@@ -46,9 +46,7 @@ def sniff(head: bytes) -> bool:
 
 def read(data: bytes) -> Decoded:
     """Decode an aECG document: the rhythm sequence set and the recording's metadata."""
-    root = parse_xml(data)
-    if local_name(root.tag) != "AnnotatedECG":
-        raise ReaderError("not_ecg", "the root element is not AnnotatedECG")
+    root = parse_document(data, "AnnotatedECG")
     series = _rhythm_series(root)
     recorded = _timestamp(
         _attr(_find(root, "effectiveTime/low"), "value")

@@ -21,7 +21,7 @@ import numpy as np
 
 from data_contracts.leads import canonical_lead
 from tasks.readers.base import Decoded, ReaderError
-from tasks.readers.xml import element_text, local_name, parse_xml, xml_root
+from tasks.readers.xml import element_text, parse_document, xml_root
 from tasks.wfdb_reader import RawRecord
 
 FORMAT = "ge_muse_xml"
@@ -44,9 +44,7 @@ def sniff(head: bytes) -> bool:
 
 def read(data: bytes) -> Decoded:
     """Decode a MUSE export: the rhythm waveform with the derived limb leads, and its metadata."""
-    root = parse_xml(data)
-    if local_name(root.tag) != "RestingECG":
-        raise ReaderError("not_ecg", "the root element is not RestingECG")
+    root = parse_document(data, "RestingECG")
     raw, derived = _rhythm(root)
     patient = root.find("PatientDemographics")
     test = root.find("TestDemographics")

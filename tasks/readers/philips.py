@@ -23,7 +23,7 @@ import numpy as np
 
 from data_contracts.leads import CANONICAL_LEADS, canonical_lead
 from tasks.readers.base import Decoded, ReaderError, age_at
-from tasks.readers.xml import local_name, parse_xml, xml_root
+from tasks.readers.xml import local_name, parse_document, xml_root
 from tasks.wfdb_reader import RawRecord
 
 FORMAT = "philips_xml"
@@ -48,9 +48,7 @@ def sniff(head: bytes) -> bool:
 
 def read(data: bytes) -> Decoded:
     """Decode a SierraECG/PhilipsECG export: the rhythm waveform and its metadata."""
-    root = parse_xml(data)
-    if local_name(root.tag) != "restingecgdata":
-        raise ReaderError("not_ecg", f"root element {local_name(root.tag)!r} is not restingecgdata")
+    root = parse_document(data, "restingecgdata")
     _strip_namespaces(root)
     raw, derived = _rhythm(root)
     acquisition = root.find("dataacquisition")

@@ -24,6 +24,15 @@ def parse_xml(data: bytes) -> Element:
         raise ReaderError("xml_parse", f"malformed XML: {exc}") from None
 
 
+def parse_document(data: bytes, root: str) -> Element:
+    """`parse_xml`, and the root element must be `root` (by local name), else `not_ecg`: a file
+    sniffed by its first bytes may still hold another document."""
+    element = parse_xml(data)
+    if local_name(element.tag) != root:
+        raise ReaderError("not_ecg", f"the root element is not {root}")
+    return element
+
+
 def element_text(element: Element | None) -> str | None:
     """An element's text (its descendants' too) with whitespace collapsed; None when absent or empty."""
     text = " ".join("".join(element.itertext()).split()) if element is not None else ""
