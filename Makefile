@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip --disable-pip-version-check -q
 # Debian packages the tests use: biosig-tools (save2gdf), an independent decoder of SCP-ECG, EDF
-# and DICOM that the reader tests compare against (never used at run time)
-APT_PACKAGES := biosig-tools
+# and DICOM that the reader tests compare against (never used at run time); headless Chromium and
+# its driver, which the review page's tests drive (nothing is downloaded at run time)
+APT_PACKAGES := biosig-tools chromium chromium-driver
 APT := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
 .PHONY: setup test test-all demo bench lint format clean
@@ -15,7 +16,7 @@ APT := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	command -v save2gdf >/dev/null 2>&1 || { $(APT) update -qq && \
+	command -v save2gdf >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { $(APT) update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends $(APT_PACKAGES); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0 2>$(VENV)/pip.log || { cat $(VENV)/pip.log; exit 1; }

@@ -102,11 +102,15 @@ SCORES = pa.schema(
         pa.field("source_path", pa.string(), nullable=False),
         pa.field("window", pa.int32(), nullable=False),
         pa.field("content_sha256", pa.string(), nullable=False),
-        pa.field("recorded_date", pa.string()),  # ISO date from the header, when it states one
+        pa.field("recorded_date", pa.string()),  # ISO date of acquisition, when the source states one
+        pa.field("recorded_at", pa.string()),  # ISO date-time of acquisition as the source states it
         pa.field("verdict", pa.string(), nullable=False),
         pa.field("quality_reasons", pa.list_(pa.string()), nullable=False),
         pa.field("flagged_leads", pa.list_(pa.string()), nullable=False),  # "V1: flat" per flagged lead
         pa.field("probability", pa.float32()),
+        pa.field("logit", pa.float64()),  # the model's log-odds: ranks calls whose probability reads 1.000
+        pa.field("risk", pa.float32()),  # probability calibrated on the validation part (thresholds.json)
+        pa.field("risk_band", pa.string()),  # the calibrated risk's band (low, intermediate, high, ...)
         pa.field("flagged", pa.bool_(), nullable=False),
         pa.field("threshold", pa.float32(), nullable=False),
         pa.field("model_id", pa.string(), nullable=False),
@@ -121,6 +125,21 @@ SCORES = pa.schema(
     ]
 )
 
+# STORE/adjudications/: a reviewer's decision on a screened record, appended, never rewritten; the
+# latest decision per record_id counts. `reviewer_key` is a keyed hash of the reviewer's name.
+ADJUDICATION_DECISIONS: tuple[str, ...] = ("mi", "not_mi", "unreadable")
+ADJUDICATIONS = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("source_path", pa.string(), nullable=False),
+        pa.field("decision", pa.string(), nullable=False),
+        pa.field("territory", pa.string()),
+        pa.field("reviewer_key", pa.string(), nullable=False),
+        pa.field("model_id", pa.string()),
+        pa.field("decided_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "records": RECORDS,
     "waveforms": WAVEFORMS,
@@ -128,4 +147,5 @@ TABLES: dict[str, pa.Schema] = {
     "quality": QUALITY,
     "scores": SCORES,
     "features": FEATURES,
+    "adjudications": ADJUDICATIONS,
 }

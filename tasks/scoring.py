@@ -238,6 +238,7 @@ def score_units(
                 "window": row["window"],
                 "content_sha256": row["content_sha256"],
                 "recorded_date": row["recorded_date"],
+                "recorded_at": row["recorded_at"],
                 "verdict": str(verdicts[i]),
                 "quality_reasons": list(qc.reasons[i]),
                 "flagged_leads": [
