@@ -9,7 +9,7 @@ import pytest
 import wfdb
 from scipy.signal import resample_poly
 
-from tasks.harmonize import FFT_MAX_UP, resample_poly_fft
+from tasks.harmonize import FFT_MAX_PRODUCT, resample_poly_fft
 from tests.conftest import CINC, LUDB
 
 
@@ -22,7 +22,9 @@ def real_signals() -> np.ndarray:
     return np.stack([ludb, cinc]).astype(np.float32)
 
 
-@pytest.mark.parametrize(("up", "down"), [(1, 5), (1, 2), (2, 1), (2, 5), (FFT_MAX_UP + 484, 257)])
+@pytest.mark.parametrize(
+    ("up", "down"), [(1, 5), (1, 2), (2, 1), (5, 1), (2, 5), (5, 8), (FFT_MAX_PRODUCT + 495, 257)]
+)
 @pytest.mark.parametrize("axis", [-1, 1])
 def test_matches_scipy_resample_poly(real_signals: np.ndarray, up: int, down: int, axis: int) -> None:
     x = real_signals if axis == -1 else np.ascontiguousarray(real_signals.transpose(0, 2, 1))
