@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "train": "flows.train",
     "evaluate": "flows.train",
     "score": "flows.score",
+    "review": "flows.review",
     "report": "flows.report",
     "serve": "flows.serve",
     "demo": "flows.demo",

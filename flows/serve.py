@@ -6,9 +6,10 @@ Three deployments, each on a cron schedule from the settings (`MSAIC_SERVE_*_CRO
   into the store (incremental: unchanged sources are skipped), then the quality gate and the
   data-quality report;
 - `weekly-retrain` (flow `weekly_retrain`, default Sundays 03:00): features brought up to date,
-  a model trained and registered, then the promotion gate (`tasks.promotion`): promoted only if
-  its held-out-site AUROC interval is not worse than the promoted model's; every decision goes
-  to STORE/models/promotions.jsonl;
+  a model trained and registered on the labels as the reviewers adjudicated them
+  (STORE/adjudications/; how many it used is logged and kept with each decision), then the
+  promotion gate (`tasks.promotion`): promoted only if its held-out-site AUROC interval is not
+  worse than the promoted model's; every decision goes to STORE/models/promotions.jsonl;
 - `nightly-screening` (flow `nightly_screen`, default 05:00 daily): score each screening archive
   with the promoted model into OUT/<archive>/<model_id>/; OUT is resumable, so each night scores
   only records it has not scored with that model.
@@ -22,7 +23,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from prefect import flow, serve
+from prefect import flow, get_run_logger, serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
@@ -32,7 +33,7 @@ from flows.ingest import ingest
 from flows.quality import quality
 from flows.report import quality_report
 from flows.score import score_archive
-from flows.train import train
+from flows.train import adjudication_line, train
 from tasks.ingest_run import archive_name
 from tasks.promotion import gate, promoted_model
 from tasks.settings import Settings
@@ -56,10 +57,12 @@ def weekly_retrain(
     epochs: int | None = None,
     config: Path | None = None,
 ) -> list[dict]:
-    """Bring features up to date, train and register, then gate each new model; returns the
-    recorded decisions."""
+    """Bring features up to date, train and register, then gate each new model; logs how many
+    adjudications the training used and returns the recorded decisions (which keep those counts)."""
     features(Path(store), Settings())
     trained = train(Path(store), model=model, split=split, epochs=epochs, config=config)
+    if trained:
+        get_run_logger().info(adjudication_line(trained[0].adjudications))
     return [asdict(gate(Path(store), t.model_id)) for t in trained]
 
 

@@ -1,10 +1,12 @@
 """Prefect flows `train` and `evaluate` and their commands `msaic train` / `msaic evaluate`.
 
-`train` checks the quality and feature contracts of the store, splits the eligible records
-(patient-disjoint; `loso` gives one fold per site and `cv` one per patient fold, each trained and
-registered as its own model), then per fold trains, evaluates and registers
-`STORE/models/<model_id>/`. A `cv` run also pools the folds' test predictions (each labelled record
-tested once) into one AUROC/AUPRC with intervals, written to `STORE/models/<model>-cv-<stamp>.json`.
+`train` checks the quality and feature contracts of the store, takes the eligible records with
+the reviewers' adjudicated labels over the source's (STORE/adjudications/, counted in each model's
+snapshot and card), splits them (patient-disjoint; `loso` gives one fold per site and `cv` one per
+patient fold, each trained and registered as its own model), then per fold trains, evaluates and
+registers `STORE/models/<model_id>/`. A `cv` run also pools the folds' test predictions (each
+labelled record tested once) into one AUROC/AUPRC with intervals, written to
+`STORE/models/<model>-cv-<stamp>.json`.
 `evaluate` re-evaluates a registered model at its saved threshold on its own split or on another
 store. The work lives in `tasks.training_data`, `tasks.splits` and `msaic_model.training_run`.
 """
@@ -54,6 +56,7 @@ class TrainedModel:
     path: Path
     fold: int
     metrics: dict[str, Any]
+    adjudications: dict[str, int]  # what the adjudicated labels did (tasks.training_data.adjudicated)
     cross_validation: dict[str, Any] | None = None  # cv: the pooled figure (with its "path"), every fold
 
 
@@ -78,12 +81,21 @@ def train(
     excluded = eligible.excluded | the_split.excluded
     trained, fold_predictions = [], []
     for fold in the_split.folds:
-        spec = RunSpec(store, model, the_split, fold, excluded, evaluation, **spec_args)
+        spec = RunSpec(
+            store,
+            model,
+            the_split,
+            fold,
+            excluded,
+            evaluation,
+            adjudications=eligible.adjudications,
+            **spec_args,
+        )
         model_id = new_model_id(model, split, fold if split in FOLDED_SPLITS else None)
         fitted = fit_task(spec, model_id)
         path = finish_task(spec, fitted, f"{model} trained on {store.name}, split {split}")
         metrics = json.loads((path / "metrics.json").read_text())
-        trained.append(TrainedModel(model_id, path, fold, metrics))
+        trained.append(TrainedModel(model_id, path, fold, metrics, eligible.adjudications))
         fold_predictions.append((fitted.predictions, metrics["evaluation"]["threshold"]))
     if split == "cv":
         pooled = pooled_task(fold_predictions, evaluation, seed)
@@ -145,6 +157,15 @@ def _rows(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def adjudication_line(counts: dict[str, int]) -> str:
+    """One line on the adjudicated labels a training used."""
+    return (
+        f"adjudications used: {counts['used']} of {counts['decisions']} (changed a label "
+        f"{counts['changed_label']}, labelled {counts['labelled']}, confirmed {counts['confirmed']}, "
+        f"removed as unreadable {counts['removed']}; not eligible {counts['not_eligible']})"
+    )
+
+
 def train_markdown(trained: list[TrainedModel]) -> str:
     lines = [
         "| model | part | n | AUROC | AUPRC | sensitivity | specificity |",
@@ -154,6 +175,8 @@ def train_markdown(trained: list[TrainedModel]) -> str:
         for name, m in _rows(t.metrics["evaluation"]):
             cells = " | ".join(_cell(m[k]) for k in ("auroc", "auprc", "sensitivity", "specificity"))
             lines.append(f"| {t.model_id} | {name} | {m['n']} | {cells} |")
+    if trained:
+        lines += ["", adjudication_line(trained[0].adjudications)]
     return "\n".join(lines)
 
 
@@ -216,6 +239,7 @@ def run_train(args: argparse.Namespace) -> int:
     if trained:
         excluded = json.loads((trained[0].path / "config.json").read_text())["split"]["excluded"]
         console.print("left out before the split: " + ", ".join(f"{k} {v}" for k, v in excluded.items()))
+        console.print(adjudication_line(trained[0].adjudications))
     if trained and trained[0].cross_validation is not None:
         cv = trained[0].cross_validation
         for unit in ("windows", "patients"):

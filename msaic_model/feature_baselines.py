@@ -46,6 +46,8 @@ _TREE_FIELDS = (
 class FeatureModel(Protocol):
     kind: str
 
+    def logit(self, x: np.ndarray) -> np.ndarray: ...
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
 
     def to_arrays(self) -> dict[str, np.ndarray]: ...
@@ -61,10 +63,14 @@ class LogisticModel:
     intercept: np.ndarray
     kind: str = "logreg"
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        """Log-odds ((x̃ − mean) / scale) · coef + b of a (n, feature columns) matrix."""
         x = np.asarray(x, dtype=np.float64)[:, self.used]
         filled = np.where(np.isnan(x), self.median, x)
-        return expit(((filled - self.mean) / self.scale) @ self.coef + self.intercept[0])
+        return ((filled - self.mean) / self.scale) @ self.coef + self.intercept[0]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return expit(self.logit(x))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in _LOGISTIC_FIELDS}
@@ -90,7 +96,8 @@ class TreeEnsemble:
     baseline: np.ndarray
     kind: str = "gbm"
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        """The raw score baseline + Σ_trees leaf value of a (n, feature columns) matrix."""
         x = np.asarray(x, dtype=np.float64)[:, self.used]
         node = np.broadcast_to(self.roots, (x.shape[0], self.roots.size)).copy()  # (records, trees)
         rows = np.arange(x.shape[0])[:, None]
@@ -100,7 +107,10 @@ class TreeEnsemble:
             go_left = np.where(np.isnan(value), self.missing_left[node], value <= self.threshold[node])
             node = np.where(active, np.where(go_left, self.left[node], self.right[node]), node)
             active = ~self.is_leaf[node]
-        return expit(self.baseline[0] + self.value[node].sum(axis=1))
+        return self.baseline[0] + self.value[node].sum(axis=1)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return expit(self.logit(x))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in _TREE_FIELDS}

@@ -121,8 +121,7 @@ def weighted_metrics(
     called = p >= threshold
     tp, fp = (pos * called).sum(1), (neg * called).sum(1)
     fn, tn = n_pos - tp, n_neg - fp
-    bins = np.searchsorted(np.linspace(0.0, 1.0, config.ece_bins + 1)[1:-1], p, side="left")
-    gap = _per_value(w * (y - p), bins, config.ece_bins)
+    gap = _per_value(w * (y - p), calibration_bin(p, config.ece_bins), config.ece_bins)
     return {
         "auroc": auroc,
         "auprc": auprc,
@@ -132,6 +131,12 @@ def weighted_metrics(
         "brier": _ratio((w * (p - y) ** 2).sum(1), total),
         "ece": _ratio(np.abs(gap).sum(1), total),
     }
+
+
+def calibration_bin(p: np.ndarray, bins: int) -> np.ndarray:
+    """The equal-width bin (0 … bins − 1) of each probability, as ECE counts them: a value on an
+    inner edge belongs to the lower bin."""
+    return np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], p, side="left")
 
 
 def _per_value(w: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:

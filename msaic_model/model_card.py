@@ -1,25 +1,28 @@
 """The model card: one self-contained HTML page per registered model (figures as embedded PNG,
 no external resources), for the clinicians and informatics teams who decide whether to use it.
 
-Sections: intended use, the data snapshot and split (records and MI prevalence by part and site),
-the threshold and how it was chosen, test metrics with 95% intervals overall, per site and per
-device, the in-distribution vs held-out-site gap, ROC / precision-recall / calibration plots,
-lead and territory permutation importance, and limitations (the synthetic data first of all).
+Sections: intended use, the data snapshot and split (records and MI prevalence by part and site,
+the reviewers' adjudications used), the threshold and how it was chosen, the calibrated risk (method,
+bands, the test part's reliability diagram before and after calibration), test metrics with 95%
+intervals overall, per site and per device, the in-distribution vs held-out-site gap, ROC and
+precision-recall curves, lead and territory permutation importance, and limitations (the
+synthetic data first of all).
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from msaic_model.metrics import METRICS
+from msaic_model.metrics import METRICS, calibration_bin
+from tasks.model_files import RiskBands
 from tasks.report_figures import png
 from tasks.report_html import Section, heading, image, page, paragraph, table
 from tasks.synth.sites import all_sites
@@ -28,7 +31,8 @@ from tasks.synth.sites import all_sites
 @dataclass(frozen=True)
 class CardData:
     """What the card shows; `predictions`: every record of the split with its part, site, device,
-    label and (val and test) probability."""
+    label and (val and test) probability and calibrated risk; `adjudications`: the counts of
+    `tasks.training_data.adjudicated` (empty when the store held none)."""
 
     model_id: str
     description: str
@@ -39,6 +43,7 @@ class CardData:
     split_summary: dict[str, Any]
     importance: dict[str, pd.DataFrame]
     synthetic_sites: list[str]
+    adjudications: dict[str, int] = field(default_factory=dict)
 
 
 def render_card(card: CardData) -> str:
@@ -48,9 +53,10 @@ def render_card(card: CardData) -> str:
         Section("use", "Intended use", _intended_use(card)),
         Section("data", "Data and split", _data_section(card)),
         Section("threshold", "Decision threshold", _threshold_section(card.thresholds)),
+        Section("calibration", "Calibrated risk", _calibration_section(card, test)),
         Section("metrics", "Test metrics (95% bootstrap intervals)", _metrics_section(evaluation)),
         Section("shift", "Distribution shift: held-out sites", _shift_section(evaluation)),
-        Section("curves", "ROC, precision-recall and calibration (test)", _curves(test, card.thresholds)),
+        Section("curves", "ROC and precision-recall (test)", _curves(test, card.thresholds)),
         Section("importance", "Lead and territory permutation importance", _importance_section(card)),
         Section("limits", "Limitations", _limitations(card)),
     ]
@@ -84,8 +90,21 @@ def _data_section(card: CardData) -> str:
                 f"parts. Left out before the split: {excluded}."
             ),
             table(counts, "split-counts"),
+            paragraph(_adjudication_text(card.adjudications)),
             paragraph(f"Data snapshot: {summary.get('snapshot_sha256', '')}", "note"),
         ]
+    )
+
+
+def _adjudication_text(counts: dict[str, int]) -> str:
+    if not counts.get("used"):
+        return "Labels: the source's diagnostic statements; no reviewer adjudication concerned these records."
+    return (
+        f"Labels: the reviewers' latest adjudication replaced the source's label of {counts['used']} "
+        f"records: {counts['changed_label']} changed a label, {counts['labelled']} labelled a record the "
+        f"source left unlabelled, {counts['confirmed']} confirmed it, and {counts['removed']} records "
+        f"judged unreadable were left out; {counts['not_eligible']} decisions concern records not "
+        "eligible here (not in this store, or rejected by the quality gate)."
     )
 
 
@@ -150,12 +169,102 @@ def _shift_section(evaluation: dict[str, Any]) -> str:
     )
 
 
+def _calibration_text(calibration: dict[str, Any]) -> str:
+    chosen, parameters = calibration["chosen_by"], calibration["parameters"]
+    if calibration["method"] == "platt":
+        a, b = parameters["a"], parameters["b"]
+        how = f"Platt scaling, risk = σ({a:.4f}·logit {'−' if b < 0 else '+'} {abs(b):.4f})"
+    else:
+        how = f"isotonic regression ({len(parameters['logit'])} breakpoints, linear between them)"
+    return (
+        f"Risk is the model's log-odds calibrated on the validation part only ({chosen['val_records']} "
+        f"records, {chosen['val_positives']} MI+) by {how}; chosen: {chosen['reason']} (rule "
+        f"{chosen['config_version']}). The risk at the decision threshold is "
+        f"{calibration['risk_at_threshold']:.3f}; the threshold itself stays on the raw probability, "
+        "as the calibration is non-decreasing and would only restate the same calls. The test part "
+        "never influenced it; below it is checked there."
+    )
+
+
+def reliability_table(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFrame:
+    """Per non-empty equal-width bin (as ECE bins): records, mean predicted, observed MI fraction."""
+    frame = pd.DataFrame({"bin": calibration_bin(p, bins), "p": p, "y": y})
+    return frame.groupby("bin").agg(records=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
+
+
+def _band_table(test: pd.DataFrame, calibration: dict[str, Any]) -> pd.DataFrame:
+    """Per risk band: its range, and the test part's records, MI+ and observed MI fraction in it."""
+    bands = RiskBands(tuple(calibration["bands"]["cuts"]), tuple(calibration["bands"]["names"]))
+    limits = [f"< {bands.cuts[0]:.2f}"]
+    limits += [f"{low:.2f} to < {high:.2f}" for low, high in itertools.pairwise(bands.cuts)]
+    limits += [f">= {bands.cuts[-1]:.2f}"]
+    grouped = test.groupby(bands.of(test["risk"]))["mi_label"].agg(["size", "sum"])
+    grouped = grouped.reindex(list(bands.names)).fillna(0).astype(int)
+    observed = (grouped["sum"] / grouped["size"].where(grouped["size"] > 0)).map("{:.2f}".format)
+    return pd.DataFrame(
+        {
+            "risk": limits,
+            "test records": grouped["size"],
+            "MI+": grouped["sum"],
+            "observed MI fraction": observed.replace("nan", "–"),
+        }
+    ).rename_axis("band")
+
+
+def _calibration_section(card: CardData, test: pd.DataFrame) -> str:
+    calibration, scores = card.thresholds["calibration"], card.metrics["calibration"]
+    y = test["mi_label"].to_numpy(int)
+    fig = Figure(figsize=(13, 4.5))
+    rel_ax, count_ax = fig.subplots(1, 2)
+    rel_ax.plot([0, 1], [0, 1], color="#999", linestyle=":")
+    edges = np.linspace(0, 1, scores["ece_bins"] + 1)
+    for column, label, color in (
+        ("probability", "before (probability)", "#6a1b9a"),
+        ("risk", "after (risk)", "#ef6c00"),
+    ):
+        bins = reliability_table(y, test[column].to_numpy(float), scores["ece_bins"])
+        rel_ax.plot(bins["predicted"], bins["observed"], marker="o", color=color, label=label)
+        count_ax.hist(test[column], bins=edges, histtype="step", color=color, label=label, linewidth=1.5)
+    rel_ax.set(
+        xlabel="mean predicted",
+        ylabel="observed MI fraction",
+        title="Reliability (test)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    rel_ax.legend(loc="upper left")
+    for cut in calibration["bands"]["cuts"]:
+        count_ax.axvline(cut, color="#444", linewidth=0.8, linestyle="--")
+    count_ax.set(
+        xlabel="probability or risk",
+        ylabel="test records",
+        title="Distribution (dashed: band cuts)",
+        yscale="log",
+    )
+    count_ax.legend(loc="upper center")
+    summary = pd.DataFrame(
+        {name: [_cell(scores[c][name]) for c in ("probability", "risk")] for name in ("brier", "ece")},
+        index=pd.Index(
+            ["before: probability", "after: calibrated risk"], name=f"test ({scores['n']} records)"
+        ),
+    )
+    return "".join(
+        [
+            paragraph(_calibration_text(calibration)),
+            image(png(fig), "reliability diagram of the test part before and after calibration"),
+            table(summary, "calibration-test"),
+            heading("Risk bands (test)"),
+            table(_band_table(test, calibration), "risk-bands"),
+        ]
+    )
+
+
 def _curves(test: pd.DataFrame, thresholds: dict[str, Any]) -> str:
     y, p = test["mi_label"].to_numpy(int), test["probability"].to_numpy(float)
     if len(np.unique(y)) < 2:
         return paragraph("The test part holds a single class: no ROC or precision-recall curve.")
     fig = Figure(figsize=(13, 4))
-    roc_ax, pr_ax, cal_ax = fig.subplots(1, 3)
+    roc_ax, pr_ax = fig.subplots(1, 2)
     fpr, tpr, _ = roc_curve(y, p)
     roc_ax.plot(fpr, tpr, color="#1565c0")
     roc_ax.plot([0, 1], [0, 1], color="#999", linestyle=":")
@@ -166,11 +275,7 @@ def _curves(test: pd.DataFrame, thresholds: dict[str, Any]) -> str:
     pr_ax.step(recall, precision, where="post", color="#2e7d32")
     pr_ax.axhline(y.mean(), color="#999", linestyle=":")
     pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", ylim=(0, 1.02))
-    prob_true, prob_pred = calibration_curve(y, p, n_bins=10)
-    cal_ax.plot([0, 1], [0, 1], color="#999", linestyle=":")
-    cal_ax.plot(prob_pred, prob_true, marker="o", color="#6a1b9a")
-    cal_ax.set(xlabel="mean predicted probability", ylabel="observed MI fraction", title="Calibration")
-    return image(png(fig), "ROC, precision-recall and calibration curves of the test part")
+    return image(png(fig), "ROC and precision-recall curves of the test part")
 
 
 def _importance_section(card: CardData) -> str:

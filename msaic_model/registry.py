@@ -3,7 +3,8 @@
 A registered directory holds only data, nothing that executes on load:
 - `weights.safetensors`: the network's state dict, or a feature baseline's arrays;
 - `config.json`: kind (`net`, `logreg`, `gbm`), the model config, the split, the feature columns;
-- `thresholds.json`: the decision threshold and how it was chosen (validation only);
+- `thresholds.json`: the decision threshold and how it was chosen, the calibration of the
+  log-odds into a risk with its bands and how it was chosen (validation only, both);
 - `metrics.json`: evaluation with intervals, training history, permutation importance;
 - `snapshot.json`: what data trained it (hash and count of the record ids of each part, the
   store part files read); `split.parquet`: the record → part assignment itself;
@@ -29,13 +30,13 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 from pydantic import ValidationError
-from scipy.special import logit
+from scipy.special import expit
 
 from data_contracts.schemas import FS
 from msaic_model.config import ModelConfig
 from msaic_model.feature_baselines import FeatureModel, LogisticModel, TreeEnsemble, feature_model_from_arrays
 from msaic_model.net import build_model
-from msaic_model.train import CropOcclusion, predict_proba, resolve_device
+from msaic_model.train import CropOcclusion, WindowScores, predict_proba, resolve_device
 from tasks import store as st
 from tasks.model_files import (
     CONFIG,
@@ -43,6 +44,7 @@ from tasks.model_files import (
     NET,
     THRESHOLDS,
     WEIGHTS,
+    Calibration,
     ModelError,
     ModelFiles,
     read_model_files,
@@ -50,7 +52,7 @@ from tasks.model_files import (
 
 SPLIT_FILE = "split.parquet"
 FEATURE_CLASSES: dict[str, type] = {"logreg": LogisticModel, "gbm": TreeEnsemble}
-SNAPSHOT_TABLES: tuple[str, ...] = ("records", "waveforms", "quality", "features")
+SNAPSHOT_TABLES: tuple[str, ...] = ("records", "waveforms", "quality", "features", "adjudications")
 
 
 def new_model_id(name: str, split: str, fold: int | None = None) -> str:
@@ -134,14 +136,16 @@ def _json_default(value: Any) -> Any:
 class LoadedModel:
     """A model ready to score: `predict_proba(signals)` for (n, 12, 5000) float32 mV at 500 Hz
     (NaN allowed) returns (n,) MI probabilities, batching internally; `threshold` is the saved
-    decision threshold (probability >= threshold is positive). A feature baseline first measures
-    its features from the windows (quality gate + median-beat measurement, tens of ms a record)."""
+    decision threshold (probability >= threshold is positive); `calibration` maps log-odds to a
+    risk (None for a model registered before calibration). A feature baseline first measures its
+    features from the windows (quality gate + median-beat measurement, tens of ms a record)."""
 
     model_id: str
     threshold: float | None
     config: dict[str, Any]
     net: torch.nn.Module | None = None
     feature_model: FeatureModel | None = None
+    calibration: Calibration | None = None
 
     @property
     def kind(self) -> str:
@@ -174,39 +178,41 @@ class LoadedModel:
         if self.net is not None:
             return CropOcclusion.of(self.net, self.model_config, signals)
         features = self.measured_features(signals)
-        probability = self.predict_features(features)
+        scores = self.feature_scores(features)
         return SignalOcclusion(
-            self, signals, probability, _log_odds(probability), np.isnan(features).all(axis=1)
+            self, signals, scores.probability, scores.logit, scores.logit, np.isnan(features).all(axis=1)
         )
+
+    def feature_scores(self, x: np.ndarray) -> WindowScores:
+        """Feature baselines: probabilities and log-odds from a (n, feature_columns) matrix (NaN
+        allowed), both float64."""
+        if self.feature_model is None:
+            raise ValueError(f"model {self.model_id} is a network; it scores signals, not features")
+        logit = np.asarray(self.feature_model.logit(x), dtype=np.float64)
+        return WindowScores(expit(logit), logit)
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         """Feature baselines: probabilities from a (n, feature_columns) matrix (NaN allowed)."""
-        if self.feature_model is None:
-            raise ValueError(f"model {self.model_id} is a network; it scores signals, not features")
-        return np.asarray(self.feature_model.predict_proba(x), dtype=np.float64)
+        return self.feature_scores(x).probability
 
 
 @dataclass
 class SignalOcclusion:
     """Occlusion for a feature baseline: removed leads become missing (NaN) in the stored windows,
-    whose features are then measured again; log-odds as `CropOcclusion`."""
+    whose features are then measured again; log-odds (the model's own, unbounded) as `CropOcclusion`."""
 
     model: LoadedModel
     signals: np.ndarray
     probability: np.ndarray  # (n,) probability of each window
-    base_logit: np.ndarray  # (n,) its log-odds: occlusion looks at the whole window
+    logit: np.ndarray  # (n,) its log-odds
+    base_logit: np.ndarray  # (n,) the same: occlusion looks at the whole window
     no_input: np.ndarray  # (n,) no feature could be measured (no median beat)
 
     def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Log-odds of the windows `rows` with the leads where `masks` (m, 12) is True removed."""
         occluded = self.signals[rows]
         occluded[np.asarray(masks, dtype=bool)] = np.nan
-        return _log_odds(self.model.predict_proba(occluded))
-
-
-def _log_odds(p: np.ndarray) -> np.ndarray:
-    """logit(p) in float64, bounded at ±27.6 (p within 1e-12 of 0 or 1)."""
-    return logit(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12))
+        return self.model.feature_scores(self.model.measured_features(occluded)).logit
 
 
 def extract_features(signals: np.ndarray) -> pd.DataFrame:
@@ -246,7 +252,7 @@ def load_model(model_dir: Path, device: str = "auto") -> LoadedModel:
     Everything it relies on is checked first and refused with a one-line `ModelError`: the files
     and threshold (`read_model_files`), weights without NaN and within WEIGHT_LIMIT, a network
     config within bounds whose parameter shapes match the weights, and feature-baseline arrays
-    consistent with their feature columns."""
+    consistent with their feature columns. The calibration comes checked with the files."""
     files = read_model_files(Path(model_dir))
     arrays = _read_weights(Path(model_dir) / WEIGHTS)
     _check_values(files.model_id, arrays)
@@ -256,10 +262,14 @@ def load_model(model_dir: Path, device: str = "auto") -> LoadedModel:
         net = build_model(config)
         net.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
         net = net.to(resolve_device(device)).eval()
-        return LoadedModel(files.model_id, files.threshold, files.config, net=net)
+        return LoadedModel(
+            files.model_id, files.threshold, files.config, net=net, calibration=files.calibration
+        )
     _check_feature_arrays(files, arrays)
     model = feature_model_from_arrays(files.kind, arrays)
-    return LoadedModel(files.model_id, files.threshold, files.config, feature_model=model)
+    return LoadedModel(
+        files.model_id, files.threshold, files.config, feature_model=model, calibration=files.calibration
+    )
 
 
 def _read_weights(path: Path) -> dict[str, np.ndarray]:

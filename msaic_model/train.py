@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from torch import nn
+from torch.nn import functional as F
 
 from msaic_model.config import ModelConfig
 from msaic_model.data import WaveformStream, crop_samples, prepare
@@ -70,6 +71,29 @@ def _mean_probability(logits: torch.Tensor) -> np.ndarray:
     return torch.sigmoid(logits).mean(dim=1).numpy()
 
 
+def window_logit(logits: torch.Tensor) -> np.ndarray:
+    """(n,) float64 log-odds of the window probability (the mean of its crops' probabilities) from
+    the crops' logits (n, k), computed in log space: log Σσ(z) − log Σσ(−z). It stays finite and
+    distinct where the float32 probability reads 1, so it ranks confident calls and is what the
+    calibration reads; a single crop's log-odds is its logit."""
+    z = logits.double()
+    return (torch.logsumexp(F.logsigmoid(z), dim=1) - torch.logsumexp(F.logsigmoid(-z), dim=1)).numpy()
+
+
+@dataclass(frozen=True)
+class WindowScores:
+    """Per window: the MI probability (float32, the mean over its crops, as scoring stores it) and
+    its log-odds (float64, `window_logit`)."""
+
+    probability: np.ndarray
+    logit: np.ndarray
+
+    @classmethod
+    def of(cls, logits: torch.Tensor) -> WindowScores:
+        """Scores of windows from their crops' logits (n, k)."""
+        return cls(_mean_probability(logits), window_logit(logits))
+
+
 def window_probability(model: nn.Module, config: ModelConfig, x: torch.Tensor) -> np.ndarray:
     """MI probability of whole prepared windows (n, 12, T): the mean probability over crops of the
     training length that tile the window, so that the network sees inputs as long as in training
@@ -92,14 +116,17 @@ def _crop_batches(
             yield crops, crop_logits(model, crops)
 
 
-def predict_stream(model: nn.Module, stream: WaveformStream) -> np.ndarray:
-    """MI probability per window of an evaluation stream, aligned with its `record_ids`."""
+def predict_stream(model: nn.Module, stream: WaveformStream) -> WindowScores:
+    """MI probability and log-odds per window of an evaluation stream, aligned with its `record_ids`."""
     model.eval()
     probabilities = np.full(len(stream.record_ids), np.nan, np.float32)
+    logits = np.full(len(stream.record_ids), np.nan, np.float64)
     with torch.inference_mode():
         for batch in stream:
-            probabilities[batch.position.numpy()] = window_probability(model, stream.config, batch.x)
-    return probabilities
+            scores = WindowScores.of(crop_logits(model, _crops(stream.config, batch.x)))
+            probabilities[batch.position.numpy()] = scores.probability
+            logits[batch.position.numpy()] = scores.logit
+    return WindowScores(probabilities, logits)
 
 
 def predict_prepared(
@@ -143,6 +170,7 @@ class CropOcclusion:
     config: ModelConfig
     crops: torch.Tensor  # (n, 12, crop) prepared
     probability: np.ndarray  # (n,) window probability, the mean over its crops
+    logit: np.ndarray  # (n,) its log-odds (`window_logit`; with one crop, `base_logit`)
     base_logit: np.ndarray  # (n,) logit of each strongest crop, nothing removed
     no_input: np.ndarray  # (n,) the prepared window is all zero: no median beat, or no lead at all
 
@@ -155,11 +183,13 @@ class CropOcclusion:
             logits.append(z)
             empty.append((batch == 0).flatten(1).all(dim=1).numpy())
         z = torch.cat(logits) if logits else torch.empty(0, 1)
+        scores = WindowScores.of(z)
         return cls(
             model,
             config,
             torch.cat(crops) if crops else torch.empty(0),
-            _mean_probability(z),
+            scores.probability,
+            scores.logit,
             z.amax(dim=1).numpy(),
             np.concatenate([np.empty(0, bool), *empty]),
         )
@@ -180,8 +210,8 @@ class CropOcclusion:
 
 def predict_store(
     model: nn.Module, config: ModelConfig, store: Path, record_ids: list[str] | pd.Series
-) -> np.ndarray:
-    """MI probability per record id (aligned with `record_ids`), streamed from the store."""
+) -> WindowScores:
+    """MI probability and log-odds per record id (aligned with `record_ids`), streamed from the store."""
     return predict_stream(model, WaveformStream(store, list(record_ids), None, config, train=False))
 
 
@@ -271,7 +301,7 @@ def fit(
             sums += [float(p.detach()) * len(batch.y) for p in parts]
             windows += len(batch.y)
         seconds = time.perf_counter() - start
-        probs = predict_stream(model, val_stream)
+        probs = predict_stream(model, val_stream).probability
         row = {
             "epoch": epoch,
             "train_loss": sums[0] / max(windows, 1),

@@ -1,6 +1,7 @@
 """One training run on one fold of a split, end to end: fit on `train` (early stopping on `val`),
-predict `val` and `test`, choose the threshold on `val` only, evaluate `test` (overall, per site,
-per device, held-out gap), permutation importance on `test`, and register the model with its card.
+predict `val` and `test`, choose the threshold and fit the risk calibration on `val` only, evaluate
+`test` (overall, per site, per device, held-out gap; reliability before and after calibration),
+permutation importance on `test`, and register the model with its card.
 
 Networks (`msaic`, `resnet1d`, `inception1d`) train on waveforms streamed from the store
 (`msaic_model.train.fit`); the feature baselines (`logreg`, `gbm`) on the feature store. Both end
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -24,11 +25,13 @@ import pyarrow.dataset as ds
 from data_contracts.feature_columns import FEATURE_COLUMNS
 from data_contracts.leads import CANONICAL_LEADS
 from msaic_model.blocks import parameter_count
+from msaic_model.calibration import calibrate, load_calibration_config
 from msaic_model.config import ModelConfig, load_config, with_overrides
 from msaic_model.data import prepare_array, signals_of
 from msaic_model.evaluate import EvaluationConfig, evaluate_predictions, validation_threshold
 from msaic_model.feature_baselines import fit_feature_model
 from msaic_model.importance import lead_groups, permutation_importance
+from msaic_model.metrics import compute_metrics
 from msaic_model.model_card import CardData, render_card, synthetic_sites
 from msaic_model.registry import (
     SPLIT_FILE,
@@ -39,7 +42,7 @@ from msaic_model.registry import (
     register,
     sha256_of,
 )
-from msaic_model.train import fit, predict_prepared, predict_store
+from msaic_model.train import WindowScores, fit, predict_prepared, predict_store
 from tasks import store as st
 from tasks.model_files import FEATURE_MODELS, NET
 from tasks.splits import ASSIGNMENT_COLUMNS, Split, labelled_records, make_split
@@ -51,7 +54,8 @@ MODEL_CHOICES: tuple[str, ...] = (*NETS, *FEATURE_MODELS)
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What one fold's run needs; `model_config` for networks, `feature_columns` for baselines."""
+    """What one fold's run needs; `model_config` for networks, `feature_columns` for baselines;
+    `adjudications`: how the reviewers' decisions changed the labels (`tasks.training_data`)."""
 
     store: Path
     model: str
@@ -61,6 +65,7 @@ class RunSpec:
     evaluation: EvaluationConfig
     model_config: ModelConfig | None = None
     feature_columns: list[str] | None = None
+    adjudications: dict[str, int] = field(default_factory=dict)
 
 
 def network_config(model: str, config_path: Path | None, epochs: int | None, seed: int) -> ModelConfig:
@@ -87,7 +92,7 @@ def model_arguments(model: str, config_path: Path | None, epochs: int | None, se
 class Fitted:
     loaded: LoadedModel
     weights: dict[str, Any]
-    predictions: pd.DataFrame  # the fold's val and test rows with their probability
+    predictions: pd.DataFrame  # the fold's val and test rows with their probability and logit
     training: dict[str, Any]
 
 
@@ -128,18 +133,24 @@ def fit_fold(spec: RunSpec, model_id: str) -> Fitted:
             "parameters": int(sum(v.size for v in weights.values())),
         }
     start = time.perf_counter()
-    scored["probability"] = predict_rows(spec.store, loaded, scored_ids)
+    scores = score_rows(spec.store, loaded, scored_ids)
+    scored["probability"], scored["logit"] = scores.probability.astype(np.float64), scores.logit
     seconds = time.perf_counter() - start
     training["inference_records_per_s"] = len(scored_ids) / seconds if seconds > 0 else None
     return Fitted(loaded, weights, scored.reset_index(drop=True), training)
 
 
-def predict_rows(store: Path, loaded: LoadedModel, record_ids: list[str]) -> np.ndarray:
-    """Probabilities of stored records, aligned with `record_ids`: networks stream the waveforms,
-    feature baselines read the feature store."""
+def score_rows(store: Path, loaded: LoadedModel, record_ids: list[str]) -> WindowScores:
+    """Probabilities and log-odds of stored records, aligned with `record_ids`: networks stream
+    the waveforms, feature baselines read the feature store."""
     if loaded.net is not None:
-        return predict_store(loaded.net, loaded.model_config, store, record_ids).astype(np.float64)
-    return loaded.predict_features(feature_matrix(store, record_ids, loaded.feature_columns))
+        return predict_store(loaded.net, loaded.model_config, store, record_ids)
+    return loaded.feature_scores(feature_matrix(store, record_ids, loaded.feature_columns))
+
+
+def predict_rows(store: Path, loaded: LoadedModel, record_ids: list[str]) -> np.ndarray:
+    """Probabilities (float64) of stored records, aligned with `record_ids` (`score_rows`)."""
+    return score_rows(store, loaded, record_ids).probability.astype(np.float64)
 
 
 def split_description(spec: RunSpec) -> dict[str, Any]:
@@ -183,26 +194,56 @@ def lead_importance(
     return {"lead": frame[single].reset_index(drop=True), "territory": frame[~single].reset_index(drop=True)}
 
 
+def calibrated(predictions: pd.DataFrame, threshold: float) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The `calibration` entry of thresholds.json, fitted on the `val` rows' log-odds only
+    (`msaic_model.calibration`), with the risk at the decision threshold; and the predictions
+    with each row's calibrated `risk`."""
+    val = predictions[predictions["part"] == "val"]
+    calibration, report = calibrate(val["logit"], val["mi_label"].to_numpy(int), load_calibration_config())
+    threshold_logit = np.log(threshold) - np.log1p(-threshold)
+    entry = calibration.to_json() | {
+        "chosen_by": report,
+        "risk_at_threshold": float(calibration.risk(threshold_logit)),
+    }
+    return entry, predictions.assign(risk=calibration.risk(predictions["logit"]))
+
+
+def reliability(test: pd.DataFrame, threshold: float, config: EvaluationConfig, seed: int) -> dict[str, Any]:
+    """Brier score and ECE (with bootstrap intervals, over `ece_bins` equal-width bins) of the test
+    part's probabilities and of their calibrated risks."""
+    y = test["mi_label"].to_numpy(int)
+    out = {}
+    for column in ("probability", "risk"):
+        result = compute_metrics(y, test[column].to_numpy(float), threshold, config.metrics, seed).to_dict()
+        out[column] = {"brier": result["brier"], "ece": result["ece"]}
+    return {"n": len(test), "ece_bins": config.metrics.ece_bins, **out}
+
+
 def finish_fold(spec: RunSpec, fitted: Fitted, description: str) -> Path:
-    """Threshold (val only), evaluation (test), importance, model card; register; the model dir."""
+    """Threshold and calibration (val only), evaluation (test), importance, model card; register;
+    the model dir. The decision threshold stays on the raw probability: the calibration is
+    non-decreasing, so it could only restate the same calls (or merge isotonic ties)."""
     config = spec.evaluation
     thresholds = validation_threshold(fitted.predictions, config)
+    thresholds["calibration"], predictions = calibrated(fitted.predictions, thresholds["threshold"])
     loaded = replace(fitted.loaded, threshold=thresholds["threshold"])
-    evaluation = evaluate_predictions(fitted.predictions, thresholds["threshold"], config, spec.split.seed)
-    test = fitted.predictions[fitted.predictions["part"] == "test"]
+    evaluation = evaluate_predictions(predictions, thresholds["threshold"], config, spec.split.seed)
+    test = predictions[predictions["part"] == "test"]
     importance = (
         lead_importance(spec.store, loaded, test, config, spec.split.seed) if spec.model in NETS else {}
     )
     fold_rows = spec.split.assignment[spec.split.assignment["fold"] == spec.fold]
-    snapshot = data_snapshot(spec.store, fold_rows)
+    snapshot = data_snapshot(spec.store, fold_rows) | {"adjudications": spec.adjudications}
     snapshot_id = sha256_of([json.dumps(snapshot, sort_keys=True)])
     metrics = {
         "evaluation": evaluation,
+        "calibration": reliability(test, thresholds["threshold"], config, spec.split.seed),
         "training": fitted.training,
         "importance": {name: frame.to_dict(orient="records") for name, frame in importance.items()},
         "evaluation_config_version": config.version,
     }
-    split_rows = fold_rows.merge(fitted.predictions[["record_id", "probability"]], on="record_id", how="left")
+    scored = predictions[["record_id", "probability", "logit", "risk"]]
+    split_rows = fold_rows.merge(scored, on="record_id", how="left")
     card = CardData(
         model_id=loaded.model_id,
         description=description,
@@ -213,6 +254,7 @@ def finish_fold(spec: RunSpec, fitted: Fitted, description: str) -> Path:
         split_summary={**loaded.config["split"], "snapshot_sha256": snapshot_id},
         importance=importance,
         synthetic_sites=synthetic_sites(fold_rows),
+        adjudications=spec.adjudications,
     )
     return register(
         spec.store,
@@ -247,7 +289,7 @@ def reevaluate(
     trained_here = model_path.resolve().parent.parent == Path(store).resolve()
     excluded = dict(eligible.excluded)
     if split_mode is None and trained_here:
-        rows = saved[saved["part"] != "train"].drop(columns="probability")
+        rows = saved[saved["part"] != "train"].drop(columns=["probability", "logit", "risk"], errors="ignore")
     else:
         if split_mode in ("loso", "cv"):
             raise ValueError("re-evaluation takes one test part: use site, device, patient or strat_fold")

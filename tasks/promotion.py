@@ -2,8 +2,9 @@
 
 `STORE/models/promoted` names the model that scheduled screening uses (one model id, replaced
 atomically); `STORE/models/promotions.jsonl` holds one line per decision, promoted or not, with
-both intervals and the reason, so that every change of the screening model can be traced. The
-rule and its tolerance are in data_contracts/promotion.json.
+both intervals, the reason and how many reviewers' adjudications the candidate was trained on (its
+snapshot.json), so that every change of the screening model can be traced. The rule and its
+tolerance are in data_contracts/promotion.json.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ class Decision:
     promoted: bool
     reason: str
     rules_version: str
+    adjudications: dict[str, int] | None  # the candidate's adjudicated labels; None: not recorded
+
+
+def trained_on_adjudications(model_dir: Path) -> dict[str, int] | None:
+    """The adjudication counts in a registered model's snapshot.json (None before they were kept)."""
+    snapshot: dict[str, Any] = json.loads((model_dir / "snapshot.json").read_text())
+    return snapshot.get("adjudications")
 
 
 def held_out_interval(model_dir: Path, metric: str) -> Interval | None:
@@ -89,6 +97,7 @@ def gate(store: Path, candidate_id: str) -> Decision:
         promoted,
         reason,
         rules["version"],
+        trained_on_adjudications(models / candidate_id),
     )
     with st.store_lock(store):
         with (models / LOG).open("a") as log:

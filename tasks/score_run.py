@@ -88,7 +88,8 @@ class ScoreTotals:
     """What a run did (this run's shards, plus what earlier runs had already done)."""
 
     model_id: str = ""
-    counts: Counter = field(default_factory=Counter)  # records, windows, scored, rejected, ...
+    calibration: str | None = None  # the model's calibration method; None: scored without a risk
+    counts: Counter = field(default_factory=Counter)  # records, windows, scored, calibrated, ...
     quarantined: Counter = field(default_factory=Counter)  # "stage:reason" → inputs
     skipped: Counter = field(default_factory=Counter)  # kind → files that hold no recording
     seconds: Counter = field(default_factory=Counter)  # read, quality, model, explain, write, walk
@@ -224,6 +225,7 @@ def run_shard(job: ShardJob, cfg: ScoreConfig, out: Path) -> ShardDone:
         "records": result.records,
         "windows": len(result.rows),
         "scored": sum(scored.values()),
+        "calibrated": sum(r["risk"] is not None for r in result.rows),
         "flagged": sum(r["flagged"] for r in result.rows),
         "pass": scored["pass"],
         "limited": scored["limited"],
@@ -310,7 +312,8 @@ def score_archive_run(
     decision_threshold(model)
     out.mkdir(parents=True, exist_ok=True)
     cfg = score_config(out, model_dir, settings)  # OUT/.pseudonym_key appears here, inputs checked
-    totals = ScoreTotals(model_id=model.model_id)
+    method = model.calibration.method if model.calibration else None
+    totals = ScoreTotals(model_id=model.model_id, calibration=method)
     with st.store_lock(out):
         shard_size = _run_file(out, archive, totals.model_id, settings.score_shard_size)
         ledger = _ledger(out)
@@ -374,9 +377,21 @@ def _drain(
         collect(in_flight.popleft().result())
 
 
+def risk_note(totals: ScoreTotals) -> str:
+    """What the `risk` column of this run holds, in one sentence for the summary."""
+    if totals.calibration is None:
+        return (
+            f"risk and risk_band are null: model {totals.model_id} was registered without a calibration "
+            "(before calibration/1); retrain it to get calibrated risks"
+        )
+    return f"risk: the model's log-odds calibrated on its validation part ({totals.calibration})"
+
+
 def _write_summary(out: Path, totals: ScoreTotals) -> None:
     data = {
         "model_id": totals.model_id,
+        "calibration": totals.calibration,
+        "risk": risk_note(totals),
         "counts": dict(totals.counts),
         "quarantined": dict(totals.quarantined),
         "skipped": dict(totals.skipped),

@@ -4,7 +4,9 @@ quality gate, the model's probabilities, and an occlusion explanation of each po
 Pure work on in-memory units; `tasks.score_run` stages and commits the rows it returns. A record
 that cannot be read becomes a quarantine row (the ingest classification), a window the quality
 gate rejects is kept with its reason instead of a probability, a `limited` one is scored and
-names its flagged leads.
+names its flagged leads. A scored window also carries the model's log-odds (`logit`, which still
+ranks calls whose probability reads 1.000) and, when the model was registered with a calibration,
+the calibrated `risk` and its band (null otherwise).
 """
 
 from __future__ import annotations
@@ -22,21 +24,23 @@ from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 from tasks.archive import ArchiveProblem, RecordUnit
 from tasks.ingest import IngestConfig, Task, _classify, content_sha256, quarantine_row, record_rows
+from tasks.model_files import Calibration
 from tasks.quality import QcProfile, assess
 
-SCORE_VERSION = "score/2"  # 2: explanations from log-odds drops (score_explain/3)
+SCORE_VERSION = "score/3"  # 2: explanations from log-odds drops (score_explain/3); 3: logit, risk, risk_band
 NO_INPUT = "no model input: no median beat could be formed"
 EXPLAIN_FILE = "score_explain.json"
 
 
 class Occlusion(Protocol):
     """Scores of some windows and their lead occlusion (`msaic_model.registry.LoadedModel.occlusion`):
-    `probability` (n,) of each window, `base_logit` (n,) the log-odds of what occlusion looks at
-    with nothing removed, and `masked_logit(rows, masks)` those of windows `rows` with the leads
-    where `masks` (m, 12) is True removed. Drops are measured in log-odds, which still rank leads
-    where a confident call's probability has saturated at 1."""
+    `probability` (n,) of each window, `logit` (n,) its log-odds, `base_logit` (n,) the log-odds
+    of what occlusion looks at with nothing removed, and `masked_logit(rows, masks)` those of
+    windows `rows` with the leads where `masks` (m, 12) is True removed. Drops are measured in
+    log-odds, which still rank leads where a confident call's probability has saturated at 1."""
 
     probability: np.ndarray
+    logit: np.ndarray
     base_logit: np.ndarray
     no_input: np.ndarray  # (n,) bool: the model had nothing to read; such a window is not scored
 
@@ -44,11 +48,13 @@ class Occlusion(Protocol):
 
 
 class ProbabilityModel(Protocol):
-    """What scoring needs of a registered model (`msaic_model.registry.LoadedModel`)."""
+    """What scoring needs of a registered model (`msaic_model.registry.LoadedModel`); a model
+    registered before calibration has `calibration` None and scores without a risk."""
 
     model_id: str
     threshold: float | None
     config: dict[str, Any]
+    calibration: Calibration | None
 
     def occlusion(self, signals: np.ndarray) -> Occlusion: ...
 
@@ -164,6 +170,15 @@ def explanation_text(territory: str | None, leads: list[str]) -> str | None:
     )
 
 
+def calibrated_risk(calibration: Calibration | None, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, the calibrated risk (NaN where the window has no logit or the model has no
+    calibration) and its band (None there)."""
+    if calibration is None:
+        return np.full(len(logits), np.nan), np.full(len(logits), None, object)
+    risk = calibration.risk(logits)
+    return risk, np.where(np.isnan(risk), None, calibration.bands.of(np.nan_to_num(risk)))
+
+
 def score_units(
     items: list[tuple[RecordUnit | ArchiveProblem, str]],
     cfg: ScoreConfig,
@@ -206,6 +221,7 @@ def score_units(
     verdicts = np.asarray(qc.verdict)
     scored = np.flatnonzero(verdicts != "reject")
     probs = np.full(len(rows), np.nan, np.float32)
+    logits = np.full(len(rows), np.nan, np.float64)
     threshold = decision_threshold(model)
     why: dict[int, tuple[str | None, list[str]]] = {}
     no_input: set[int] = set()
@@ -213,6 +229,7 @@ def score_units(
     if len(scored):
         occlusion = model.occlusion(windows[scored])
         probs[scored] = np.where(occlusion.no_input, np.nan, occlusion.probability)
+        logits[scored] = np.where(occlusion.no_input, np.nan, occlusion.logit)
         no_input = set(scored[occlusion.no_input].tolist())
         positive = np.flatnonzero(
             ~occlusion.no_input & (occlusion.probability >= threshold)
@@ -222,6 +239,7 @@ def score_units(
     out.seconds["model"] += t3 - t2
     out.seconds["explain"] += time.perf_counter() - t3
     now, version = datetime.now(UTC), model_version(model)
+    risks, bands = calibrated_risk(model.calibration, logits)
     for i, row in enumerate(rows):
         territory, leads = why.get(i, (None, []))
         rejected = verdicts[i] == "reject"
@@ -247,6 +265,9 @@ def score_units(
                     if flags
                 ],
                 "probability": None if unscored else float(probs[i]),
+                "logit": None if unscored else float(logits[i]),
+                "risk": None if np.isnan(risks[i]) else float(risks[i]),
+                "risk_band": bands[i],
                 "flagged": bool(probs[i] >= threshold),
                 "threshold": threshold,
                 "model_id": model.model_id,

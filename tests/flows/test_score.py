@@ -5,6 +5,7 @@ worklist, the quarantine of bad records, and the CLI's refusals."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -83,6 +84,13 @@ def test_every_record_scored_once_as_the_store_sees_it(
     assert (scores["model_id"] == model.model_id).all()
     assert scores["model_version"].str.contains("msaic").all()
 
+    # the log-odds (which rank calls whose probability reads 1.000) and the calibrated risk
+    done = scores[scores["probability"].notna()]
+    np.testing.assert_allclose(1 / (1 + np.exp(-done["logit"])), done["probability"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(done["risk"], model.calibration.risk(done["logit"]), rtol=1e-6)
+    assert done["risk_band"].tolist() == model.calibration.bands.of(done["risk"]).tolist()
+    assert scores.loc[scores["probability"].isna(), ["logit", "risk", "risk_band"]].isna().all(axis=None)
+
 
 def test_territory_is_the_group_whose_masking_lowers_the_probability_most(
     scored: Path, synth_store: Path, model_dir: Path
@@ -135,14 +143,17 @@ def test_worklist_ranks_flagged_records(scored: Path) -> None:
     worklist = pd.read_csv(scored / "worklist.csv")
     flagged = scores[scores["flagged"]]
     assert len(worklist) == flagged.groupby(["site", "source_path"]).ngroups
+    # ranked by the calibrated risk, which is monotone in the log-odds: calls whose probability
+    # reads 1.000 keep their order
+    assert worklist["risk"].is_monotonic_decreasing and worklist["logit"].is_monotonic_decreasing
     assert worklist["probability"].is_monotonic_decreasing
     assert worklist["rank"].tolist() == list(range(1, len(worklist) + 1))
     assert set(worklist["verdict"]) <= {"pass", "limited"}
-    top = flagged.sort_values("probability", ascending=False).iloc[0]
+    top = flagged.sort_values("logit", ascending=False).iloc[0]
     assert worklist.loc[0, "source_path"] == top["source_path"]
     assert worklist.loc[0, "site"] == top["site"]
     page = (scored / "worklist.html").read_text()
-    assert "<script" not in page and "http" not in page.split("<body>")[1]
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page)  # no asset from elsewhere
     for path in worklist["source_path"].head(20):
         assert path in page
     summary = json.loads((scored / "score_summary.json").read_text())
@@ -151,6 +162,31 @@ def test_worklist_ranks_flagged_records(scored: Path) -> None:
     counts = summary["counts"]
     assert counts["scored"] == int(scores["probability"].notna().sum()) == counts["pass"] + counts["limited"]
     assert counts["rejected"] + counts["no_input"] == int(scores["unscored_reason"].notna().sum())
+    assert counts["calibrated"] == counts["scored"] and summary["calibration"] == "platt"
+
+
+def test_a_model_registered_before_calibration_scores_without_a_risk(
+    synth_archive: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    from tasks.score_run import score_archive_run
+    from tasks.settings import Settings
+
+    old = tmp_path / "models" / model_dir.name
+    shutil.copytree(model_dir, old)
+    thresholds = json.loads((old / "thresholds.json").read_text())
+    del thresholds["calibration"]
+    (old / "thresholds.json").write_text(json.dumps(thresholds))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for hea in sorted(synth_archive.glob("records*/*/*.hea"))[:3]:
+        for path in (hea, hea.with_suffix(".dat")):
+            shutil.copy(path, archive / path.name)
+    totals = score_archive_run(archive, old, tmp_path / "out", Settings(workers=1))
+    scores = st.read_table(tmp_path / "out", "scores").to_pandas()
+    assert scores["logit"].notna().any() and scores["risk"].isna().all() and scores["risk_band"].isna().all()
+    summary = json.loads((tmp_path / "out" / "score_summary.json").read_text())
+    assert summary["calibration"] is None and "registered without a calibration" in summary["risk"]
+    assert totals.counts["calibrated"] == 0 < totals.counts["scored"]
 
 
 def test_bad_records_are_quarantined_and_the_run_goes_on(

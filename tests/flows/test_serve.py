@@ -69,6 +69,9 @@ def test_each_deployment_is_scheduled_and_runs_once(
     assert len(decisions) == 1
     assert decisions[0]["candidate_interval"] is not None, "a site split gives a held-out interval"
     assert decisions[0]["promoted"] and decisions[0]["current"] is None  # the first one is promoted
+    snapshot = json.loads((store / "models" / decisions[0]["candidate"] / "snapshot.json").read_text())
+    assert decisions[0]["adjudications"] == snapshot["adjudications"]  # what the retraining used
+    assert decisions[0]["adjudications"]["decisions"] == 0
     model_id = promoted_model(store)
     assert model_id == decisions[0]["candidate"]
 

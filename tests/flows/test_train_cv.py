@@ -22,6 +22,7 @@ from flows.train import train
 from msaic_model.config import load_config, with_overrides
 from msaic_model.evaluate import load_evaluation_config, validation_threshold
 from msaic_model.registry import load_model
+from msaic_model.training_run import calibrated
 from tasks.settings import Settings
 from tasks.training_data import eligible_records
 from tests.conftest import LUDB
@@ -92,9 +93,13 @@ def test_cv_registers_a_model_per_fold_with_validation_thresholds(
         rng = np.random.default_rng(t.fold)
         scrambled = scored.assign(
             probability=np.where(test, rng.random(len(scored)), scored["probability"]),
+            logit=np.where(test, rng.normal(0, 5, len(scored)), scored["logit"]),
             mi_label=np.where(test, rng.integers(0, 2, len(scored)), scored["mi_label"]),
         )
         assert validation_threshold(scrambled, evaluation)["threshold"] == threshold["threshold"]
+        calibration = threshold.pop("calibration")  # so is the risk calibration
+        refit, _ = calibrated(scrambled, threshold["threshold"])
+        assert refit["parameters"] == pytest.approx(calibration["parameters"], rel=1e-6)
         assert validation_threshold(scored, evaluation) == threshold
         tested.append(scored.loc[test, ["record_id", "patient_key"]])
     tested_ids = pd.concat(tested)["record_id"]

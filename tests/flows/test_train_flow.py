@@ -20,6 +20,7 @@ from flows.cli import main
 from flows.features import features
 from flows.quality import quality
 from flows.train import evaluate, train
+from msaic_model.calibration import calibrate, load_calibration_config
 from msaic_model.config import load_config, with_overrides
 from msaic_model.evaluate import choose_threshold, load_evaluation_config
 from msaic_model.registry import load_model
@@ -99,6 +100,9 @@ def test_registered_directory(store: Path, trained: Path) -> None:
     snapshot = json.loads((trained / "snapshot.json").read_text())
     assert snapshot["parts"]["test/fold0"]["records"] == int((split["part"] == "test").sum())
     assert set(snapshot["store_files"]) == {"records", "waveforms", "quality", "features"}
+    assert (
+        snapshot["adjudications"]["decisions"] == 0 == config["split"]["excluded"]["adjudicated_unreadable"]
+    )
 
 
 def test_threshold_from_validation_and_metrics(trained: Path) -> None:
@@ -122,6 +126,20 @@ def test_threshold_from_validation_and_metrics(trained: Path) -> None:
     shift = evaluation["shift"]
     assert shift["held_out"]["n"] == int(test["held_out"].sum()) > 0
     assert shift["in_distribution"]["n"] == int((~test["held_out"]).sum()) > 0
+    calibration = thresholds["calibration"]  # fitted on the validation part's log-odds alone
+    refit, report = calibrate(val["logit"], val["mi_label"].to_numpy(int), load_calibration_config())
+    assert calibration["chosen_by"] == report and calibration["method"] == refit.method
+    assert calibration["parameters"] == pytest.approx(refit.to_json()["parameters"], rel=1e-6)
+    assert calibration["bands"] == {"cuts": [0.1, 0.5], "names": ["low", "intermediate", "high"]}
+    threshold_logit = np.log(thresholds["threshold"] / (1 - thresholds["threshold"]))
+    assert calibration["risk_at_threshold"] == pytest.approx(float(refit.risk(threshold_logit)), rel=1e-6)
+    assert calibration["method"] == "platt" and report["val_positives"] < 50  # too few for isotonic
+    np.testing.assert_allclose(split["risk"], refit.risk(split["logit"]), rtol=1e-6)
+    np.testing.assert_allclose(1 / (1 + np.exp(-split["logit"])), split["probability"], rtol=1e-5)
+    reliability = metrics["calibration"]
+    assert reliability["n"] == len(test)
+    brier = {c: float(np.mean((test[c] - test["mi_label"]) ** 2)) for c in ("probability", "risk")}
+    assert {c: reliability[c]["brier"]["value"] for c in brier} == pytest.approx(brier)
     history = metrics["training"]["history"]
     assert 1 <= len(history) <= TINY_NET["train.epochs"] and metrics["training"]["seconds_per_epoch"] > 0
     assert {row["group"] for row in metrics["importance"]["lead"]} == set(CANONICAL_LEADS)
@@ -136,8 +154,9 @@ def test_reloaded_model_reproduces_the_evaluation(
     test = split[split["part"] == "test"]
     assert model.model_id == trained.name
     assert model.threshold == json.loads((trained / "thresholds.json").read_text())["threshold"]
-    got = model.predict_proba(signals_for(store, test["record_id"].tolist()))
-    np.testing.assert_allclose(got, test["probability"], atol=1e-5)
+    occlusion = model.occlusion(signals_for(store, test["record_id"].tolist()))
+    np.testing.assert_allclose(occlusion.probability, test["probability"], atol=1e-5)
+    np.testing.assert_allclose(model.calibration.risk(occlusion.logit), test["risk"], atol=1e-5)
     report = evaluate(store, trained.name, evaluation_config=evaluation_config)
     assert report["split"] == "saved"
     metrics = json.loads((trained / "metrics.json").read_text())["evaluation"]
@@ -149,9 +168,21 @@ def test_model_card_is_self_contained(trained: Path) -> None:
     card = (trained / "model_card.html").read_text()
     assert not re.search(r"""(?:src|href)\s*=\s*["'](?!data:|#)""", card)  # nothing loaded from elsewhere
     assert "<script" not in card and "<link" not in card
-    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', card)) == 2
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', card)) == 3
     for text in ("Intended use", "Per site", "Per device", "held-out", "SYNTHETIC", "inferior", "Threshold"):
         assert text in card, text
+    # the calibration: method, the reliability diagram before and after, the bands on the test part
+    assert (
+        "by Platt scaling, risk = σ(" in card and 'alt="reliability diagram of the test part before' in card
+    )
+    assert (
+        'id="calibration-test"' in card and "before: probability" in card and "after: calibrated risk" in card
+    )
+    bands = card.split('id="risk-bands"')[1].split("</table>")[0]
+    split = pd.read_parquet(trained / "split.parquet")
+    test = split[split["part"] == "test"]
+    high = int((test["risk"] >= 0.5).sum())
+    assert re.search(rf"<td>high</td><td>&gt;= 0.50</td><td class=\"num\">{high}</td>", bands)
     held_out = json.loads((trained / "config.json").read_text())["split"]["held_out_sites"]
     assert held_out and f"held-out sites: {', '.join(held_out)}," in card  # the split as trained
 

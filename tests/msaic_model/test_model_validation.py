@@ -115,11 +115,18 @@ def test_the_originals_load_and_score_finite(models: dict[str, Path]) -> None:
     net = load_model(models["net"], device="cpu")
     signals = np.random.default_rng(1).normal(0, 0.3, (2, 12, 5000)).astype(np.float32)
     assert np.isfinite(net.predict_proba(signals)).all()
+    assert net.calibration is None  # registered without one, as before calibration/1: still loads
     for kind in ("gbm", "logreg"):
         model = load_model(models[kind])
         assert np.isfinite(model.predict_features(np.zeros((3, 6)))).all()
 
 
+FALLING_CALIBRATION = {
+    "method": "platt",
+    "input": "logit",
+    "parameters": {"a": -1.0, "b": 0.0},
+    "bands": {"cuts": [0.1, 0.5], "names": ["low", "intermediate", "high"]},
+}
 NET_CASES = {
     "NaN weight": ({"weights": _set(FIRST_CONV, np.nan)}, "NaN or infinite"),
     "-inf weight": ({"weights": _set(FIRST_CONV, -np.inf)}, "NaN or infinite"),
@@ -130,6 +137,10 @@ NET_CASES = {
     "threshold 0": ({"thresholds": lambda t: t.update(threshold=0)}, "not a probability"),
     "threshold 1.5": ({"thresholds": lambda t: t.update(threshold=1.5)}, "not a probability"),
     "threshold as text": ({"thresholds": lambda t: t.update(threshold="0.5")}, "not a probability"),
+    "calibration with a falling slope": (  # every other tampering: tests/msaic_model/test_calibration.py
+        {"thresholds": lambda t: t.update(calibration=FALLING_CALIBRATION)},
+        "calibration Platt parameters need a finite a >= 0",
+    ),
     "unknown kind": ({"config": lambda c: c.update(kind="svm")}, "unknown model kind 'svm'"),
     "shapes against the config": (
         {"config": lambda c: c["model"]["net"].update(stem_width=32)},

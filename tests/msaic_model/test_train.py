@@ -70,7 +70,7 @@ def test_msaic_learns(fitted: FitResult, synth_store: Path, split: tuple[pd.Data
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert (history["train_contrastive"] > 0).all()  # the SupCon term is on for MSAIC-Net
     train, _ = split
-    p_train = predict_store(fitted.model, fitted.config, synth_store, train["record_id"])
+    p_train = predict_store(fitted.model, fitted.config, synth_store, train["record_id"]).probability
     assert roc_auc_score(train["mi_label"], p_train) > 0.55
 
 
@@ -84,7 +84,9 @@ def test_best_epoch_weights_and_validation_probabilities(
     assert ((fitted.val_probabilities >= 0) & (fitted.val_probabilities <= 1)).all()
     # the returned model is the best epoch's: it reproduces the stored validation probabilities
     again = predict_store(fitted.model, fitted.config, synth_store, val["record_id"])
-    np.testing.assert_allclose(again, fitted.val_probabilities, atol=1e-6)
+    np.testing.assert_allclose(again.probability, fitted.val_probabilities, atol=1e-6)
+    # the log-odds are those of the probabilities (mean over crops), in float64
+    np.testing.assert_allclose(1 / (1 + np.exp(-again.logit)), again.probability, rtol=1e-5, atol=1e-7)
     best = fitted.history.iloc[fitted.best_epoch - 1]
     assert roc_auc_score(val["mi_label"], fitted.val_probabilities) == pytest.approx(best["val_auroc"])
     # inference on raw stored signals (the scoring path) agrees with the streamed evaluation
