@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS
 from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, QC_FLAGS, QC_VERDICTS, QUALITY
 from tasks import lead_reversal
-from tasks.quality_indices import IndexParams, LeadIndices, measure
+from tasks.quality_indices import IndexParams, LeadIndices, masked_median, measure
 
 FLAGS = QC_FLAGS
 VERDICTS = QC_VERDICTS  # in increasing severity
@@ -37,10 +38,13 @@ class Thresholds:
     flat_rms_mv: float
     disconnected_ratio: float
     disconnected_corr: float
-    saturation_fraction: float
-    saturation_min_mv: float
+    saturation_fraction: float  # on at least two plateaus (a limit reached again and again)
+    saturation_single: float  # on one plateau
     amplitude_max_mv: float
-    amplitude_neighbour_ratio: float
+    limb_gain_ratio: float  # a limb lead off its Einthoven/Goldberger value by this factor
+    chest_amplitude_z: float  # a chest lead this many sd off what the other chest leads predict
+    chest_log_mean: tuple[float, ...]  # V1..V6: mean log QRS amplitude on clean records
+    chest_log_cov: tuple[tuple[float, ...], ...]  # and its covariance
     powerline_mv: float
     baseline_mv: float
     emg_mv: float
@@ -62,13 +66,14 @@ class Rule:
 
 @dataclass(frozen=True)
 class Reversal:
-    """When a limb-electrode swap is suspected (tasks/lead_reversal.py): its score beats "no swap" by
-    `margin`, with at least `min_limb_leads` and `min_chest_leads` voting; P-wave features count where
-    the median P-window beat correlation reaches `p_wave_min_corr`. A suspected swap flags the limb
-    leads it changes."""
+    """When a cable swap is suspected (tasks/lead_reversal.py): its score beats "no swap" by
+    `limb_margin` (limb electrodes) or `chest_margin` (two chest cables), with at least
+    `min_limb_leads` and `min_chest_leads` voting; P-wave features count where the median P-window
+    beat correlation reaches `p_wave_min_corr`. A suspected swap flags the leads it changes."""
 
     model: lead_reversal.ReversalModel
-    margin: float
+    limb_margin: float
+    chest_margin: float
     p_wave_min_corr: float
     min_limb_leads: int
     min_chest_leads: int
@@ -82,6 +87,7 @@ class QcProfile:
     reversal: Reversal
     rules: tuple[Rule, ...]
     unusable: dict[str, float]
+    benchmark: dict[str, Any]  # this version measured on held-out real records (bench/qc_real.py)
 
 
 def _build(cls: type, d: dict[str, Any]) -> Any:
@@ -112,6 +118,7 @@ def parse_profile(raw: dict[str, Any]) -> QcProfile:
         reversal=reversal,
         rules=rules,
         unusable={k: float(v) for k, v in raw["unusable"].items()},
+        benchmark=dict(raw.get("benchmark", {})),
     )
 
 
@@ -132,32 +139,66 @@ class QualityResult:
     indices: LeadIndices
 
 
-def _amplitude_outliers(amp: np.ndarray, ok: np.ndarray, ratio: float, rounds: int = 2) -> np.ndarray:
-    """Chest leads whose QRS amplitude departs from their nearest usable chest neighbours by more
-    than `ratio` (a gain error); the worst lead of a record is set aside before the next round so
-    that it does not drag its neighbours along."""
-    n = amp.shape[0]
+def _limb_pairs() -> np.ndarray:
+    """(6, 10, 6): for each limb lead, its value from each pair of the other five limb leads
+    (Einthoven's and Goldberger's identities make any two of them determine all six)."""
+    basis = np.array([[1, 0], [0, 1], [-1, 1], [-0.5, -0.5], [1, -0.5], [-0.5, 1]])  # in I and II
+    weights = np.zeros((6, 10, 6))
+    for k in range(6):
+        others = [j for j in range(6) if j != k]
+        for n, (a, b) in enumerate(combinations(others, 2)):
+            weights[k, n, [a, b]] = np.linalg.solve(basis[[a, b]].T, basis[k])
+    return weights
+
+
+_LIMB_PAIRS = _limb_pairs()
+
+
+def limb_gains(template: np.ndarray, trusted: np.ndarray) -> np.ndarray:
+    """(n, 6) each limb lead's mean beat over its value from the others (least squares), the median
+    over the pairs of trusted leads that give it: 1 where the file's per-lead scales are right, the
+    factor where one lead's is wrong (a wrong lead spoils 4 of the 10 pairs of each other lead, so
+    their medians hold). NaN where not measurable."""
+    limb = np.nan_to_num(np.asarray(template[:, :6], dtype=np.float64))
+    n, _, width = limb.shape
+    pred = np.matmul(_LIMB_PAIRS.reshape(60, 6), limb).reshape(n, 6, 10, width)
+    den = (pred * pred).sum(-1)
+    gain = (pred * limb[:, :, None, :]).sum(-1) / np.where(den > 0, den, 1.0)
+    uses = _LIMB_PAIRS != 0  # (6, 10, 6)
+    keep = ~(uses[None] & ~trusted[:, None, None, :6]).any(-1) & (den > 0) & trusted[:, :6, None]
+    return masked_median(gain, keep, np.nan)
+
+
+def chest_z(log_amp: np.ndarray, t: Thresholds) -> np.ndarray:
+    """(n, 6) each chest lead's log QRS amplitude against what the other available (finite) ones
+    predict under the Gaussian of clean records (conditional mean and sd), in sd; NaN where the lead
+    or all the others are missing."""
+    mean, cov = np.array(t.chest_log_mean), np.array(t.chest_log_cov)
+    ok = np.isfinite(log_amp)
+    dev = np.where(ok, log_amp - mean, 0.0)
+    z = np.full(log_amp.shape, np.nan)
+    for k in range(6):
+        others = ok & (np.arange(6) != k)  # (n, 6): the predictors of lead k per record
+        # conditioning on a subset: zero the rows/columns of the missing ones, unit diagonal there
+        keep = others[:, :, None] & others[:, None, :]
+        sub = np.where(keep, cov, 0.0) + np.eye(6) * ~others[:, :, None]
+        w = np.linalg.solve(sub, np.where(others, cov[:, k], 0.0)[..., None])[..., 0]  # Σ⁻¹ Σ_ok
+        cond_mean = (w * dev).sum(1)
+        cond_var = cov[k, k] - (w * np.where(others, cov[:, k], 0.0)).sum(1)
+        z[:, k] = np.where(ok[:, k] & others.any(1), (dev[:, k] - cond_mean) / np.sqrt(cond_var), np.nan)
+    return z
+
+
+def _chest_outliers(amp: np.ndarray, ok: np.ndarray, t: Thresholds, rounds: int = 2) -> np.ndarray:
+    """(n, 12) chest leads whose QRS amplitude departs by more than chest_amplitude_z from what the
+    other chest leads predict (a wrong per-lead scale); the worst lead of a record is set aside
+    before the next round so that it does not drag the prediction of the others along."""
     log = np.log(np.where(ok & (amp > 0), amp, np.nan))[:, _CHEST]
-    out = np.zeros((n, len(_CHEST)), dtype=bool)
-    pos = np.arange(len(_CHEST))
+    out = np.zeros(log.shape, dtype=bool)
     for _ in range(rounds):
-        avail = np.isfinite(log) & ~out
-        dev = np.full(log.shape, np.nan)
-        for j in pos:
-            ref = np.zeros(n)
-            cnt = np.zeros(n)
-            for side in (pos[:j][::-1], pos[j + 1 :]):
-                found = np.zeros(n, dtype=bool)
-                for k in side:  # nearest available neighbour on this side
-                    take = avail[:, k] & ~found
-                    ref += np.where(take, log[:, k], 0.0)
-                    cnt += take
-                    found |= take
-            dev[:, j] = np.where(
-                avail[:, j] & (cnt > 0), np.abs(log[:, j] - ref / np.maximum(cnt, 1)), np.nan
-            )
-        worst = np.argmax(np.where(np.isfinite(dev), dev, -1.0), axis=1)
-        hit = np.take_along_axis(dev, worst[:, None], axis=1)[:, 0] > np.log(ratio)
+        z = np.abs(np.nan_to_num(chest_z(np.where(out, np.nan, log), t)))
+        worst = np.argmax(z, axis=1)
+        hit = np.take_along_axis(z, worst[:, None], axis=1)[:, 0] > t.chest_amplitude_z
         out[np.flatnonzero(hit), worst[hit]] = True
     full = np.zeros(amp.shape, dtype=bool)
     full[:, _CHEST] = out
@@ -169,16 +210,20 @@ def flag_masks(ix: LeadIndices, profile: QcProfile) -> dict[str, np.ndarray]:
     t = profile.thresholds
     with np.errstate(invalid="ignore"):
         missing = ix.missing > t.missing_fraction
-        disconnected = (ix.qrs_amplitude < t.disconnected_ratio * ix.rms) & (
-            ix.template_corr < t.disconnected_corr
+        # no ECG: tiny, or no QRS above the noise of the QRS band, and beats unlike their mean
+        faint = (ix.rms < t.flat_rms_mv) | (ix.qrs_amplitude < t.disconnected_ratio * ix.rms)
+        no_ecg = faint & ~(ix.template_corr >= t.disconnected_corr)
+        flat = ~missing & ((ix.still >= t.flat_still_fraction) | no_ecg)
+        saturation = ~missing & (
+            ((ix.saturation >= t.saturation_fraction) & (ix.plateaus >= 2))
+            | (ix.saturation >= t.saturation_single)
         )
-        flat = ~missing & ((ix.still >= t.flat_still_fraction) | (ix.rms < t.flat_rms_mv) | disconnected)
-        saturation = ~missing & (ix.saturation >= t.saturation_fraction) & (ix.extreme >= t.saturation_min_mv)
         dead = missing | flat | saturation
         no_beats = (ix.beats < profile.indices.min_beats)[:, None]
+        limb = np.zeros(missing.shape, dtype=bool)
+        limb[:, :6] = np.abs(np.log(limb_gains(ix.template, ~dead))) > np.log(t.limb_gain_ratio)
         amplitude = ~dead & (
-            (ix.qrs_amplitude > t.amplitude_max_mv)
-            | _amplitude_outliers(ix.qrs_amplitude, ~dead, t.amplitude_neighbour_ratio)
+            (ix.qrs_amplitude > t.amplitude_max_mv) | limb | _chest_outliers(ix.qrs_amplitude, ~dead, t)
         )
         low_sqi = ~dead & (
             no_beats
@@ -200,15 +245,16 @@ def flag_masks(ix: LeadIndices, profile: QcProfile) -> dict[str, np.ndarray]:
 
 
 def suspected_swaps(ix: LeadIndices, trusted: np.ndarray, profile: QcProfile) -> np.ndarray:
-    """(n,) index into the reversal model's swaps of the suspected limb-electrode swap, -1 for none."""
+    """(n,) index into the reversal model's swaps of the suspected cable swap, -1 for none."""
     rev = profile.reversal
-    per_lead = lead_reversal.features(ix.template, ix.p_corr, trusted, profile.indices, rev.p_wave_min_corr)
+    views = lead_reversal.features(ix.template, ix.p_corr, trusted, profile.indices, rev.p_wave_min_corr)
     votes = {"limb": rev.min_limb_leads, "chest": rev.min_chest_leads}
-    return lead_reversal.detect(per_lead, trusted, rev.model, rev.margin, votes)
+    margins = {"limb": rev.limb_margin, "chest": rev.chest_margin}
+    return lead_reversal.detect(views, trusted, rev.model, margins, votes)
 
 
 def reversal_mask(ix: LeadIndices, trusted: np.ndarray, profile: QcProfile) -> np.ndarray:
-    """(n, 12) bool: the limb leads that the suspected swap of each record changes."""
+    """(n, 12) bool: the leads that the suspected swap of each record changes."""
     swap = suspected_swaps(ix, trusted, profile)
     changed = np.zeros((len(profile.reversal.model.swaps) + 1, N_LEADS), dtype=bool)
     for k, name in enumerate(profile.reversal.model.swaps):

@@ -1,11 +1,13 @@
 """Per-lead signal-quality indices of 12-lead records, vectorized over records and leads.
 
 Input: float32 (n, 12, samples) mV at one sampling rate, NaN where a lead or a padded tail has no
-samples. One real FFT per lead gives the mains and baseline-wander amplitudes directly and, by
-masking, the clean-band (QRS/T) and high-frequency (muscle) signals. R peaks are found once per
-record on the energy of all usable leads together, so a noisy or missing lead does not hide the
-beats of the others; the mean beat per lead then gives the template correlation (over the beat and
-in the P-wave window), the QRS amplitude, and is kept for the reversal detector.
+samples. One real FFT per lead gives the mains amplitude directly and, by masking, the low band
+(baseline), the clean band (QRS/T) and the high band (muscle). R peaks are found once per record on
+the energy of all usable leads together, so a noisy or missing lead does not hide the beats of the
+others; the mean beat per lead then gives the template correlation (over the beat and in the P-wave
+window), the QRS amplitude, the baseline (what moves below the band limit once the mean beat is taken
+out at every beat) and is kept for the reversal detectors. Clipping is a plateau: a run of samples
+that do not move, at the level beyond which the lead never goes, reached once for long or repeatedly.
 Nothing here raises on flat, NaN, noise or huge input: indices that cannot be measured are NaN.
 """
 
@@ -17,6 +19,10 @@ import numpy as np
 from scipy import fft
 from scipy.signal import find_peaks
 
+CHEST_FROM = 6  # V1-V6 are leads 6-11 of the canonical order (I, II, III, aVR, aVL, aVF first)
+NOT_A_BEAT = -2  # beat class of a step or transient that the detector took for a beat
+LONE_ECTOPIC = -1  # beat class of a beat of another origin, seen once
+
 
 @dataclass(frozen=True)
 class IndexParams:
@@ -27,6 +33,7 @@ class IndexParams:
     clip_mv: float
     edge_s: float
     clean_band_hz: tuple[float, float]
+    rms_band_hz: tuple[float, float]
     clean_fs: int
     detector_smooth_s: float
     detector_min_rr_s: float
@@ -36,7 +43,15 @@ class IndexParams:
     qrs_window_s: tuple[float, float]
     t_window_s: tuple[float, float]
     p_window_s: tuple[float, float]
-    baseline_max_hz: float
+    baseline_band_hz: float
+    baseline_fs: int
+    baseline_window_s: tuple[float, float]
+    ectopic_corr: float
+    ectopic_edge: float
+    ectopic_edge_s: tuple[float, float]
+    ectopic_presence: float
+    ectopic_common: float
+    ectopic_shift_s: float
     mains_hz: tuple[float, ...]
     mains_harmonics: int
     mains_halfwidth_hz: float
@@ -44,15 +59,16 @@ class IndexParams:
     emg_min_hz: float
     emg_window_s: float
     emg_burst_s: float
-    emg_qrs_guard_s: float
+    emg_qrs_guard_s: tuple[float, float]  # around each R peak; a paced QRS follows its spike
     still_mv: float
     saturation_near: float
-    saturation_still: float
+    saturation_level_mv: float
+    saturation_level_rel: float
+    saturation_cross: float
     saturation_run_s: float
     usable_missing: float
     usable_still: float
     usable_saturation: float
-    usable_saturation_mv: float
 
 
 @dataclass
@@ -61,11 +77,11 @@ class LeadIndices:
 
     missing: np.ndarray  # fraction of the record's valid samples that are NaN in this lead
     still: np.ndarray  # fraction of consecutive samples that do not move (lead-off)
-    rms: np.ndarray  # rms of the clean-band signal, mV
-    saturation: np.ndarray  # fraction of samples sitting still at the lead's extreme
-    extreme: np.ndarray  # distance of the extreme that sits still from the lead mean, mV
+    rms: np.ndarray  # rms in rms_band_hz (the QRS band: no wander, no mains), mV
+    saturation: np.ndarray  # fraction of samples on plateaus at the level the lead never passes
+    plateaus: np.ndarray  # how many such plateaus (clipping reaches its level again and again)
     powerline: np.ndarray  # mains amplitude (50 or 60 Hz with harmonics, the larger), mV
-    baseline: np.ndarray  # half peak-to-peak of the wander below baseline_max_hz, mV
+    baseline: np.ndarray  # half peak-to-peak below baseline_band_hz once the beats are taken out, mV
     emg: np.ndarray  # rms above emg_min_hz outside QRS, in the noisiest emg_burst_s, mV
     template_corr: np.ndarray  # mean correlation of each beat with the lead's mean beat
     p_corr: np.ndarray  # the same in the P-wave window: low where no P wave leads the beats (AF)
@@ -73,6 +89,16 @@ class LeadIndices:
     qrs_amplitude: np.ndarray  # peak-to-peak of the mean beat in the QRS window, mV
     template: np.ndarray  # (n, 12, beat window at clean_fs) the mean beat, mV; NaN without beats
     beats: np.ndarray  # (n,) int: R peaks found in the record
+
+
+def masked_median(values: np.ndarray, keep: np.ndarray, empty: float) -> np.ndarray:
+    """Median along the last axis of the finite values where `keep`; `empty` where there are none."""
+    ok = keep & np.isfinite(values)
+    v = np.sort(np.where(ok, values, np.nan), axis=-1)  # NaN sorts last
+    count = ok.sum(-1, keepdims=True)
+    lo = np.take_along_axis(v, np.maximum(count - 1, 0) // 2, axis=-1)[..., 0]
+    hi = np.take_along_axis(v, np.minimum(count // 2, v.shape[-1] - 1), axis=-1)[..., 0]
+    return np.where(count[..., 0] > 0, (lo + hi) / 2, empty)
 
 
 def _valid_length(finite: np.ndarray) -> np.ndarray:
@@ -134,12 +160,12 @@ def detect_r_peaks(
 
 
 def _beat_corr(beats: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """Mean correlation of the beats (leads, beats, window) with their template (leads, window)."""
+    """(leads, beats) correlation of each beat (leads, beats, window) with the template (leads, window)."""
     b = beats - beats.mean(axis=-1, keepdims=True)
     t = template - template.mean(axis=-1, keepdims=True)
     num = np.einsum("lbw,lw->lb", b, t)
     den = np.sqrt((b**2).sum(-1) * (t**2).sum(-1)[:, None])
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan).mean(axis=1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 def beat_windows(p: IndexParams) -> dict[str, np.ndarray]:
@@ -150,59 +176,271 @@ def beat_windows(p: IndexParams) -> dict[str, np.ndarray]:
 
 
 def _beat_indices(
-    clean: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, p: IndexParams
-) -> tuple[np.ndarray, ...]:
-    """Template correlation (over the beat and the P window), QRS peak-to-peak, and the mean beat."""
+    clean: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, usable: np.ndarray, p: IndexParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Template correlation (over the beat and the P window), QRS peak-to-peak, the mean beat, and
+    per record the morphology class of each R peak: all 0 where every beat is like the mean beat
+    (the common case), else `beat_classes` and `_settle_lone`; a beat cut by the window's ends
+    takes class 0. Where beats of two or more morphologies recur (bigeminy, paced and own beats),
+    the template correlation is each beat's with its class mean: a rhythm is not noise."""
     n, leads, _ = clean.shape
     corr, p_corr, amp = (np.full((n, leads), np.nan, dtype=np.float32) for _ in range(3))
     offsets = np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
     mean_beat = np.full((n, leads, len(offsets)), np.nan, dtype=np.float32)
+    classes = [np.zeros(len(r), dtype=np.int64) for r in peaks]
     windows = beat_windows(p)
     qrs, p_wave = windows["qrs"], windows["p"]
     for i, (r, length) in enumerate(zip(peaks, valid, strict=True)):
-        r = r[(r + offsets[0] >= 0) & (r + offsets[-1] < length)]
-        if len(r) < p.min_beats:
+        whole = (r + offsets[0] >= 0) & (r + offsets[-1] < length)
+        if whole.sum() < p.min_beats:
             continue
-        beats = clean[i][:, r[:, None] + offsets]  # (leads, beats, window)
+        beats = clean[i][:, r[whole, None] + offsets]  # (leads, beats, window)
         template = mean_beat[i] = beats.mean(axis=1)
-        corr[i] = _beat_corr(beats, template)
-        p_corr[i] = _beat_corr(beats[..., p_wave], template[:, p_wave])
+        per_beat = _beat_corr(beats, template)
+        corr[i] = per_beat.mean(axis=1)
+        p_corr[i] = _beat_corr(beats[..., p_wave], template[:, p_wave]).mean(axis=1)
         amp[i] = np.ptp(template[:, qrs], axis=1)
-    return corr, p_corr, amp, mean_beat
+        if usable[i].any() and (np.median(np.nan_to_num(per_beat[usable[i]]), axis=0) < p.ectopic_corr).any():
+            classes[i][whole] = beat_classes(beats[usable[i]], p)
+            chest = int(usable[i][CHEST_FROM:].sum())
+            _settle_lone(clean[i][usable[i], :length], r, classes[i], chest, offsets, qrs, p)
+            kind = classes[i][whole]
+            alike = [c for c in range(kind.max(initial=-1) + 1) if (kind == c).sum() >= 2]
+            if (
+                sum((kind == c).sum() for c in alike) >= p.min_beats
+            ):  # rhythm is no noise: each class its mean
+                per_class = [_beat_corr(beats[:, kind == c], beats[:, kind == c].mean(axis=1)) for c in alike]
+                corr[i] = np.concatenate(per_class, axis=1).mean(axis=1)
+    return corr, p_corr, amp, mean_beat, classes
+
+
+def beat_classes(beats: np.ndarray, p: IndexParams) -> np.ndarray:
+    """(beats,) morphology class of each beat (leads, beats, window): beats whose median correlation
+    over the leads reaches ectopic_corr are alike; classes of at least two alike beats are numbered
+    from the commonest (0); a beat alike to no other is LONE_ECTOPIC until `_settle_lone` says."""
+    n = beats.shape[1]
+    z = beats - beats.mean(axis=-1, keepdims=True)
+    z /= np.maximum(np.sqrt((z * z).sum(axis=-1, keepdims=True)), 1e-12)
+    alike = np.median(np.einsum("lbw,lcw->lbc", z, z), axis=0) >= p.ectopic_corr
+    classes = np.full(n, LONE_ECTOPIC, dtype=np.int64)
+    free = np.ones(n, dtype=bool)
+    for k in range(n):
+        seed = int(np.argmax(np.where(free, (alike & free).sum(axis=1), -1)))
+        members = alike[seed] & free
+        if members.sum() < 2:
+            break
+        classes[members] = k
+        free &= ~members
+    return classes
+
+
+def _settle_lone(
+    signal: np.ndarray,
+    r: np.ndarray,
+    classes: np.ndarray,
+    chest: int,
+    offsets: np.ndarray,
+    qrs: np.ndarray,
+    p: IndexParams,
+) -> None:
+    """Decide the lone beats of one record in place (`classes`, `r`), against the mean of class 0
+    (signal: usable leads x valid samples, the chest leads `chest` last). A lone beat that reaches
+    ectopic_corr once shifted by up to ectopic_shift_s is a class-0 beat whose R peak an artifact
+    pulled aside: it gets the better peak. Otherwise it is LONE_ECTOPIC if it is a complex of the
+    heart (medians over the leads): its net change across ectopic_edge_s (wide enough for a wide
+    ectopic QRS) below ectopic_edge of its peak-to-peak there (not an edge), its QRS-window
+    peak-to-peak at least ectopic_presence of class 0's (on every lead, not on one electrode's), and
+    the departures of the chest leads from class 0, smoothed over 40 ms, not one common waveform
+    within ectopic_common (how a limb electrode's artifact reaches them, through Wilson's terminal);
+    else NOT_A_BEAT."""
+    length = signal.shape[1]
+    lone = np.flatnonzero(classes == LONE_ECTOPIC)
+    first = np.flatnonzero((classes == 0) & (r + offsets[0] >= 0) & (r + offsets[-1] < length))
+    if not lone.size or not first.size:
+        return
+    ref = signal[:, r[first, None] + offsets].mean(axis=1)
+    around = (offsets >= p.ectopic_edge_s[0] * p.clean_fs) & (offsets <= p.ectopic_edge_s[1] * p.clean_fs)
+    shifts = np.arange(-round(p.ectopic_shift_s * p.clean_fs), round(p.ectopic_shift_s * p.clean_fs) + 1)
+    for k in lone:
+        pos = r[k] + shifts[:, None] + offsets
+        fits = (pos[:, 0] >= 0) & (pos[:, -1] < length)
+        if not fits.any():
+            classes[k] = NOT_A_BEAT
+            continue
+        match = np.median(np.nan_to_num(_beat_corr(signal[:, pos[fits]], ref)), axis=0)
+        if match.max() >= p.ectopic_corr:
+            r[k] += shifts[fits][np.argmax(match)]
+            classes[k] = 0
+            continue
+        beat = signal[:, pos[fits][len(pos[fits]) // 2]]
+        e = beat[:, around]
+        edge = np.median(np.abs(e[:, -1] - e[:, 0]) / np.maximum(np.ptp(e, axis=-1), 1e-6))
+        present = np.median(np.ptp(beat[:, qrs], axis=-1) / np.maximum(np.ptp(ref[:, qrs], axis=-1), 1e-6))
+        common = False
+        if chest >= 3:
+            d = _moving_mean(beat[-chest:] - ref[-chest:], max(1, round(0.04 * p.clean_fs)))
+            d -= d.mean(axis=-1, keepdims=True)
+            common = ((d - d.mean(axis=0)) ** 2).sum() < p.ectopic_common * (d * d).sum()
+        heart = edge < p.ectopic_edge and present >= p.ectopic_presence and not common
+        classes[k] = LONE_ECTOPIC if heart else NOT_A_BEAT
+
+
+def _baseline(
+    low: np.ndarray, peaks: list[np.ndarray], classes: list[np.ndarray], valid: np.ndarray, p: IndexParams
+) -> np.ndarray:
+    """Half the peak-to-peak of the low band (n, leads, samples at baseline_fs) once each beat's
+    class mean there (over baseline_window_s, P wave to the end of T) is taken out: respiratory
+    wander, steps and electrode-motion transients stay, the beats go. A later beat's window
+    overwrites an earlier one's where they overlap; between windows the beats' part is the line
+    joining the class means' ends. Lone ectopic beats are left out, as is what lies before the first
+    R peak's window or after the last (a beat cut off by the window's start, its R peak not found,
+    would stay whole) and the first and last edge_s (the band limit rings at the window's ends); what the
+    detector took for a beat but is none stays in. Without a class of at least two whole beats, the
+    low band as it is."""
+    n, leads, m = low.shape
+    lo_s, hi_s = p.baseline_window_s
+    offsets = np.arange(round(lo_s * p.baseline_fs), round(hi_s * p.baseline_fs))
+    qrs = (offsets >= p.qrs_window_s[0] * p.baseline_fs) & (offsets <= p.qrs_window_s[1] * p.baseline_fs)
+    idx = np.arange(m)
+    edge = round(p.edge_s * p.baseline_fs)
+    out = np.empty((n, leads), dtype=np.float32)
+    for i in range(n):
+        keep = (idx >= edge) & (idx < valid[i] - edge)
+        pos = np.round(peaks[i] * (p.baseline_fs / p.clean_fs)).astype(np.int64)[:, None] + offsets
+        inside = (pos >= 0) & (pos < valid[i])
+        whole = inside.all(axis=1)
+        kind = classes[i]
+        means = np.zeros((max(int(kind.max(initial=-1)) + 1, 1), leads, len(offsets)), dtype=low.dtype)
+        known = np.zeros(len(means), dtype=bool)
+        for c in range(len(means)):
+            members = whole & (kind == c)
+            if members.sum() >= 2:
+                means[c], known[c] = low[i][:, pos[members]].mean(axis=1), True
+        beat = (kind >= 0)[:, None] & inside & known[np.maximum(kind, 0)][:, None]
+        if beat.any():
+            train = np.zeros((leads, m), dtype=low.dtype)
+            train[:, pos[beat]] = means[np.maximum(kind, 0)].transpose(1, 0, 2)[:, beat]
+            covered = np.zeros(m, dtype=bool)
+            covered[pos[beat]] = True
+            keep[pos[(kind == LONE_ECTOPIC)[:, None] & inside]] = False
+            keep[pos[beat & qrs]] = False  # R peaks a sample apart leave their QRS slopes behind
+            keep &= (idx >= pos[0, 0]) & (idx <= pos[-1, -1])
+            at = np.flatnonzero(keep)
+            beats_part = train[:, at]
+            gap = ~covered[at]
+            if gap.any():  # the line between the neighbouring windows' ends
+                before = np.maximum.accumulate(np.where(covered, idx, -1))[at[gap]]
+                after = np.minimum.accumulate(np.where(covered, idx, m)[::-1])[::-1][at[gap]]
+                before, after = np.where(before < 0, after, before), np.where(after >= m, before, after)
+                weight = (at[gap] - before) / np.maximum(after - before, 1)
+                beats_part[:, gap] = train[:, before] * (1 - weight) + train[:, after] * weight
+            rest = low[i][:, at] - beats_part
+        else:
+            rest = low[i][:, keep]
+        out[i] = (rest.max(axis=-1) - rest.min(axis=-1)) / 2 if rest.shape[-1] else np.nan
+    return out
 
 
 def _emg(hf: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, p: IndexParams) -> np.ndarray:
-    """RMS of the high band outside QRS complexes, in the emg_burst_s where it is largest."""
+    """RMS of the high band outside QRS complexes (emg_qrs_guard_s around each R peak) and the first
+    and last edge_s (where the band limit rings on a beat cut by the window), per emg_window_s; the
+    largest over any emg_burst_s of consecutive windows of their median, so that a burst counts and a
+    lone spike (a pacing or static spike fills one window) does not."""
     n, leads, samples = hf.shape
-    keep = np.arange(samples)[None, :] < valid[:, None]
-    guard = round(p.emg_qrs_guard_s * p.fs)
+    edge = round(p.edge_s * p.fs)
+    at = np.arange(samples)[None, :]
+    keep = (at >= edge) & (at < valid[:, None] - edge)
+    guard = np.arange(round(p.emg_qrs_guard_s[0] * p.fs), round(p.emg_qrs_guard_s[1] * p.fs) + 1)
     for i, r in enumerate(peaks):
-        around = (r[:, None] * p.fs // p.clean_fs + np.arange(-guard, guard + 1)).ravel()
+        around = (r[:, None] * p.fs // p.clean_fs + guard).ravel()
         keep[i, around[(around >= 0) & (around < samples)]] = False
     width = round(p.emg_window_s * p.fs)
     m = samples // width
     power = (hf[..., : m * width] ** 2 * keep[:, None, : m * width]).reshape(n, leads, m, width).sum(-1)
     count = keep[:, : m * width].reshape(n, m, width).sum(-1)[:, None, :]
-    rms = np.where(count > width // 4, np.sqrt(power / np.maximum(count, 1)), -np.inf)
+    rms = np.where(count > width // 2, np.sqrt(power / np.maximum(count, 1)), -np.inf)
     k = min(m, max(1, round(p.emg_burst_s / p.emg_window_s)))
-    out = np.sort(rms, axis=-1)[..., m - k]
+    runs = np.sort(np.stack([rms[..., j : m - k + 1 + j] for j in range(k)], axis=-1), axis=-1)
+    out = runs[..., k // 2].max(axis=-1)
     return np.where(np.isfinite(out), out, np.nan).astype(np.float32)
 
 
-def _in_runs(mask: np.ndarray, run: int, least: np.ndarray) -> np.ndarray:
-    """Per lead, about how many True samples along the last axis lie in runs of at least `run`
-    (isolated resting samples, an R apex or quantized noise, do not count as a clipped plateau).
-    Only leads with at least `least` True samples can reach a threshold: the rest report their
-    plain count, which is below it anyway."""
+def _in_runs(mask: np.ndarray, run: int, least: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per lead, how many True samples along the last axis lie in runs of at least `run` (isolated
+    resting samples, an R apex or quantized noise, are no plateau), and how many such runs. Only
+    leads with at least `least` True samples can reach a threshold: the rest report their plain
+    count, which is below it anyway, and no run."""
     out = mask.sum(-1)
+    runs = np.zeros_like(out)
     idx = np.nonzero(out >= least)
     if idx[0].size:
         m = mask[idx]
         c = np.cumsum(m, axis=-1, dtype=np.int32)
         window = c[:, run - 1 :] - np.pad(c, [(0, 0), (1, 0)])[:, : c.shape[-1] - run + 1]
         full = window == run
-        out[idx] = full.sum(-1) + (run - 1) * (full[:, 1:] & ~full[:, :-1]).sum(-1) + (run - 1) * full[:, 0]
-    return out
+        starts = (full[:, 1:] & ~full[:, :-1]).sum(-1) + full[:, 0]
+        out[idx] = full.sum(-1) + (run - 1) * starts
+        runs[idx] = starts
+    return out, runs
+
+
+def _plateaus(
+    x: np.ndarray, finite: np.ndarray, still: np.ndarray, level: np.ndarray, valid: np.ndarray, p: IndexParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clipping at any level: per lead, the share of the valid samples on plateaus and how many
+    plateaus. A sample rests when it equals its next sample (`still`, within still_mv) or its
+    next-but-one (resampling leaves a period-2 ripple on a plateau); a plateau is a run of at least
+    saturation_run_s of resting samples at the level of the highest (lowest) resting sample, within
+    saturation_level_mv plus saturation_level_rel of that level as stored (`level` adds back the
+    lead mean), and counts only where at most saturation_cross of the samples go beyond it: a limit
+    the lead never passes, not a flat stretch inside its range (an isoelectric segment, a wander
+    crest). Only leads with enough samples within saturation_near of their span from the extreme
+    (room for the ringing that resampling adds where a plateau starts) are looked at closely.
+    x is centred (so its extremes are finite samples), 0 where not finite."""
+    run = max(1, round(p.saturation_run_s * p.fs))
+    least = p.usable_saturation * valid
+    share = np.zeros(x.shape[:2], dtype=np.float32)
+    count = np.zeros(x.shape[:2], dtype=np.int64)
+    hi, lo = x.max(axis=-1), x.min(axis=-1)
+    band = (p.saturation_near * (hi - lo))[..., None]
+    every = 4  # a plateau of saturation_run_s rests in every 4th sample too: look there first
+    sparse = x[..., ::every]
+    still_sparse = np.zeros(sparse.shape, dtype=bool)
+    still_sparse[..., :-1] = np.abs(np.diff(sparse, axis=-1)) <= p.still_mv
+    for upper in (True, False):  # the highest resting level, then the lowest
+        edge = hi[..., None] - band if upper else lo[..., None] + band
+        seen = still_sparse & (sparse >= edge if upper else sparse <= edge)
+        lead = np.nonzero(every * np.count_nonzero(seen, axis=-1) >= least[:, None] / 2)
+        if not lead[0].size:
+            continue
+        xs, fs, rows = x[lead], finite[lead], lead[0]
+        near = xs >= edge[lead] if upper else xs <= edge[lead]
+        rest = np.zeros(xs.shape, dtype=bool)
+        rest[:, :-1] = still[lead]
+        rest[:, :-2] |= (np.abs(xs[:, 2:] - xs[:, :-2]) <= p.still_mv) & fs[:, 2:] & fs[:, :-2]
+        rest &= near
+        top = np.where(rest, xs, -np.inf).max(-1) if upper else np.where(rest, xs, np.inf).min(-1)
+        tol = p.saturation_level_mv + p.saturation_level_rel * np.abs(top + level[lead])
+        inner, outer = (top - tol, top + tol) if upper else (top + tol, top - tol)
+        on = rest & (xs >= inner[:, None] if upper else xs <= inner[:, None])
+        at, runs = _in_runs(on, run, least[rows])
+        past = np.count_nonzero((xs > outer[:, None] if upper else xs < outer[:, None]) & fs, axis=-1)
+        side = np.where(past <= p.saturation_cross * valid[rows], at / np.maximum(valid[rows], 1), 0.0)
+        count[lead] = np.where(side > share[lead], runs, count[lead])
+        share[lead] = np.maximum(share[lead], side)
+    return share, count
+    xs, rs, fs, least, valid = x[lead], rest[lead], finite[lead], least[lead[0]], valid[lead[0]]
+    for upper in (True, False):  # the highest resting level, then the lowest
+        top = np.where(rs, xs, -np.inf).max(-1) if upper else np.where(rs, xs, np.inf).min(-1)
+        tol = p.saturation_level_mv + p.saturation_level_rel * np.abs(top + level[lead])
+        inner, outer = (top - tol, top + tol) if upper else (top + tol, top - tol)
+        near = xs >= inner[:, None] if upper else xs <= inner[:, None]
+        at, runs = _in_runs(rs & near, run, least)
+        past = xs > outer[:, None] if upper else xs < outer[:, None]
+        side = np.where((past & fs).sum(-1) <= p.saturation_cross * valid, at / np.maximum(valid, 1), 0.0)
+        count[lead] = np.where(side > share[lead], runs, count[lead])
+        share[lead] = np.maximum(share[lead], side)
+    return share, count
 
 
 def measure(signals: np.ndarray, p: IndexParams) -> LeadIndices:
@@ -234,27 +472,12 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
     x -= mean[..., None]
     x[~finite] = 0.0  # x is now the centred signal, 0 where it has no samples
 
-    step = np.abs(np.diff(x, axis=-1))
     both = finite[..., 1:] & finite[..., :-1]
-    still = (((step <= p.still_mv) & both).sum(-1) / np.maximum(both.sum(-1), 1)).astype(np.float32)
+    resting = (np.abs(np.diff(x, axis=-1)) <= p.still_mv) & both
+    still = (resting.sum(-1) / np.maximum(both.sum(-1), 1)).astype(np.float32)
 
-    # saturation: samples near an extreme that do not move (a clipped plateau, also after resampling)
-    hi = np.where(finite, x, -np.inf).max(-1)
-    lo = np.where(finite, x, np.inf).min(-1)
-    span = np.where(np.isfinite(hi - lo), hi - lo, 0.0).astype(np.float32)
-    # resting: no move to the next sample, or to the one after (resampling leaves a period-2 ripple)
-    tol = (p.saturation_still * span)[..., None]
-    resting = np.pad((step <= tol) & both, [(0, 0), (0, 0), (0, 1)])
-    resting[..., :-2] |= (np.abs(x[..., 2:] - x[..., :-2]) <= tol) & finite[..., 2:] & finite[..., :-2]
-    near = (p.saturation_near * span)[..., None]
-    run = max(1, round(p.saturation_run_s * p.fs))
-    least = (p.usable_saturation * valid)[:, None]
-    at_hi = _in_runs(resting & (x >= hi[..., None] - near), run, least)
-    at_lo = _in_runs(resting & (x <= lo[..., None] + near), run, least)
-    del step, both, resting
-    saturation = (np.maximum(at_hi, at_lo) * per_valid).astype(np.float32)
-    extreme = np.where(at_hi >= at_lo, hi, -lo)
-    extreme = np.where(np.isfinite(extreme), extreme, 0.0).astype(np.float32)
+    saturation, plateaus = _plateaus(x, finite, resting, mean, valid, p)
+    del resting, both
 
     # endpoints joined by a line, so that the FFT sees no jump at the wrap-around
     edge = max(1, round(p.edge_s * p.fs))
@@ -267,18 +490,18 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
     spectrum = fft.rfft(x, axis=-1)
     del x
     freqs = fft.rfftfreq(samples, 1.0 / p.fs)
-    powerline = _mains_amplitude(spectrum.real**2 + spectrum.imag**2, freqs, p, samples)
+    power = spectrum.real**2 + spectrum.imag**2
+    powerline = _mains_amplitude(power, freqs, p, samples)
+    in_band = (freqs >= p.rms_band_hz[0]) & (freqs <= p.rms_band_hz[1])  # Parseval, one-sided
+    rms = np.sqrt(2 * power[..., in_band].sum(-1) / samples / np.maximum(valid, 1)[:, None])
+    del power
 
-    low = int(np.searchsorted(freqs, p.baseline_max_hz, side="right"))
-    step_s = max(1, edge // 2)  # a few points per second are enough for the wander
-    coarse = samples // step_s
-    at = np.arange(coarse) * (samples / coarse)  # where the coarse points of the inverse FFT lie
+    # the low band at baseline_fs, with the line between the endpoints given back
+    n_low = max(1, samples * p.baseline_fs // p.fs)
+    upto_low = min(int(np.searchsorted(freqs, p.baseline_band_hz, side="right")), n_low // 2 + 1)
+    at = np.arange(n_low) * (samples / n_low)  # where the points of the inverse FFT lie
     ramp_at = (a[..., None] + (b - a)[..., None] * (at / max(samples - 1, 1))).astype(np.float32)
-    wander = fft.irfft(spectrum[..., :low], n=coarse, axis=-1) * (coarse / samples) + ramp_at
-    inside = (at < valid[:, None])[:, None, :]
-    top = np.where(inside, wander, -np.inf).max(-1)
-    bottom = np.where(inside, wander, np.inf).min(-1)
-    baseline = ((top - bottom) / 2).astype(np.float32)
+    low = fft.irfft(spectrum[..., :upto_low], n=n_low, axis=-1) * (n_low / samples) + ramp_at
 
     # clean band at clean_fs (it holds nothing above clean_band_hz), high band at full rate
     n_clean = samples * p.clean_fs // p.fs
@@ -298,12 +521,12 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
     m4 = (sq * sq).sum(-1) / np.maximum(valid_clean, 1)[:, None]  # (not clean**4: a float power is slow)
     del sq
     kurtosis = np.where(m2 > 0, m4 / np.where(m2 > 0, m2, 1.0) ** 2, np.nan).astype(np.float32)
-    rms = np.sqrt(m2).astype(np.float32)
 
-    clipped = (saturation > p.usable_saturation) & (extreme >= p.usable_saturation_mv)
+    clipped = saturation > p.usable_saturation
     usable = (missing <= p.usable_missing) & (still <= p.usable_still) & ~clipped
     peaks = detect_r_peaks(clean, usable, valid_clean, p)
-    corr, p_corr, amp, mean_beat = _beat_indices(clean, peaks, valid_clean, p)
+    corr, p_corr, amp, mean_beat, classes = _beat_indices(clean, peaks, valid_clean, usable, p)
+    baseline = _baseline(low, peaks, classes, valid * p.baseline_fs // p.fs, p)
     emg = _emg(hf, peaks, valid, p)
 
     gone = count == 0
@@ -313,7 +536,7 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
         missing=missing,
         still=still,
         saturation=saturation,
-        extreme=extreme,
+        plateaus=plateaus,
         template_corr=np.where(gone, np.nan, corr).astype(np.float32),
         p_corr=np.where(gone, np.nan, p_corr).astype(np.float32),
         qrs_amplitude=np.where(gone, np.nan, amp).astype(np.float32),

@@ -1,11 +1,17 @@
-"""Fit the limb-lead reversal score (tasks/lead_reversal.py) and write data_contracts/lead_reversal.json.
+"""Fit the cable-reversal score (tasks/lead_reversal.py) and write data_contracts/lead_reversal.json.
 
 Fitted on clean records only: a synthetic archive without artifacts (its own seed, not the one
-bench/qc.py scores) and the real CinC 2021 sample (real amplitudes, several sites), each window
-kept when none of its 12 leads carries a flag. LUDB is left out on purpose: bench/qc.py and the
-tests measure the detector on it as held-out real data. Prints one JSON object (what it fitted on,
-and how often the fitted score ranks the true hypothesis first on its own training windows).
-Usage: python tools/fit_lead_reversal.py [--synth-records 400] [--seed 7] [--l2 1.0]
+bench/qc.py scores) and the fitting part of the real benchmark (bench/qc_real.py: LUDB and the CinC
+2021 sample split by patient with its SPLIT_SEED; the held-out part is never read here), each window
+kept when the gate trusts all its 12 leads (none missing, flat, saturated or low_sqi). Every record is
+shown as recorded and with each limb-electrode swap and each chest cable swap applied. The decision
+margins of the QC profile are chosen from out-of-fold scores: the real fitting windows are split into
+`--folds` folds, each scored by weights fitted without it, and for each candidate margin the JSON
+shows how many of them as recorded would be flagged (false alarms) and the recall of each swap
+applied to them.
+Prints one JSON object (what it fitted on, those out-of-fold figures, and how often the final score
+ranks the true hypothesis first on its own training windows).
+Usage: python tools/fit_lead_reversal.py [--synth-records 400] [--seed 7] [--l2 1.0] [--folds 5]
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,28 +27,79 @@ import numpy as np
 
 os.environ.setdefault("MSAIC_PSEUDONYM_KEY", "bench-key-not-secret")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-MODEL = Path(__file__).resolve().parents[1] / "data_contracts" / "lead_reversal.json"
-SWAPS = ("LA/RA", "LA/LL", "RA/LL")
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "data_contracts" / "lead_reversal.json"
+VERSION = "reversal/2"
 
 
-def clean_features(store: Path, profile) -> tuple[np.ndarray, int]:
-    """Per-lead reversal features of the store's windows without any flag, and the window count."""
-    from tasks import lead_reversal
-    from tasks import store as st
+def clean_beats(signals: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean beats and P-window correlations of the windows whose 12 leads the gate trusts (none
+    missing, flat, saturated or low_sqi: every lead can vote)."""
     from tasks.quality import assess
 
-    waves = st.read_table(store, "waveforms")
-    signals = waves["signal"].combine_chunks().flatten().flatten().to_numpy().reshape(waves.num_rows, 12, -1)
-    res = assess(signals, profile)
-    others = [f for f in res.masks if f != "reversal"]
-    keep = ~np.any([res.masks[f].any(1) for f in others], axis=0)
-    trusted = np.ones((int(keep.sum()), 12), dtype=bool)
-    ix = res.indices
-    per_lead = lead_reversal.features(
-        ix.template[keep], ix.p_corr[keep], trusted, profile.indices, profile.reversal.p_wave_min_corr
-    )
-    return per_lead, len(signals)
+    res = assess(signals.astype(np.float32), profile)
+    dead = ("missing", "flat", "saturation", "low_sqi")
+    keep = ~np.any([res.masks[f].any(1) for f in dead], axis=0)
+    return res.indices.template[keep].astype(np.float64), res.indices.p_corr[keep], len(signals)
+
+
+def synthetic_signals(records: int, seed: int) -> np.ndarray:
+    """The windows of a synthetic archive without artifacts, ingested."""
+    from tasks import store as st
+    from tasks.ingest_run import ingest_archive
+    from tasks.settings import Settings
+    from tasks.synth.archive import SynthConfig, write_archive
+    from tasks.synth.sites import first_sites
+
+    with tempfile.TemporaryDirectory(prefix="msaic-fit-reversal-") as tmp:
+        root = Path(tmp)
+        write_archive(
+            SynthConfig(records, first_sites(4), seed=seed, artifact_scale=0.0), root / "a", workers=2
+        )
+        ingest_archive(root / "a", root / "store", Settings(workers=2))
+        waves = st.read_table(root / "store", "waveforms")
+        flat = waves["signal"].combine_chunks().flatten().flatten().to_numpy()
+    return flat.reshape(waves.num_rows, 12, -1)
+
+
+MARGINS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+
+
+def out_of_fold(synth: tuple, real: tuple, swaps: tuple[str, ...], args, p, p_min) -> dict:
+    """Per candidate margin: the share of real windows as recorded whose best limb (chest) swap
+    beats "no swap" by more than it, scored by weights fitted without their fold, and per swap the
+    share applied to them that is found (the right swap, by more than the margin)."""
+    from tasks import lead_reversal as lr
+
+    fold = np.arange(len(real[0])) % args.folds
+    names = (None, *swaps)
+    lead = np.zeros((len(names), len(fold)))  # best swap over "no swap", by what was shown
+    right = np.zeros((len(names), len(fold)), dtype=bool)  # the best swap is the one shown
+    kind = np.zeros((len(names), len(fold)), dtype=bool)  # the best swap is a chest swap
+    for f in range(args.folds):
+        train = fold != f
+        t, q = np.concatenate([synth[0], real[0][train]]), np.concatenate([synth[1], real[1][train]])
+        model = lr.ReversalModel(VERSION, swaps, lr.fit_weights(t, q, p, p_min, swaps, args.l2), {})
+        trusted = np.ones(((~train).sum(), 12), dtype=bool)
+        for k, name in enumerate(names):
+            views = lr.features(*lr.shown(real[0][~train], real[1][~train], name), trusted, p, p_min)
+            s = lr.scores(views, model)
+            best = np.argmax(s[:, 1:], axis=1)
+            lead[k, ~train] = s[np.arange(len(best)), best + 1] - s[:, 0]
+            right[k, ~train] = best + 1 == k
+            kind[k, ~train] = np.isin(best, [swaps.index(c) for c in lr.CHEST_SWAPS])
+    out = {}
+    for m in MARGINS:
+        out[str(m)] = {
+            "false_alarms_limb": round(float(((lead[0] > m) & ~kind[0]).mean()), 4),
+            "false_alarms_chest": round(float(((lead[0] > m) & kind[0]).mean()), 4),
+            "recall": {
+                name: round(float(((lead[k] > m) & right[k]).mean()), 3)
+                for k, name in enumerate(names)
+                if name
+            },
+        }
+    return {"windows": len(fold), "folds": args.folds, "by_margin": out}
 
 
 def main() -> None:
@@ -49,53 +107,51 @@ def main() -> None:
     parser.add_argument("--synth-records", type=int, default=400)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
 
     from flows.cli import quiet_prefect_defaults
 
     quiet_prefect_defaults()
-    from tasks import lead_reversal
-    from tasks.ingest_run import ingest_archive
+    sys.path.insert(0, str(ROOT / "bench"))
+    from qc_real import SPLIT_SEED, base_set
+
+    from tasks import lead_reversal as lr
     from tasks.quality import load_profile
-    from tasks.settings import Settings
-    from tasks.synth.archive import SynthConfig, write_archive
-    from tasks.synth.sites import first_sites
 
     profile = load_profile()
-    with tempfile.TemporaryDirectory(prefix="msaic-fit-reversal-") as tmp:
-        root = Path(tmp)
-        config = SynthConfig(args.synth_records, first_sites(4), seed=args.seed, artifact_scale=0.0)
-        write_archive(config, root / "archive", workers=2)
-        ingest_archive(root / "archive", root / "synth", Settings(workers=2))
-        ingest_archive(SHARED / "cinc2021", root / "cinc", Settings(workers=2))
-        synth, synth_n = clean_features(root / "synth", profile)
-        cinc, cinc_n = clean_features(root / "cinc", profile)
-    per_lead = np.concatenate([synth, cinc])
-    weights = lead_reversal.fit_weights(per_lead, SWAPS, args.l2)
-    model = lead_reversal.ReversalModel("reversal/1", SWAPS, weights, {})
-    matrices = model.matrices
+    p, p_min = profile.indices, profile.reversal.p_wave_min_corr
+    base = base_set(profile)
+    fit = (base.part == "fit") & base.records
+    real_t, real_p, real_n = clean_beats(base.w.x[fit], profile)
+    synth_t, synth_p, synth_n = clean_beats(synthetic_signals(args.synth_records, args.seed), profile)
+    template, p_corr = np.concatenate([synth_t, real_t]), np.concatenate([synth_p, real_p])
+    swaps = lr.LIMB_SWAPS + lr.CHEST_SWAPS
+    oof = out_of_fold((synth_t, synth_p), (real_t, real_p), swaps, args, p, p_min)
+    weights = lr.fit_weights(template, p_corr, p, p_min, swaps, args.l2)
+    model = lr.ReversalModel(VERSION, swaps, weights, {})
+    trusted = np.ones(template.shape[:2], dtype=bool)
     first = {}
-    for k, m in enumerate(matrices):
-        shown = np.einsum("kj,njf->nkf", m, per_lead)
-        s = lead_reversal.scores(shown, model)
-        first[("none", *SWAPS)[k]] = round(float((s.argmax(1) == k).mean()), 4)
-    p = profile.indices
+    for k, name in enumerate((None, *swaps)):
+        views = lr.features(*lr.shown(template, p_corr, name), trusted, p, p_min)
+        first[name or "none"] = round(float((lr.scores(views, model).argmax(1) == k).mean()), 4)
     fitted_on = {
-        "synthetic": f"{len(synth)} clean of {synth_n} windows, SynthConfig(seed={args.seed}, "
+        "synthetic": f"{len(synth_t)} clean of {synth_n} windows, SynthConfig(seed={args.seed}, "
         f"n_records={args.synth_records}, sites=first_sites(4), artifact_scale=0)",
-        "cinc2021": f"{len(cinc)} windows without flags of {cinc_n} (shared/data/cinc2021)",
-        "held_out": "LUDB (all 200 records): measured by bench/qc.py and tests/tasks/test_lead_reversal.py",
+        "real": f"{len(real_t)} windows with 12 trusted leads of {real_n} clean windows in the fitting "
+        f"part of bench/qc_real.py (LUDB and CinC 2021 split by patient, SPLIT_SEED={SPLIT_SEED})",
+        "held_out": "the held-out part of bench/qc_real.py, never read here",
     }
     raw = {
-        "version": "reversal/1",
+        "version": VERSION,
         "_doc": "Linear score of tasks/lead_reversal.py (conditional logit over 'no swap' and the swaps): "
-        "weights over the per-hypothesis features in the order of lead_reversal.features (per limb lead "
-        "I..aVF: correlations with V1..V6 over the beat, then in the QRS, T and P windows; then per limb "
-        "lead its QRS, T, P polarity). Written by tools/fit_lead_reversal.py; decision thresholds are in "
-        "qc_profile.json `reversal`.",
+        "weights over the per-hypothesis features in the order of lead_reversal.hypothesis_features (the "
+        "correlations of each limb lead with each chest lead and of each pair of chest leads, over the "
+        "beat, then in the QRS, T and P windows; then each lead's QRS, T and P polarity). Written by "
+        "tools/fit_lead_reversal.py; decision margins are in qc_profile.json `reversal`.",
         "fitted_on": fitted_on,
         "l2": args.l2,
-        "swaps": list(SWAPS),
+        "swaps": list(swaps),
         "windows_s": {
             "beat": list(p.beat_window_s),
             "qrs": list(p.qrs_window_s),
@@ -105,7 +161,8 @@ def main() -> None:
         "weights": [round(float(w), 6) for w in weights],
     }
     MODEL.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps({"model": str(MODEL), "fitted_on": fitted_on, "train_top1_by_truth": first}, indent=2))
+    report = {"model": str(MODEL), "fitted_on": fitted_on, "out_of_fold": oof, "train_top1_by_truth": first}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

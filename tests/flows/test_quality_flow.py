@@ -73,7 +73,7 @@ def test_new_profile_version_rechecks_without_duplicates(
 ) -> None:
     store = copy_store(synth_store, tmp_path / "store")
     quality(store, Settings(workers=1))
-    raw = dict(load_json("qc_profile.json"), version="qc/3")
+    raw = dict(load_json("qc_profile.json"), version="qc/4")
     raw["thresholds"] = dict(raw["thresholds"], baseline_mv=0.0001)  # every lead wanders a little
     path = tmp_path / "qc2.json"
     path.write_text(json.dumps(raw))
@@ -81,7 +81,7 @@ def test_new_profile_version_rechecks_without_duplicates(
     n = st.read_table(store, "records", ["record_id"]).num_rows
     assert totals.checked == n and totals.removed == n
     q = st.read_table(store, "quality").to_pandas()
-    assert len(q) == n and set(q["qc_version"]) == {"qc/3"}
+    assert len(q) == n and set(q["qc_version"]) == {"qc/4"}
     assert (q["verdict"] != "pass").all()
 
 
@@ -110,7 +110,7 @@ def test_msaic_qc_on_the_real_store(
     store = copy_store(real_store, tmp_path / "store")
     assert main(["qc", "--store", str(store), "--workers", "2"]) == 0
     out = capsys.readouterr().out
-    assert "msaic qc" in out and "windows checked (qc/2)" in out
+    assert "msaic qc" in out and "windows checked (qc/3)" in out
     frame = _quality(store)
     flags = _flags(frame)
     name = frame["source_path"].map(lambda p: Path(p).stem)
@@ -120,5 +120,9 @@ def test_msaic_qc_on_the_real_store(
             assert "flat" in flags[i, CANONICAL_LEADS.index(lead)], (record, lead, flags[i])
         assert frame.loc[i, "verdict"] in ("limited", "reject")
     ludb = (frame["site"] == "ludb").to_numpy()
-    clean = np.mean([not f for f in flags[ludb].ravel()])
-    assert ludb.sum() == 200 and clean >= 0.95
+    # the LUDB copy normalizes every lead to 1 mV peak-to-peak, which breaks Einthoven's law: the
+    # gate reads wrong per-lead gains (`amplitude`) on its limb leads and nothing else on most leads
+    clean = np.mean([not (f - {"amplitude"}) for f in flags[ludb].ravel()])
+    assert ludb.sum() == 200 and clean >= 0.97
+    amplitude = np.array([["amplitude" in f for f in row] for row in flags[ludb]])
+    assert amplitude[:, :6].sum() > 4 * amplitude[:, 6:].sum()

@@ -1,6 +1,7 @@
-"""The quality gate on real LUDB records (read with wfdb from the shared data) with artifacts
-injected into them: each artifact raises its flag on the lead it hits, clean leads stay clean,
-verdicts follow the rules of the profile file, and no signal makes `assess` raise."""
+"""The quality gate on real LUDB records (read with wfdb from the shared data, limb leads made
+Einthoven-consistent) with artifacts injected into them: each artifact raises its flag on the lead it
+hits, clean leads stay clean, verdicts follow the rules of the profile file, and no signal makes
+`assess` raise."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-import wfdb
 
 from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS
 from data_contracts.schemas import QUALITY
 from tasks.quality import FLAGS, QcProfile, assess, load_profile, parse_profile, result_table
-from tests.conftest import LUDB
+from tests.tasks.quality_data import ludb as read_ludb
 
 CLEAN_LUDB = ("2", "3", "5", "9", "12")  # sinus rhythm records the profile passes as they are
 T = np.arange(5000) / 500
@@ -31,11 +31,11 @@ def profile() -> QcProfile:
 @pytest.fixture(scope="module")
 def ludb() -> np.ndarray:
     """(5, 12, 5000) float32 mV: real LUDB records in canonical lead order."""
-    return np.stack([wfdb.rdrecord(str(LUDB / name)).p_signal.T for name in CLEAN_LUDB]).astype(np.float32)
+    return read_ludb(CLEAN_LUDB)
 
 
 def test_profile_is_versioned_and_holds_the_rules(profile: QcProfile) -> None:
-    assert profile.version == "qc/2"
+    assert profile.version == "qc/3"
     assert {r.verdict for r in profile.rules} == {"limited", "reject"}
     assert set(profile.unusable) <= set(FLAGS)
     raw = copy.deepcopy(load_json("qc_profile.json"))

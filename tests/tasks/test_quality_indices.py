@@ -54,11 +54,14 @@ def test_mains_wander_and_muscle_noise_are_measured_in_mv(params: IndexParams) -
 
 def test_clipped_flat_and_missing_leads(params: IndexParams) -> None:
     x = _record(2)[None].copy()
-    x[0, 6, 1000:3000] = 8.0  # 40 % of V1 at the rail
+    x[0, 6, 1000:3000] = 8.0  # 40 % of V1 at the rail, one plateau
     x[0, 7] = 0.0  # V2 lead-off
     x[0, 8] = np.nan  # V3 missing
+    drifting = x[0, 9] + 0.5 * np.sin(2 * np.pi * 0.2 * T)  # V4 carried to an amplifier limit
+    x[0, 9] = np.minimum(drifting, np.quantile(drifting, 0.8))
     ix = measure(x, params)
-    assert ix.saturation[0, 6] == pytest.approx(0.4, abs=0.03) and ix.extreme[0, 6] > 3
+    assert ix.saturation[0, 6] == pytest.approx(0.4, abs=0.03) and ix.plateaus[0, 6] == 1
+    assert ix.saturation[0, 9] == pytest.approx(0.2, abs=0.05) and ix.plateaus[0, 9] >= 2  # one level
     assert ix.still[0, 7] == 1.0 and ix.rms[0, 7] == 0.0
     assert ix.missing[0, 8] == 1.0 and np.isnan(ix.powerline[0, 8]) and np.isnan(ix.template_corr[0, 8])
     assert ix.beats[0] == 12  # the damaged leads do not hide the beats of the others

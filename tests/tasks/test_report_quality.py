@@ -178,3 +178,21 @@ def test_noise_thresholds_come_from_the_profile_of_the_stored_version() -> None:
     )
     assert rq.noise_thresholds([f"{profile.version}-old"], None) == {}
     assert rq.noise_thresholds([profile.version, "other"], None) == {}
+
+
+def test_methods_table_is_the_profile_held_out_benchmark() -> None:
+    """The methods section shows, per injected artifact kind, how often its leads carried each flag
+    (own flag first) and how often clean real leads carried one, from the profile's benchmark."""
+    bench = load_profile().benchmark
+    table = rq.methods_table(bench)
+    assert list(table.columns) == ["leads", "own flag %", *QC_FLAGS, "none"]
+    wander = table.loc["wander (baseline)"]
+    assert wander["own flag %"] == pytest.approx(100 * bench["kinds"]["wander"]["recall"])
+    assert wander["baseline"] == pytest.approx(wander["own flag %"])
+    assert wander["saturation"] < 1.0  # the failure of issue 21: wander called saturation
+    clean = table.loc["clean leads (none)"]
+    assert clean[list(QC_FLAGS)].sum() >= 100 * bench["clean_leads"]["flagged"] - 1e-9
+    assert clean["none"] == pytest.approx(100 * (1 - bench["clean_leads"]["flagged"]))
+    assert rq.methods_table({}).empty
+    section, digest = rq._methods_section(bench)
+    assert section.key == "methods" and "methods-table" in section.body and "held-out" in digest[1]

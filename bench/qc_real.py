@@ -1,0 +1,551 @@
+"""Benchmark of the quality gate on real recordings: clean real 12-lead windows with artifacts
+injected by bench/_artifacts.py (independent of the synthetic archive), split by patient into a
+fitting part and a held-out part. Every threshold and fitted score of the QC profile is chosen on
+the fitting part; the figures that count are those of the held-out part. Prints one JSON object.
+
+- Records: LUDB (morphology; its leads are normalized to 1 mV peak-to-peak, so each LUDB window
+  gets real amplitudes back: its limb leads rescaled until Einthoven's and Goldberger's identities
+  hold, which they do exactly, then lead II and each chest lead scaled to amplitudes drawn from a
+  log-normal fitted to the clean CinC records of the same part, one draw per LUDB record, so that
+  no one CinC record's amplitude pattern is copied onto many) and the CinC 2021 sample, harmonized
+  by the project (500 Hz, 10-s windows; padded tails left out). Split by patient (PTB S0002/S0003,
+  S0006/S0007 and S0008-S0010 are one patient each) within each source, seed SPLIT_SEED.
+- Clean leads: a lead is clean when its own noise, measured here by textbook estimators that are
+  not the gate's (two-stage median-filter baseline, de Chazal et al. 2004; 40 Hz high-pass rms
+  between neurokit2's R peaks; Hann-windowed mains amplitude), is below half of what the profile
+  calls unusable, and its record is not one of REVIEWED (real artifacts seen in the recordings,
+  kept as tests). A clean record has no lead with own noise at or above the unusable strength:
+  the gate must never reject it. Artifacts are injected into clean records only.
+- Scores: per artifact kind, recall of the kind's own flag on the leads it reaches at or above the
+  profile's `unusable` strength, and the confusion (every flag those leads received); flags on the
+  clean leads of the records as recorded; verdicts of the clean records; flags on untouched clean
+  leads of injected windows. Side by side, neurokit2's zhao2018 rating (`Unacceptable` counts as a
+  flag) on the same held-out windows, and the speed of both in the same run.
+With --write-profile (held-out part, packaged profile) the confusion table is written into the
+profile's `benchmark` section, which the quality report shows in its methods section.
+Usage: python bench/qc_real.py [--part held_out|fit] [--copies 3] [--seed 2121] [--nk-per-kind 25]
+                               [--profile PATH] [--write-profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from _artifacts import KINDS, Truth, inject
+from scipy import ndimage
+from scipy.signal import butter, decimate, sosfiltfilt
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SPLIT_SEED = 21
+FS = 500
+WINDOW = 10 * FS
+REVIEWED: dict[str, str] = {
+    "ChapmanShaoxing_Ningbo/JS45542": "V1-V6 zero",
+    "ChapmanShaoxing_Ningbo/JS45544": "V2-V6 zero, V1 a ramp then zero",
+    "ChapmanShaoxing_Ningbo/JS45547": "V2-V6 held flat for about 0.6 s, a motion burst in V1",
+    "ChapmanShaoxing_Ningbo/JS45551": "V4-V6 zero",
+    "G12EC/E00006": "a transient of over 8 mV in most leads at 9.8 s",
+}
+SAME_PATIENT = {
+    "PTB_PTBXL/S0003": "PTB_PTBXL/S0002",
+    "PTB_PTBXL/S0007": "PTB_PTBXL/S0006",
+    "PTB_PTBXL/S0009": "PTB_PTBXL/S0008",
+    "PTB_PTBXL/S0010": "PTB_PTBXL/S0008",
+}
+OWN_NOISE = {"baseline": "baseline", "emg": "emg", "mains": "powerline"}  # estimator → profile flag
+BATCH = 256
+
+
+@dataclass
+class Windows:
+    """Full 10-s harmonized windows: `record` as `<source>/<name>`, signals (n, 12, 5000) mV."""
+
+    record: list[str]
+    source: list[str]
+    x: np.ndarray
+
+
+def load_windows() -> Windows:
+    """LUDB and the CinC sample through the project's harmonization; full windows only."""
+    import wfdb
+
+    from tasks.harmonize import harmonize
+    from tasks.wfdb_reader import RawRecord
+
+    heads = sorted((SHARED / "ludb" / "data").glob("*.hea"), key=lambda p: int(p.stem))
+    heads += sorted((SHARED / "cinc2021").glob("*/*.hea"))
+    record, source, x = [], [], []
+    for head in heads:
+        rec = wfdb.rdrecord(str(head.with_suffix("")))
+        raw = RawRecord(
+            rec.p_signal.astype(np.float32), list(rec.sig_name), list(rec.units), float(rec.fs), []
+        )
+        h = harmonize(raw, target_fs=FS, window_s=10.0, min_duration_s=8.0, max_duration_s=600.0)
+        src = "ludb" if head.parent.name == "data" else head.parent.name
+        for w, valid in zip(h.windows, h.n_valid, strict=True):
+            if valid == WINDOW:
+                record.append(f"{src}/{head.stem}")
+                source.append(src)
+                x.append(w)
+    return Windows(record, source, np.stack(x).astype(np.float64))
+
+
+def split(w: Windows) -> np.ndarray:
+    """(n,) part per window, 'fit' or 'held_out': patients shuffled within each source with
+    SPLIT_SEED and dealt alternately."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    patient = [SAME_PATIENT.get(r, r) for r in w.record]
+    part = {}
+    for src in sorted(set(w.source)):
+        groups = sorted({p for p, s in zip(patient, w.source, strict=True) if s == src})
+        for k, g in enumerate(rng.permutation(groups)):
+            part[g] = ("fit", "held_out")[k % 2]
+    return np.array([part[p] for p in patient])
+
+
+def amplitude(x: np.ndarray) -> np.ndarray:
+    """Robust peak-to-peak per lead (0.5-99.5 percentiles above 0.5 Hz), mV."""
+    hp = sosfiltfilt(butter(2, 0.5, "highpass", fs=FS, output="sos"), x, axis=-1)
+    return np.percentile(hp, 99.5, axis=-1) - np.percentile(hp, 0.5, axis=-1)
+
+
+AMPLITUDE_LEADS = [1, 6, 7, 8, 9, 10, 11]  # II, V1-V6: the amplitudes a LUDB window is given
+
+
+def amplitude_draws(amp: np.ndarray, record: list[str], n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 12) amplitudes from a log-normal over AMPLITUDE_LEADS fitted to (windows, 12) real ones,
+    each record weighted once (its windows' mean log), the covariance shrunk a tenth to its diagonal."""
+    logs = np.log(amp[:, AMPLITUDE_LEADS])
+    names = sorted(set(record))
+    per = np.stack([logs[[r == name for r in record]].mean(0) for name in names])
+    cov = np.cov(per, rowvar=False)
+    cov = 0.9 * cov + 0.1 * np.diag(np.diag(cov))
+    out = np.ones((n, 12))
+    out[:, AMPLITUDE_LEADS] = np.exp(rng.multivariate_normal(per.mean(0), cov, size=n))
+    return out
+
+
+def restore_ludb(x: np.ndarray, donor: np.ndarray) -> np.ndarray:
+    """A LUDB window (12, n) with real amplitudes: limb leads rescaled so that III = II - I and
+    Goldberger's aVR, aVL, aVF hold (exactly, up to one factor), then lead II and each chest lead
+    given the amplitude that the (12,) `donor` amplitudes say."""
+    (a, b), *_ = np.linalg.lstsq(np.stack([x[0], x[2]], axis=1), x[1], rcond=None)
+    y = x.copy()
+    y[0], y[2] = a * x[0], b * x[2]
+    goldberger = {3: -(y[0] + y[1]) / 2, 4: (y[0] - y[2]) / 2, 5: (y[1] + y[2]) / 2}
+    for k, target in goldberger.items():
+        y[k] = x[k] * (x[k] @ target) / (x[k] @ x[k])
+    amp = amplitude(y)
+    y[:6] *= donor[1] / amp[1]
+    y[6:] *= (donor[6:] / amp[6:])[:, None]
+    return y
+
+
+def _r_peaks(x: np.ndarray) -> list[np.ndarray]:
+    """neurokit2's R peaks per window, found on the lead with the largest amplitude."""
+    import neurokit2 as nk
+
+    peaks = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for w in x:
+            lead = w[int(np.argmax(amplitude(w)))]
+            try:
+                _, info = nk.ecg_peaks(nk.ecg_clean(lead, sampling_rate=FS), sampling_rate=FS)
+                peaks.append(np.asarray(info["ECG_R_Peaks"], dtype=int))
+            except Exception:
+                peaks.append(np.zeros(0, dtype=int))
+    return peaks
+
+
+def own_noise(x: np.ndarray) -> dict[str, np.ndarray]:
+    """(n, 12) per estimator, mV: baseline (half peak-to-peak of a 0.2 s then 0.6 s median filter
+    at 100 Hz), emg (90th percentile of 0.1-s rms above 40 Hz away from R peaks), mains (Hann-
+    windowed amplitude at 50 or 60 Hz and harmonics, root sum of squares, the larger)."""
+    low = decimate(x, 5, ftype="fir", axis=-1, zero_phase=True)
+    base = ndimage.median_filter(ndimage.median_filter(low, size=(1, 1, 21)), size=(1, 1, 61))
+    high = sosfiltfilt(butter(4, 40, "highpass", fs=FS, output="sos"), x, axis=-1)
+    blocks = np.sqrt((high.reshape(*x.shape[:2], -1, FS // 10) ** 2).mean(-1))  # (n, 12, 100)
+    centres = (np.arange(blocks.shape[-1]) + 0.5) * (FS // 10)
+    emg = np.zeros(x.shape[:2])
+    for i, r in enumerate(_r_peaks(x)):
+        away = (
+            np.abs(centres[:, None] - r[None, :]).min(1) > 0.08 * FS
+            if len(r)
+            else np.ones(len(centres), bool)
+        )
+        emg[i] = np.percentile(blocks[i][:, away], 90, axis=-1)
+    window = np.hanning(x.shape[-1])
+    spec = np.abs(np.fft.rfft((x - x.mean(-1, keepdims=True)) * window, axis=-1)) * 2 / window.sum()
+    freqs = np.fft.rfftfreq(x.shape[-1], 1 / FS)
+    mains = np.zeros(x.shape[:2])
+    for f0 in (50.0, 60.0):
+        harmonics = [h * f0 for h in range(1, 5) if h * f0 < FS / 2 - 5]
+        peaks = [spec[..., np.abs(freqs - f) <= 0.6].max(-1) for f in harmonics]
+        mains = np.maximum(mains, np.sqrt(np.sum(np.square(peaks), axis=0)))
+    return {"baseline": (base.max(-1) - base.min(-1)) / 2, "emg": emg, "mains": mains}
+
+
+def below(
+    noise: dict[str, np.ndarray], reviewed: np.ndarray, unusable: dict[str, float], share: float
+) -> np.ndarray:
+    """(n, 12) bool: own noise below `share` of the unusable strength of its flag, record not reviewed."""
+    ok = ~reviewed[:, None] & np.ones(noise["baseline"].shape, dtype=bool)
+    for name, flag in OWN_NOISE.items():
+        ok &= noise[name] < share * unusable[flag]
+    return ok
+
+
+@dataclass
+class Base:
+    """The windows with LUDB amplitudes restored, their part, own noise, clean leads (own noise
+    below half the unusable strength) and clean records (no lead at or above it)."""
+
+    w: Windows
+    part: np.ndarray
+    own: dict[str, np.ndarray]
+    clean: np.ndarray  # (n, 12)
+    records: np.ndarray  # (n,)
+
+
+def base_set(profile) -> Base:
+    w = load_windows()
+    part = split(w)
+    reviewed = np.array([r in REVIEWED for r in w.record])
+    ludb = np.array([s == "ludb" for s in w.source])
+    cinc = own_noise(w.x[~ludb])
+    donor_ok = below(cinc, reviewed[~ludb], profile.unusable, 0.5).all(1)
+    cinc_amp = amplitude(w.x[~ludb])
+    cinc_record = [r for r, is_ludb in zip(w.record, ludb, strict=True) if not is_ludb]
+    rng = np.random.default_rng(SPLIT_SEED)
+    for p in ("fit", "held_out"):
+        donors = np.flatnonzero(donor_ok & (part[~ludb] == p))
+        targets = np.flatnonzero(ludb & (part == p))
+        draws = amplitude_draws(cinc_amp[donors], [cinc_record[k] for k in donors], len(targets), rng)
+        for i, amp in zip(targets, draws, strict=True):
+            w.x[i] = restore_ludb(w.x[i], amp)
+    ludb_noise = own_noise(w.x[ludb])
+    own = {}
+    for k in cinc:
+        own[k] = np.zeros(w.x.shape[:2])
+        own[k][~ludb], own[k][ludb] = cinc[k], ludb_noise[k]
+    clean = below(own, reviewed, profile.unusable, 0.5)
+    records = below(own, reviewed, profile.unusable, 1.0).all(1)
+    return Base(w, part, own, clean, records)
+
+
+@dataclass
+class GateRun:
+    masks: np.ndarray  # (n, 12, flags) bool
+    verdict: list[str]
+    reasons: list[list[str]]
+    indices: dict[str, np.ndarray]  # the per-lead indices, (n, 12) each
+    seconds: float
+
+
+def run_gate(batches, profile) -> GateRun:
+    """The gate over batches of (b, 12, 5000) windows; only `assess` is timed."""
+    from tasks.quality import FLAGS, assess
+
+    masks, verdict, reasons, indices, seconds = [], [], [], [], 0.0
+    for x in batches:
+        started = time.perf_counter()
+        res = assess(x.astype(np.float32), profile)
+        seconds += time.perf_counter() - started
+        masks.append(np.stack([res.masks[f] for f in FLAGS], axis=-1))
+        verdict += res.verdict
+        reasons += res.reasons
+        indices.append({k: v for k, v in vars(res.indices).items() if np.shape(v) == x.shape[:2]})
+    merged = {k: np.concatenate([d[k] for d in indices]) for k in indices[0]}
+    return GateRun(np.concatenate(masks), verdict, reasons, merged, seconds)
+
+
+def injected(base: np.ndarray, jobs: list[tuple[int, str, int]], seed: int):
+    """Batches of injected windows for jobs (base index, kind, copy), and their truths in order."""
+    truths: list[Truth] = []
+
+    def batches():
+        for start in range(0, len(jobs), BATCH):
+            out = []
+            for i, kind, copy in jobs[start : start + BATCH]:
+                rng = np.random.default_rng([seed, i, list(KINDS).index(kind), copy])
+                y, truth = inject(base[i], kind, rng)
+                assert np.isfinite(truth.strength).all(), (kind, truth.detail)
+                out.append(y)
+                truths.append(truth)
+            yield np.stack(out)
+
+    return batches, truths
+
+
+def nk_ratings(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """neurokit2's reference loop per lead (`nk.ecg_clean` + `nk.ecg_quality(zhao2018)`): True where
+    it rates the lead Unacceptable or raises, and the seconds it took."""
+    import neurokit2 as nk
+
+    bad = np.zeros(x.shape[:2], dtype=bool)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, w in enumerate(x):
+            for j, lead in enumerate(w):
+                try:
+                    clean = nk.ecg_clean(lead, sampling_rate=FS)
+                    rating = str(nk.ecg_quality(clean, sampling_rate=FS, method="zhao2018"))
+                except Exception:
+                    rating = "error"
+                bad[i, j] = rating in ("Unacceptable", "Unnacceptable", "error")
+    return bad, time.perf_counter() - started
+
+
+def _rate(hit: np.ndarray) -> float | None:
+    return round(float(hit.mean()), 4) if hit.size else None
+
+
+def confusion(run: GateRun, truths: list[Truth], clean: np.ndarray, unusable: dict[str, float]) -> dict:
+    """Per kind: truth leads (at or above unusable), the flags they received, own-flag recall; flags
+    on the untouched clean leads (`clean`, per injected window) of the same windows."""
+    from tasks.quality import FLAGS
+
+    out: dict[str, dict] = {}
+    for kind in KINDS:
+        rows = [k for k, t in enumerate(truths) if t.kind == kind]
+        if not rows:
+            continue
+        flag = truths[rows[0]].flag
+        strength = np.stack([truths[k].strength for k in rows])
+        touched = np.stack([truths[k].touched for k in rows])
+        m = run.masks[rows]
+        truth = strength >= unusable[flag]
+        got = m[truth]  # (truth leads, flags)
+        own = got[:, FLAGS.index(flag)]
+        per_instance = [
+            bool(m[r][truth[r], FLAGS.index(flag)].all()) for r in range(len(rows)) if truth[r].any()
+        ]
+        below = touched & ~truth & (strength > 0)
+        untouched = ~touched & clean[rows]
+        entry = {
+            "flag": flag,
+            "instances": len(rows),
+            "truth_leads": int(truth.sum()),
+            "recall": _rate(own),
+            "recall_instances": _rate(np.array(per_instance)),
+            "received": {f: int(got[:, k].sum()) for k, f in enumerate(FLAGS) if got[:, k].any()},
+            "no_flag": int((~got.any(1)).sum()),
+            "flagged_below_unusable": _rate(m[below][:, FLAGS.index(flag)]),
+            "untouched_leads_any_flag": _rate(m[untouched].any(-1)),
+            "verdicts": dict(Counter(run.verdict[r] for r in rows)),
+        }
+        if kind in ("limb_swap", "chest_swap", "clip"):
+            group = [truths[k].detail.split(" ", 1)[-1] for k in rows]  # clip: without the lead
+            entry["recall_by_detail"] = {
+                d: _rate(
+                    np.concatenate([m[p][truth[p], FLAGS.index(flag)] for p, g in enumerate(group) if g == d])
+                )
+                for d in sorted(set(group))
+            }
+        out[kind] = entry
+    return out
+
+
+def clean_scores(run: GateRun, clean: np.ndarray, records: np.ndarray) -> dict:
+    """Flags on the clean leads of the windows as recorded, and verdicts of the clean records."""
+    from tasks.quality import FLAGS
+
+    on_clean = run.masks[clean]
+    verdicts = [v for v, c in zip(run.verdict, records, strict=True) if c]
+    rejected = [r for r, v, c in zip(run.reasons, run.verdict, records, strict=True) if c and v == "reject"]
+    return {
+        "clean_leads": int(clean.sum()),
+        "flags_on_clean_leads": {
+            f: int(on_clean[:, k].sum()) for k, f in enumerate(FLAGS) if on_clean[:, k].any()
+        },
+        "clean_leads_flagged": _rate(on_clean.any(-1)),
+        "clean_records": int(records.sum()),
+        "clean_record_verdicts": dict(Counter(verdicts)),
+        "clean_records_rejected": _rate(np.array([v == "reject" for v in verdicts])),
+        "reject_reasons": dict(Counter(r for rs in rejected for r in rs)),
+    }
+
+
+def side_by_side(x, ok, records, as_recorded: GateRun, jobs, truths: list[Truth], args, profile):
+    """neurokit2's zhao2018 rating next to the gate's flags: on the clean records as recorded and on
+    `args.nk_per_kind` injected windows per kind; its ms per window. (None, None, 0) when skipped."""
+    from tasks.quality import FLAGS
+
+    if args.nk_per_kind <= 0:
+        return None, None, 0
+    rng = np.random.default_rng(args.seed)
+    sample = np.concatenate(
+        [
+            rng.permutation([k for k, t in enumerate(truths) if t.kind == kind])[: args.nk_per_kind]
+            for kind in KINDS
+        ]
+    )
+    nk_clean, nk_clean_s = nk_ratings(x[records])
+    nk_batches, nk_truths = injected(x, [jobs[k] for k in sample], args.seed)
+    nk_x = np.concatenate(list(nk_batches()))
+    nk_bad, nk_s = nk_ratings(nk_x)
+    gate_sample = run_gate([nk_x], profile)
+    out = {}
+    for kind in KINDS:
+        rows = [k for k, t in enumerate(nk_truths) if t.kind == kind]
+        truth = np.stack([nk_truths[k].strength >= profile.unusable[nk_truths[k].flag] for k in rows])
+        own_flag = FLAGS.index(nk_truths[rows[0]].flag)
+        out[kind] = {
+            "truth_leads": int(truth.sum()),
+            "gate_own_flag": _rate(gate_sample.masks[rows][truth][:, own_flag]),
+            "gate_any_flag": _rate(gate_sample.masks[rows][truth].any(-1)),
+            "nk_zhao2018_unacceptable": _rate(nk_bad[rows][truth]),
+        }
+    out["clean_leads_of_clean_records"] = {
+        "leads": int(ok[records].sum()),
+        "gate_any_flag": _rate(as_recorded.masks[records][ok[records]].any(-1)),
+        "nk_zhao2018_unacceptable": _rate(nk_clean[ok[records]]),
+    }
+    windows = int(records.sum()) + len(nk_x)
+    return out, 1000 * (nk_clean_s + nk_s) / windows, windows
+
+
+QUANTILES = (0.5, 1, 5, 10, 50, 90, 95, 99, 99.5, 100)
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float]:
+    v = values[np.isfinite(values)]
+    return {f"p{q:g}": round(float(np.percentile(v, q)), 4) for q in QUANTILES} if v.size else {}
+
+
+def index_quantiles(
+    as_recorded: GateRun, clean: np.ndarray, run: GateRun, truths: list[Truth], unusable
+) -> dict:
+    """For choosing thresholds on the fitting part: each index on the clean leads as recorded and
+    on each kind's truth leads."""
+    out = {"clean_leads": {k: _quantiles(v[clean]) for k, v in as_recorded.indices.items()}}
+    for kind in KINDS:
+        rows = [k for k, t in enumerate(truths) if t.kind == kind]
+        truth = np.stack([truths[k].strength >= unusable[truths[k].flag] for k in rows])
+        out[kind] = {k: _quantiles(v[rows][truth]) for k, v in run.indices.items()}
+    return out
+
+
+def chest_amplitudes(as_recorded: GateRun, clean: np.ndarray) -> dict[str, list]:
+    """The profile's `chest_log_mean` and `chest_log_cov` fitted here: the mean and covariance of
+    the log QRS amplitudes of V1-V6 on the windows whose six chest leads are clean."""
+    logs = np.log(as_recorded.indices["qrs_amplitude"][clean[:, 6:].all(1), 6:])
+    cov = np.cov(logs, rowvar=False)
+    return {
+        "chest_log_mean": [round(float(v), 4) for v in logs.mean(0)],
+        "chest_log_cov": [[round(float(v), 4) for v in row] for row in cov],
+    }
+
+
+def benchmark_section(out: dict, command: str) -> dict:
+    """The profile's `benchmark`: per kind its flag, truth leads, recall and the share of them that
+    received each flag (and none); the clean leads' flags; the clean records rejected."""
+    kinds = {}
+    for kind, e in out["injected"].items():
+        n = max(e["truth_leads"], 1)
+        received = {f: round(k / n, 4) for f, k in e["received"].items()}
+        kinds[kind] = {
+            "flag": e["flag"],
+            "truth_leads": e["truth_leads"],
+            "recall": e["recall"],
+            "received": {**received, "none": round(e["no_flag"] / n, 4)},
+        }
+    rec = out["as_recorded"]
+    n = max(rec["clean_leads"], 1)
+    return {
+        "_doc": "Written by bench/qc_real.py --write-profile: this profile on the held-out part of the real "
+        "benchmark; shown in the quality report's methods section.",
+        "command": command,
+        "source": f"LUDB and CinC 2021 split by patient with SPLIT_SEED={SPLIT_SEED}, held-out part: "
+        f"{out['records']['held_out']} records, {out['windows']['held_out']} windows",
+        "kinds": kinds,
+        "clean_leads": {
+            "leads": rec["clean_leads"],
+            "flagged": rec["clean_leads_flagged"],
+            "by_flag": {f: round(k / n, 5) for f, k in rec["flags_on_clean_leads"].items()},
+        },
+        "clean_records": {"records": rec["clean_records"], "rejected": rec["clean_records_rejected"]},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("held_out", "fit"), default="held_out")
+    parser.add_argument("--copies", type=int, default=3, help="injections per clean record and kind")
+    parser.add_argument("--seed", type=int, default=2121, help="seed of the injections")
+    parser.add_argument("--nk-per-kind", type=int, default=25, help="injected windows per kind rated by nk")
+    parser.add_argument("--profile", type=Path, help="a QC profile to score (default: the packaged one)")
+    parser.add_argument(
+        "--write-profile", action="store_true", help="write the held-out table into the profile"
+    )
+    args = parser.parse_args()
+    if args.write_profile and (args.part != "held_out" or args.profile):
+        parser.error("--write-profile records the packaged profile's held-out figures only")
+
+    from tasks.quality import load_profile
+
+    profile = load_profile(args.profile)
+    base = base_set(profile)
+    w, part, own = base.w, base.part, base.own
+    here = np.flatnonzero(part == args.part)
+    x, ok, records = w.x[here], base.clean[here], base.records[here]
+
+    as_recorded = run_gate([x[k : k + BATCH] for k in range(0, len(x), BATCH)], profile)
+    jobs = [(int(i), kind, c) for i in np.flatnonzero(records) for kind in KINDS for c in range(args.copies)]
+    batches, truths = injected(x, jobs, args.seed)
+    with_artifacts = run_gate(batches(), profile)
+    job_clean = ok[[i for i, _, _ in jobs]]
+
+    nk_side, nk_ms, nk_windows = side_by_side(x, ok, records, as_recorded, jobs, truths, args, profile)
+    n_gate = len(x) + len(jobs)
+    gate_ms = 1000 * (as_recorded.seconds + with_artifacts.seconds) / n_gate
+
+    out = {
+        "qc_version": profile.version,
+        "part": args.part,
+        "split_seed": SPLIT_SEED,
+        "injection_seed": args.seed,
+        "copies": args.copies,
+        "windows": {p: int((part == p).sum()) for p in ("fit", "held_out")},
+        "records": {
+            p: len({r for r, q in zip(w.record, part, strict=True) if q == p}) for p in ("fit", "held_out")
+        },
+        "reviewed_real_artifacts": REVIEWED,
+        "own_noise_leads_not_clean": {
+            k: int((own[k][here] >= profile.unusable[f] / 2).sum()) for k, f in OWN_NOISE.items()
+        },
+        "as_recorded": clean_scores(as_recorded, ok, records),
+        "injected": confusion(with_artifacts, truths, job_clean, profile.unusable),
+        "neurokit2_side_by_side": nk_side,
+        "speed": {
+            "gate_windows": n_gate,
+            "gate_ms_per_window": round(gate_ms, 2),
+            "nk_windows": nk_windows,
+            "nk_ms_per_window": round(nk_ms, 2) if nk_ms else None,
+            "speedup": round(nk_ms / gate_ms, 1) if nk_ms else None,
+        },
+    }
+    if args.part == "fit":
+        out["index_quantiles"] = index_quantiles(as_recorded, ok, with_artifacts, truths, profile.unusable)
+        out["fitted_chest_amplitudes"] = chest_amplitudes(as_recorded, ok)
+    if args.write_profile:
+        path = ROOT / "data_contracts" / "qc_profile.json"
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        command = f"bench/qc_real.py --copies {args.copies} --seed {args.seed}"
+        raw["benchmark"] = benchmark_section(out, command)
+        path.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
