@@ -55,7 +55,9 @@ def _records_expectations(gxe: Any) -> list[Any]:
         gxe.ExpectColumnValuesToBeBetween(column="age", min_value=0, max_value=120),
         gxe.ExpectColumnValuesToBeInSet(column="sex", value_set=["M", "F"]),
         gxe.ExpectColumnValuesToBeInSet(column="format", value_set=list(SOURCE_FORMATS)),
-        gxe.ExpectColumnValuesToMatchRegex(column="recorded_at", regex=r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2})?"),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="recorded_at", regex=r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2})?"
+        ),
         gxe.ExpectColumnValuesToBeInSet(column="mi_label", value_set=[0, 1]),
         gxe.ExpectColumnValuesToBeBetween(column="strat_fold", min_value=1, max_value=10),
         gxe.ExpectColumnValuesToMatchRegex(column="site", regex=r"^\S.*$"),
