@@ -1,10 +1,12 @@
 """Writes a synthetic archive in the PTB-XL layout, streamed shard by shard over a process pool.
 
 Output (OUT): `records<fs>/<thousands>/<ecg_id>_hr.hea/.dat` per record at the site's native
-rate, `ptbxl_database.csv`, `scp_statements.csv`, `truth.parquet` (one row per record) and
-`truth_artifacts.parquet` (one row per lead and injected artifact). Shards have a fixed size and
-their own random streams, and results are written in shard order, so the archive depends on the
-seed only, never on the number of workers; memory stays bounded by the shards in flight.
+rate, `ptbxl_database.csv` (its `scp_codes` are the reader's statements), `scp_statements.csv`,
+`truth.parquet` (one row per record: what the heart has, `mi_label`, beside what the reader stated,
+`mi_read`) and `truth_artifacts.parquet` (one row per lead and injected artifact). Shards have a
+fixed size and their own random streams, and results are written in shard order, so the archive
+depends on the seed only, never on the number of workers; memory stays bounded by the shards in
+flight.
 """
 
 from __future__ import annotations
@@ -46,13 +48,18 @@ TRUTH_SCHEMA = pa.schema(
         ("ecg_id", pa.int64()),
         ("patient_id", pa.int64()),
         ("mi_label", pa.int8()),
+        ("mi_read", pa.int8()),
+        ("read_territory", pa.string()),
         ("mi_type", pa.string()),
+        ("pattern", pa.string()),
         ("territory", pa.string()),
         ("artery", pa.string()),
         ("severity", pa.float64()),
         ("grade", pa.string()),
         ("confounder", pa.string()),
         ("confounder_severity", pa.float64()),
+        ("placement", pa.string()),
+        ("rhythm", pa.string()),
         ("site", pa.string()),
         ("device", pa.string()),
         ("fs", pa.int32()),
@@ -125,7 +132,7 @@ def relative_path(ecg_id: int, fs: int) -> str:
 
 
 def _database_row(spec: RecordSpec, path: str) -> list[Any]:
-    codes = scp_codes(spec.mi_type, spec.territory, spec.confounder)
+    codes = scp_codes(spec.mi_type, spec.pattern, spec.statement, spec.confounder, spec.rhythm)
     device = site(spec.site).device
     return [
         spec.ecg_id,
@@ -145,6 +152,8 @@ def _truth_row(spec: RecordSpec, fs: int, hr_bpm: float, n_artifacts: int) -> di
     fields = asdict(spec)
     return {name: fields[name] for name in TRUTH_SCHEMA.names if name in fields} | {
         "mi_label": int(spec.mi_type != NONE),
+        "mi_read": int(spec.statement != NONE),
+        "read_territory": spec.statement,
         "artery": territories()[spec.territory]["artery"] if spec.mi_type != NONE else NONE,
         "device": site(spec.site).device,
         "fs": fs,

@@ -2,8 +2,11 @@
 
 The eight independent channels a cart measures (I, II, V1–V6) come from the 3-D dipole through
 the Dower lead-field matrix (the 12-lead-from-VCG transform whose pseudo-inverse is the "inverse
-Dower" VCG reconstruction). III, aVR, aVL and aVF are then derived from I and II, so Einthoven's
-and Goldberger's laws hold exactly before quantization, whatever was added to I and II.
+Dower" VCG reconstruction), changed per recording where the electrodes sit (`lead_field`): the
+torso's gain on each chest lead, the chest electrodes shifted sideways, V1–V2 one intercostal
+space high, or Mason–Likar limb electrodes on the torso. III, aVR, aVL and aVF are then derived
+from I and II, so Einthoven's and Goldberger's laws hold exactly before quantization, whatever
+was added to I and II.
 """
 
 from __future__ import annotations
@@ -46,9 +49,46 @@ REVERSALS: dict[str, np.ndarray] = {
 }
 
 
-def to_measured(vcg: np.ndarray) -> np.ndarray:
-    """Dipole (n, 3) -> measured channels (n, 8) in the order of MEASURED."""
-    return vcg @ DOWER.T
+PLACEMENTS: tuple[str, ...] = ("standard", "v1v2_high", "mason_likar")
+
+
+def _tilt_superior(rows: np.ndarray, degrees: float) -> np.ndarray:
+    """Lead vectors (k, 3) turned about the x axis toward the head (an electrode placed higher
+    sees the dipole from above: its feet-ward component turns headward)."""
+    a = np.deg2rad(degrees)
+    y, z = rows[:, 1], rows[:, 2]
+    return np.column_stack([rows[:, 0], y * np.cos(a) + z * np.sin(a), z * np.cos(a) - y * np.sin(a)])
+
+
+def lead_field(
+    chest_gain: np.ndarray,
+    chest_shift: float = 0.0,
+    v1v2_tilt_deg: float = 0.0,
+    limb_axis_deg: float = 0.0,
+    inferior_gain: float = 1.0,
+) -> np.ndarray:
+    """The 8 x 3 lead field of one recording. `chest_shift`: the six chest electrodes moved toward
+    V6 (positive) or V1 by that fraction of the electrode spacing (each lead vector interpolated,
+    or extrapolated at the ends, between its neighbours); `v1v2_tilt_deg`: V1 and V2 placed high;
+    `limb_axis_deg`, `inferior_gain`: Mason–Likar limb electrodes, seen as the frontal axis turned
+    rightward in I and II and a taller II."""
+    field = DOWER.copy()
+    chest = DOWER[2:]
+    position = np.arange(6) + chest_shift
+    low = np.clip(np.floor(position).astype(int), 0, 4)
+    weight = (position - low)[:, None]
+    field[2:] = ((1.0 - weight) * chest[low] + weight * chest[low + 1]) * chest_gain[:, None]
+    field[2:4] = _tilt_superior(field[2:4], v1v2_tilt_deg)
+    a = np.deg2rad(limb_axis_deg)
+    frontal = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    field[:2] = field[:2] @ frontal
+    field[1] *= inferior_gain
+    return field
+
+
+def to_measured(vcg: np.ndarray, field: np.ndarray = DOWER) -> np.ndarray:
+    """Dipole (n, 3) -> measured channels (n, 8) in the order of MEASURED, through `field` (8 x 3)."""
+    return vcg @ field.T
 
 
 def to_leads(measured: np.ndarray) -> np.ndarray:

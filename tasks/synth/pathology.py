@@ -1,14 +1,22 @@
-"""Myocardial infarction and its confounders as changes of the beat's dipole components.
+"""Myocardial infarction, its mimics and the reader's statements, as changes of the beat's dipole.
 
 Because every change acts on the 3-D dipole, all 12 leads stay consistent: ST elevation in the
-territory leads comes with reciprocal depression in the opposite leads by projection alone.
-- acute MI: an injury current along the territory direction during the ST segment (ST elevation
-  where the lead faces the territory) and a hyperacute T wave;
-- old MI: loss of the initial forces toward the territory (a broad Q component pointing away),
-  loss of the R forces toward it (poor R progression), T inversion, and a fragmented QRS;
-- confounders (LBBB, RBBB, LVH), for MI-negative records: edits of the named components and
-  extra components, all in physiology.json.
-Severity (0..1) scales every change, so that subtle cases exist.
+territory leads comes with reciprocal depression in the opposite leads by projection alone, and a
+posterior infarct shows in V1–V3 as the mirror image (ST depression, tall R).
+Each infarct has a type and a pattern (how it shows on the ECG):
+- acute `stemi`: an injury current along the territory direction during the ST segment (ST
+  elevation where the lead faces the territory) and a hyperacute T wave;
+- acute `nstemi`: subendocardial injury, diffuse ST depression (toward the base, elevation in
+  aVR) and a shallower T inversion in the territory;
+- acute `t_wave`: T inversion in the territory alone (Wellens-like), no ST shift;
+- old `q_wave`: loss of the initial forces toward the territory (a broad Q component pointing
+  away), loss of the R forces toward it (poor R progression), T inversion, a fragmented QRS;
+- old `small_q`: the same with a small, narrow Q (a regressing Q wave) and milder R loss;
+- old `non_q`: R loss, T inversion and fragmentation without a Q component.
+Confounders (physiology.json `confounders`) are edits of the named components and extra
+components: mimics in MI-negative records, and bundle branch block or LVH with an infarct.
+Severity (0..1) scales every change, so that subtle cases exist. The archive's statements are a
+reader's calls (`reader_calls_mi`), who misses subtle infarcts and calls some mimics infarcts.
 """
 
 from __future__ import annotations
@@ -18,85 +26,133 @@ from typing import Any
 
 import numpy as np
 
-from tasks.synth.dipole import BeatModel
+from tasks.synth.dipole import BeatModel, rotation
 from tasks.synth.resources import load_json
 
 MI_TYPES: tuple[str, ...] = ("acute", "old")
 NONE = "none"
 
 
+def mi_config() -> dict[str, Any]:
+    return load_json("physiology.json")["mi"]
+
+
 def territories() -> dict[str, dict[str, Any]]:
-    return load_json("physiology.json")["mi"]["territories"]
+    return mi_config()["territories"]
 
 
 def confounders() -> dict[str, dict[str, Any]]:
     return load_json("physiology.json")["confounders"]["kinds"]
 
 
-def _direction(territory: str) -> np.ndarray:
-    d = np.asarray(territories()[territory]["direction"], dtype=float)
+def _unit(v: list[float]) -> np.ndarray:
+    d = np.asarray(v, dtype=float)
     return d / np.linalg.norm(d)
 
 
-def apply_mi(model: BeatModel, mi_type: str, territory: str, severity: float) -> BeatModel:
-    """The beat with an acute or old infarction of `territory` at `severity`."""
-    mi = load_json("physiology.json")["mi"]
-    d = _direction(territory)
-    if mi_type == "acute":
-        a = mi["acute"]
-        t = model.index("T")
-        vector = model.vector.copy()
-        vector[t] += severity * a["hyperacute_t_mv"] * d
-        injured = replace(model, vector=vector)
-        return injured.with_component(
-            "ST_injury", a["st_center_s"], a["st_width_s"], severity * a["st_mv"] * d
-        )
-    if mi_type != "old":
-        raise ValueError(f"unknown MI type {mi_type!r}")
-    o = mi["old"]
+def _with_vectors(model: BeatModel, changes: dict[str, np.ndarray]) -> BeatModel:
     vector = model.vector.copy()
-    for name in ("R1", "R2"):
-        i = model.index(name)
-        vector[i] -= o["r_loss"] * severity * max(float(vector[i] @ d), 0.0) * d
-    vector[model.index("T")] -= severity * o["t_inversion_mv"] * d
-    scar = replace(model, vector=vector).with_component(
-        "Q_scar", o["q_center_s"], o["q_width_s"], -severity * o["q_mv"] * d
-    )
+    for name, delta in changes.items():
+        vector[model.index(name)] += delta
+    return replace(model, vector=vector)
+
+
+def _acute(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel:
+    a = mi_config()["acute"]
+    if pattern == "stemi":
+        injured = _with_vectors(model, {"T": s * a["hyperacute_t_mv"] * d})
+        return injured.with_component("ST_injury", a["st_center_s"], a["st_width_s"], s * a["st_mv"] * d)
+    if pattern == "nstemi":
+        ischaemic = _with_vectors(model, {"T": -0.5 * s * a["ischaemic_t_mv"] * d})
+        st = s * a["subendocardial_st_mv"] * _unit(a["subendocardial_direction"])
+        return ischaemic.with_component("ST_injury", a["st_center_s"], a["st_width_s"], st)
+    if pattern == "t_wave":
+        return _with_vectors(model, {"T": -s * a["ischaemic_t_mv"] * d})
+    raise ValueError(f"unknown acute MI pattern {pattern!r}")
+
+
+def _old(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel:
+    o = mi_config()["old"]
+    if pattern not in ("q_wave", "small_q", "non_q"):
+        raise ValueError(f"unknown old MI pattern {pattern!r}")
+    small = o["small_q_scale"] if pattern == "small_q" else 1.0
+    changes = {
+        name: -o["r_loss"] * small * s * max(float(model.vector[model.index(name)] @ d), 0.0) * d
+        for name in ("R1", "R2")
+    }
+    changes["T"] = -small * s * o["t_inversion_mv"] * d
+    scar = _with_vectors(model, changes)
+    if pattern != "non_q":
+        width = o["q_width_s"] * (o["small_q_width_scale"] if pattern == "small_q" else 1.0)
+        scar = scar.with_component("Q_scar", o["q_center_s"], width, -small * s * o["q_mv"] * d)
+    if pattern == "small_q":
+        return scar
     for k, center in enumerate(o["frag_centers_s"]):
         sign = 1.0 if k % 2 == 0 else -1.0
-        scar = scar.with_component(f"frag{k}", center, o["frag_width_s"], sign * severity * o["frag_mv"] * d)
+        scar = scar.with_component(f"frag{k}", center, o["frag_width_s"], sign * s * o["frag_mv"] * d)
     return scar
 
 
+def apply_mi(model: BeatModel, mi_type: str, pattern: str, territory: str, severity: float) -> BeatModel:
+    """The beat with an infarction of `territory` of the given type and pattern at `severity`."""
+    d = _unit(territories()[territory]["direction"])
+    if mi_type == "acute":
+        return _acute(model, pattern, d, severity)
+    if mi_type == "old":
+        return _old(model, pattern, d, severity)
+    raise ValueError(f"unknown MI type {mi_type!r}")
+
+
 def apply_confounder(model: BeatModel, kind: str, severity: float) -> BeatModel:
-    """The beat with a conduction or hypertrophy pattern (`kind` from physiology.json)."""
+    """The beat with a conduction, hypertrophy, repolarization or pre-excitation pattern (`kind`
+    from physiology.json)."""
     spec = confounders()[kind]
     center, width, vector = model.center.copy(), model.width.copy(), model.vector.copy()
-    for name, edit in spec["edit"].items():
+    for name, edit in spec.get("edit", {}).items():
         i = model.index(name)
         center[i] += severity * edit.get("center_shift_s", 0.0)
         width[i] *= 1.0 + severity * (edit.get("width_scale", 1.0) - 1.0)
         vector[i] = vector[i] * (1.0 + severity * (edit.get("vector_scale", 1.0) - 1.0))
+        vector[i] = rotation(severity * edit.get("frontal_turn_deg", 0.0), 0.0) @ vector[i]
         vector[i] += severity * np.asarray(edit.get("vector_add", (0.0, 0.0, 0.0)))
     qrs_end = max(model.qrs_end, spec.get("qrs_end_s", 0.0))
     edited = replace(model, center=center, width=width, vector=vector, qrs_end=qrs_end)
-    for c in spec["add"]:
+    for c in spec.get("add", []):
         edited = edited.with_component(
             c["name"], c["center_s"], c["width_s"], severity * np.asarray(c["vector"])
         )
     return edited
 
 
-def scp_codes(mi_type: str, territory: str, confounder: str) -> dict[str, float]:
-    """PTB-XL style statement likelihoods of one record."""
-    if mi_type != NONE:
-        t = territories()[territory]
-        codes = {t["scp"]: 100.0}
-        if mi_type == "acute":
-            codes[t["injury_scp"]] = 100.0
-    elif confounder != NONE:
-        codes = {confounders()[confounder]["scp"]: 100.0}
+def reader_calls_mi(rng: np.random.Generator, grade: str, pattern: str, confounder: str) -> bool:
+    """Whether the reader states an infarct: for an infarct (grade != none) with its grade's and
+    pattern's sensitivity, otherwise with the false-positive rate of the record's confounder."""
+    r = load_json("physiology.json")["reader"]
+    if grade != NONE:
+        p = r["sensitivity"][grade] * r["pattern_factor"][pattern]
     else:
-        codes = {"NORM": 100.0}
-    codes["SR"] = 0.0
+        p = r["false_positive"][confounder]
+    return bool(rng.random() < p)
+
+
+def _diagnostic_codes() -> set[str]:
+    return {s["code"] for s in load_json("physiology.json")["scp_statements"] if s["diagnostic"]}
+
+
+def scp_codes(mi_type: str, pattern: str, statement: str, confounder: str, rhythm: str) -> dict[str, float]:
+    """PTB-XL style statement likelihoods of one record as its reader wrote them: the infarct of
+    territory `statement` (none: no infarct stated; an acute infarct with ST change also as
+    injury), the confounder's statement, NORM when no diagnostic statement is made, and the rhythm
+    (SR, or AFIB for atrial fibrillation)."""
+    codes: dict[str, float] = {}
+    if statement != NONE:
+        t = territories()[statement]
+        codes[t["scp"]] = 100.0
+        if mi_type == "acute" and pattern in ("stemi", "nstemi"):
+            codes[t["injury_scp"]] = 100.0
+    if confounder != NONE and (code := confounders()[confounder]["scp"]) != "NORM":
+        codes[code] = 100.0
+    if not set(codes) & _diagnostic_codes():
+        codes["NORM"] = 100.0
+    codes["AFIB" if rhythm == "af" else "SR"] = 100.0 if rhythm == "af" else 0.0
     return codes

@@ -7,14 +7,31 @@ can be rendered again alone, with or without its pathology or artifacts, for mat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from tasks.synth.artifacts import ArtifactRow, inject
-from tasks.synth.dipole import MAX_HR_BPM, record_model, render_vcg, sample_patient, sample_rhythm
-from tasks.synth.leadfield import to_leads, to_measured
-from tasks.synth.pathology import MI_TYPES, NONE, apply_confounder, apply_mi, confounders, territories
+from tasks.synth.dipole import (
+    MAX_HR_BPM,
+    Patient,
+    fibrillatory_waves,
+    record_model,
+    render_vcg,
+    sample_patient,
+    sample_rhythm,
+)
+from tasks.synth.leadfield import PLACEMENTS, lead_field, to_leads, to_measured
+from tasks.synth.pathology import (
+    MI_TYPES,
+    NONE,
+    apply_confounder,
+    apply_mi,
+    confounders,
+    mi_config,
+    reader_calls_mi,
+    territories,
+)
 from tasks.synth.resources import load_json
 from tasks.synth.sites import SiteProfile, device_filter, site
 
@@ -32,11 +49,15 @@ class RecordSpec:
     female: bool
     strat_fold: int
     mi_type: str = NONE  # acute, old or none
+    pattern: str = NONE  # how the infarct shows (pathology.py), none without one
     territory: str = NONE
     severity: float = 0.0
     grade: str = NONE  # subtle, moderate, severe or none
     confounder: str = NONE
     confounder_severity: float = 0.0
+    placement: str = "standard"  # electrode placement (leadfield.PLACEMENTS)
+    rhythm: str = "sinus"  # sinus or af (atrial fibrillation)
+    statement: str = NONE  # the infarct territory the reader states, none when no infarct is stated
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,24 @@ def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, index)))
 
 
+def recording_field(rng: np.random.Generator, patient: Patient, placement: str) -> np.ndarray:
+    """The lead field of one recording: the patient's chest gains, a sideways shift of the chest
+    electrodes, and the misplacement the spec names (every draw made whatever the placement, so
+    that records differing only in placement are otherwise alike)."""
+    r = load_json("physiology.json")["record"]
+    p = r["placement"]
+    shift = rng.normal(0.0, r["chest_shift_sd"])
+    tilt = rng.uniform(*p["v1v2_high_tilt_deg"])
+    axis, gain = rng.uniform(*p["mason_likar_axis_deg"]), rng.uniform(*p["mason_likar_inferior_gain"])
+    if placement == "v1v2_high":
+        return lead_field(patient.chest_gain, shift, v1v2_tilt_deg=tilt)
+    if placement == "mason_likar":
+        return lead_field(patient.chest_gain, shift, limb_axis_deg=axis, inferior_gain=gain)
+    if placement != "standard":
+        raise ValueError(f"unknown electrode placement {placement!r}")
+    return lead_field(patient.chest_gain, shift)
+
+
 def render(spec: RecordSpec, artifacts: bool = True, artifact_scale: float = 1.0) -> Rendered:
     """The 12-lead signal of a recording as the site's device would deliver it, before the ADC."""
     profile = site(spec.site)
@@ -60,17 +99,24 @@ def render(spec: RecordSpec, artifacts: bool = True, artifact_scale: float = 1.0
     patient = sample_patient(_rng(spec.seed, _PATIENT, spec.patient_id), spec.age, spec.female)
     beat = patient.model
     if spec.mi_type != NONE:
-        beat = apply_mi(beat, spec.mi_type, spec.territory, spec.severity)
+        beat = apply_mi(beat, spec.mi_type, spec.pattern, spec.territory, spec.severity)
     if spec.confounder != NONE:
         beat = apply_confounder(beat, spec.confounder, spec.confounder_severity)
-    physio, art, noise = (
+    physio, art, noise, beats = (
         np.random.default_rng(s)
-        for s in np.random.SeedSequence(spec.seed, spawn_key=(_RECORD, spec.ecg_id)).spawn(3)
+        for s in np.random.SeedSequence(spec.seed, spawn_key=(_RECORD, spec.ecg_id)).spawn(4)
     )
+    af = spec.rhythm == "af"
+    if af:  # no P wave: the atria fibrillate
+        beat = replace(beat, vector=np.where(np.array(beat.group)[:, None] == "P", 0.0, beat.vector))
     beat, hr = record_model(physio, patient, beat)
+    field = recording_field(physio, patient, spec.placement)
     hr = min(hr + profile.hr_shift_bpm, MAX_HR_BPM)
-    rhythm = sample_rhythm(physio, hr, duration)
-    measured = device_filter(profile, to_measured(render_vcg(beat, rhythm, profile.fs, n)))
+    rhythm = sample_rhythm(physio, hr, duration, af)
+    vcg = render_vcg(beat, rhythm, profile.fs, n, beats)
+    if af:
+        vcg += fibrillatory_waves(beats, n, profile.fs)
+    measured = device_filter(profile, to_measured(vcg, field))
     measured += noise.normal(0.0, profile.noise_floor_mv, measured.shape)
     rows: list[ArtifactRow] = []
     if artifacts:
@@ -88,6 +134,33 @@ def _uniform(rng: np.random.Generator, bounds: list[float]) -> float:
     return round(float(rng.uniform(*bounds)), 3)
 
 
+def _confounder(rng: np.random.Generator, weights: dict[str, float]) -> dict[str, object]:
+    kind = _choose(rng, weights)
+    return {"confounder": kind, "confounder_severity": _uniform(rng, confounders()[kind]["severity"])}
+
+
+def _recording(rng: np.random.Generator, profile: SiteProfile, patient: dict) -> dict[str, str]:
+    """What differs between a patient's recordings: electrode placement and the reader's statement
+    (the true territory, a mimic's look-alike territory or a drawn one for a false call, or none)."""
+    high = load_json("physiology.json")["record"]["placement"]["v1v2_high_rate"]
+    shares = {"v1v2_high": high, "mason_likar": profile.mason_likar_rate}
+    placement = _choose(rng, {p: shares.get(p, 1.0 - sum(shares.values())) for p in PLACEMENTS})
+    grade, confounder = patient.get("grade", NONE), patient.get("confounder", NONE)
+    statement = NONE
+    if reader_calls_mi(rng, grade, patient.get("pattern", NONE), confounder):
+        if grade != NONE:
+            statement = patient["territory"]
+        elif confounder != NONE:
+            statement = confounders()[confounder]["reads_as"]
+        else:
+            statement = _choose(rng, _territory_weights())
+    return {"placement": placement, "statement": statement}
+
+
+def _territory_weights() -> dict[str, float]:
+    return {k: v["weight"] for k, v in territories().items()}
+
+
 def plan_shard(
     seed: int,
     shard: int,
@@ -102,7 +175,7 @@ def plan_shard(
     first = shard * shard_size
     count = min(shard_size, n_records - first)
     profiles: list[SiteProfile] = [site(s) for s in sites]
-    mi = load_json("physiology.json")["mi"]
+    mi = mi_config()
     conf = load_json("physiology.json")["confounders"]
     weights = np.array([p.weight for p in profiles])
     specs: list[dict] = []
@@ -117,23 +190,24 @@ def plan_shard(
             "age": int(np.clip(round(rng.normal(p.age_mean, p.age_sd)), 18, 95)),
             "female": bool(rng.random() < p.female_share),
             "strat_fold": int(rng.integers(1, 11)),
+            "rhythm": "af" if rng.random() < load_json("physiology.json")["rhythm"]["af_rate"] else "sinus",
         }
         if rng.random() < mi_prevalence[p.name]:
             grade = _choose(rng, mi["grade_shares"])
+            mi_type = MI_TYPES[0] if rng.random() < mi["acute_share"] else MI_TYPES[1]
             patient |= {
-                "mi_type": MI_TYPES[0] if rng.random() < mi["acute_share"] else MI_TYPES[1],
-                "territory": _choose(rng, {k: v["weight"] for k, v in territories().items()}),
+                "mi_type": mi_type,
+                "pattern": _choose(rng, mi["patterns"][mi_type]),
+                "territory": _choose(rng, _territory_weights()),
                 "grade": grade,
                 "severity": _uniform(rng, mi["grades"][grade]),
             }
+            if rng.random() < mi["confounder_rate"]:
+                patient |= _confounder(rng, mi["confounder_weights"])
         elif rng.random() < conf["rate_in_negatives"]:
-            kind = _choose(rng, {k: v["weight"] for k, v in confounders().items()})
-            patient |= {
-                "confounder": kind,
-                "confounder_severity": _uniform(rng, confounders()[kind]["severity"]),
-            }
+            patient |= _confounder(rng, {k: v["weight"] for k, v in confounders().items()})
         recordings = 1 + int(rng.poisson(p.extra_recordings_mean))
-        specs += [patient] * min(recordings, count - len(specs))
+        specs += [patient | _recording(rng, p, patient) for _ in range(min(recordings, count - len(specs)))]
     ids = first + 1 + rng.permutation(count)
     return sorted(
         (RecordSpec(ecg_id=int(i), **s) for i, s in zip(ids, specs, strict=True)), key=lambda r: r.ecg_id

@@ -41,6 +41,7 @@ class SiteProfile:
     hr_shift_bpm: float
     weight: float
     extra_recordings_mean: float
+    mason_likar_rate: float  # share of records with torso limb electrodes
     artifacts: dict[str, dict[str, Any]]
 
     @property

@@ -1,6 +1,7 @@
 """The synthetic archive generator, checked on files read back with wfdb: lead consistency,
 infarction patterns against matched normals, ground truth against the signal, the PTB-XL
-contract and byte-for-byte determinism."""
+contract (statements as a reader wrote them) and byte-for-byte determinism. The effects added
+for realism (placement, mimics, infarcts that escape the criteria, ...) are in test_synth_effects."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import wfdb
 from tasks.synth.archive import DATABASE_COLUMNS, SHARD_SIZE, SynthConfig, write_archive
 from tasks.synth.leadfield import LEADS, MEASURED, reversal_matrix, to_leads
 from tasks.synth.record import RecordSpec, Rendered, plan_shard, render
+from tasks.synth.resources import load_json
 from tasks.synth.sites import all_sites, first_sites, quantize, site
 from tasks.synth.wfdbfmt import write_record
 
@@ -108,7 +110,7 @@ def test_einthoven_and_goldberger_hold_within_quantization(archive: tuple[Path, 
 
 
 def test_writer_matches_wfdb_wrsamp(tmp_path: Path) -> None:
-    spec = patient(3, "site_c", mi_type="acute", territory="inferior", severity=0.5)
+    spec = patient(3, "site_c", mi_type="acute", pattern="stemi", territory="inferior", severity=0.5)
     profile = site(spec.site)
     digital = quantize(profile, render(spec).signal)
     write_record(tmp_path, "rec", digital, profile)
@@ -134,26 +136,28 @@ def test_writer_matches_wfdb_wrsamp(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("territory", "leads", "reciprocal"),
-    [("anterior", ("V2", "V3", "V4"), ("III",)), ("inferior", ("II", "III", "AVF"), ("I", "AVL"))],
+    ("territory", "leads"), [("anterior", ("V2", "V3", "V4")), ("inferior", ("II", "III", "AVF"))]
 )
 def test_acute_mi_elevates_st_in_territory_with_reciprocal_depression(
-    tmp_path: Path, territory: str, leads: tuple[str, ...], reciprocal: tuple[str, ...]
+    tmp_path: Path, territory: str, leads: tuple[str, ...]
 ) -> None:
+    """Where the reciprocal depression shows depends on the heart's orientation, which differs
+    between patients; that it shows in some lead away from the territory follows from projection."""
     for pid in range(1, 6):
         normal = patient(pid)
         ref, rendered = read_back(tmp_path, normal)
         base = st_deviation(ref, rendered, 500)
         rises = []
         for severity in (0.2, 0.5, 0.9):
-            mi = replace(normal, mi_type="acute", territory=territory, severity=severity)
+            mi = replace(normal, mi_type="acute", pattern="stemi", territory=territory, severity=severity)
             x, rendered = read_back(tmp_path, mi)
             rises.append(st_deviation(x, rendered, 500) - base)
         idx = [lead(n) for n in leads]
-        assert (rises[0][idx] > 0.02).all(), (pid, rises[0][idx])  # subtle is still there
-        assert (rises[1][idx] > 0.1).all(), (pid, rises[1][idx])  # >= 1 mm at moderate severity
+        assert (rises[0][idx] > 0.02).sum() >= 2, (pid, rises[0][idx])  # subtle is still there
+        assert (rises[1][idx] > 0.1).sum() >= 2, (pid, rises[1][idx])  # >= 1 mm in 2 leads at moderate
         assert (np.diff(np.array(rises)[:, idx], axis=0) > 0).all()  # graded
-        assert (rises[2][[lead(n) for n in reciprocal]] < -0.05).all(), (pid, rises[2])
+        away = [j for j in range(len(LEADS)) if LEADS[j] not in leads]
+        assert rises[2][away].min() < -0.05, (pid, rises[2])
 
 
 @pytest.mark.parametrize(
@@ -163,10 +167,11 @@ def test_old_mi_makes_q_waves_in_territory(tmp_path: Path, territory: str, leads
     for pid in range(1, 6):
         normal = patient(pid)
         ref, rendered = read_back(tmp_path, normal)
-        x, scar = read_back(tmp_path, replace(normal, mi_type="old", territory=territory, severity=0.6))
+        scar_spec = replace(normal, mi_type="old", pattern="q_wave", territory=territory, severity=0.6)
+        x, scar = read_back(tmp_path, scar_spec)
         idx = [lead(n) for n in leads]
         deeper = q_depth(x, scar, 500)[idx] - q_depth(ref, rendered, 500)[idx]
-        assert (deeper < -0.1).all(), (pid, deeper)
+        assert (deeper < -0.1).sum() >= 2, (pid, deeper)  # in two leads of the territory, as the criterion
 
 
 def test_confounders_change_st_without_mi_codes(tmp_path: Path) -> None:
@@ -265,9 +270,16 @@ def test_clean_records_have_no_artifact_rows_and_truth_is_consistent(
     assert (truth["n_artifacts"] == 0).any()
     assert set(truth["mi_type"]) == {"acute", "old", "none"}
     assert ((truth["mi_label"] == 1) == (truth["mi_type"] != "none")).all()
-    assert (truth.loc[truth["mi_label"] == 1, "confounder"] == "none").all()
-    assert (truth.loc[truth["mi_label"] == 0, ["territory", "artery"]] == "none").all().all()
+    assert ((truth["mi_label"] == 1) == (truth["pattern"] != "none")).all()
+    with_mi = set(load_json("physiology.json")["mi"]["confounder_weights"])
+    assert set(truth.loc[truth["mi_label"] == 1, "confounder"]) <= with_mi | {"none"}
+    assert (truth.loc[truth["mi_label"] == 0, ["territory", "artery", "pattern"]] == "none").all().all()
     assert set(truth.loc[truth["mi_label"] == 1, "artery"]) <= {"LAD", "LCx", "RCA"}
+    # the statements are a reader's: mostly, not always, the truth
+    assert ((truth["mi_read"] == 1) == (truth["read_territory"] != "none")).all()
+    assert 0.8 < (truth["mi_read"] == truth["mi_label"]).mean() < 1.0
+    read_true = truth[(truth["mi_read"] == 1) & (truth["mi_label"] == 1)]
+    assert (read_true["read_territory"] == read_true["territory"]).all()
 
 
 # --- the PTB-XL contract ------------------------------------------------------------------------
@@ -290,7 +302,8 @@ def test_ptbxl_layout_and_metadata(archive: tuple[Path, SynthConfig]) -> None:
     for row in db.itertuples():
         codes = ast.literal_eval(row.scp_codes)
         assert set(codes) <= set(statements.index)
-        assert bool(set(codes) & mi_codes) == bool(truth.loc[row.ecg_id, "mi_label"])
+        assert bool(set(codes) & mi_codes) == bool(truth.loc[row.ecg_id, "mi_read"])
+        assert ("AFIB" in codes) == (truth.loc[row.ecg_id, "rhythm"] == "af")
         profile = site(row.site)
         assert row.filename_hr.startswith(f"records{profile.fs}/")
         header = wfdb.rdheader(str(out / row.filename_hr))

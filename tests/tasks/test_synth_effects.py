@@ -1,0 +1,399 @@
+"""Every effect of the synthetic generator is present in the rendered signal: the variation between
+patients, recordings and beats (electrode placement, orientation and habitus, breathing, beat noise,
+atrial fibrillation), the MI-negative mimics, the infarcts that escape the ST and Q criteria, and
+the reader's statements. Each check renders a record with and without the effect for the same
+patients (every other draw is shared), so the difference is the effect alone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tasks.synth.dipole import MAX_COMPONENTS, Rhythm, beat_variation, render_vcg, rotation, sample_patient
+from tasks.synth.leadfield import DOWER, LEADS, lead_field
+from tasks.synth.pathology import NONE, apply_confounder, confounders, scp_codes, territories
+from tasks.synth.record import RecordSpec, Rendered, plan_shard, render
+from tasks.synth.resources import load_json
+from tasks.synth.sites import first_sites
+
+Measure = Callable[[Rendered], np.ndarray]  # one value per lead of a rendered record
+SEED = 11
+FS = 500  # site_a
+PIDS = (1, 2, 3, 4)
+PR = (-0.08, -0.06)  # the PR segment: baseline of ST, Q, R and T levels
+TP = (-0.33, -0.31)  # before the P wave: baseline of the PR segment itself
+
+
+def spec(pid: int, **fields: object) -> RecordSpec:
+    return RecordSpec(
+        ecg_id=pid, patient_id=pid, seed=SEED, site="site_a", age=60, female=pid % 2 == 0, strat_fold=1,
+        **fields,
+    )  # fmt: skip
+
+
+def lead(name: str) -> int:
+    return LEADS.index(name)
+
+
+def idx(*names: str) -> list[int]:
+    return [lead(n) for n in names]
+
+
+def _beats(r: Rendered, n: int) -> np.ndarray:
+    t = r.r_times
+    return t[(t > 0.5) & (t < n / FS - 0.8)]
+
+
+def _samples(times: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    return np.rint((times[:, None] + offsets) * FS).astype(int)
+
+
+def level(r: Rendered, offset_s: float, base: tuple[float, float] = PR) -> np.ndarray:
+    """Per lead, median over beats of the level `offset_s` after R against the baseline window."""
+    b = _beats(r, len(r.signal))
+    x = r.signal
+    at = np.rint((b + offset_s) * FS).astype(int)
+    return np.median(x[at] - x[_samples(b, np.linspace(*base, 5))].mean(axis=1), axis=0)
+
+
+def extreme(r: Rendered, window: tuple[float, float], fn: np.ufunc) -> np.ndarray:
+    """Per lead, median over beats of the min or max in `window` (s after R) against the PR baseline."""
+    b = _beats(r, len(r.signal))
+    x = r.signal
+    w = x[_samples(b, np.linspace(*window, 40))]
+    return np.median(fn.reduce(w, axis=1) - x[_samples(b, np.linspace(*PR, 5))].mean(axis=1), axis=0)
+
+
+def q_depth(r: Rendered) -> np.ndarray:
+    return extreme(r, (-0.06, -0.015), np.minimum)
+
+
+def r_height(r: Rendered) -> np.ndarray:
+    return extreme(r, (-0.03, 0.03), np.maximum)
+
+
+def pair(pid: int, **fields: object) -> tuple[Rendered, Rendered]:
+    """The normal record of patient `pid` and the same record with `fields` changed."""
+    normal = spec(pid)
+    return render(normal, artifacts=False), render(replace(normal, **fields), artifacts=False)
+
+
+def mean_change(measure: Measure, **fields: object) -> np.ndarray:
+    """The effect of `fields` on `measure`, per lead, averaged over the test patients."""
+    return np.mean([measure(b) - measure(a) for a, b in (pair(p, **fields) for p in PIDS)], axis=0)
+
+
+def st60(r: Rendered, j: float) -> np.ndarray:
+    return level(r, j + 0.06)
+
+
+def p_wave(r: Rendered) -> np.ndarray:
+    """Per lead, the mean level over the P wave (median over beats) against the PR baseline."""
+    return np.mean([level(r, o) for o in np.linspace(-0.22, -0.12, 11)], axis=0)
+
+
+def axis_deg(r: Rendered) -> float:
+    """Frontal QRS axis from the net QRS area of I and aVF (median over beats)."""
+    b = _beats(r, len(r.signal))
+    qrs = r.signal[_samples(b, np.linspace(-0.06, r.qrs_end, 60))]
+    base = r.signal[_samples(b, np.linspace(*PR, 5))].mean(axis=1, keepdims=True)
+    area = np.median((qrs - base).sum(axis=1), axis=0)
+    return float(np.degrees(np.arctan2(area[lead("AVF")], area[lead("I")])))
+
+
+# --- variation between recordings, patients and beats -------------------------------------------
+
+
+def test_v1_v2_placed_high_changes_only_v1_v2_and_turns_their_p_negative() -> None:
+    for pid in PIDS:
+        a, b = pair(pid, placement="v1v2_high")
+        other = [j for j in range(12) if LEADS[j] not in ("V1", "V2")]
+        assert np.allclose(a.signal[:, other], b.signal[:, other])
+    dp = mean_change(p_wave, placement="v1v2_high")
+    assert (dp[idx("V1", "V2")] < -0.01).all(), dp  # the electrodes see the atria from above
+
+
+def test_mason_likar_turns_the_limb_axis_rightward_and_leaves_the_chest_leads() -> None:
+    for pid in PIDS:
+        a, b = pair(pid, placement="mason_likar")
+        assert np.allclose(a.signal[:, 6:], b.signal[:, 6:])
+        assert axis_deg(b) - axis_deg(a) > 5.0, pid
+        assert r_height(b)[lead("II")] > r_height(a)[lead("II")]
+
+
+def test_lead_field_shifts_chest_electrodes_and_scales_by_torso_gain() -> None:
+    ones = np.ones(6)
+    assert np.allclose(lead_field(ones), DOWER)
+    moved = lead_field(ones, chest_shift=1.0)  # each electrode where the next one was
+    assert np.allclose(moved[2:7], DOWER[3:8]) and np.allclose(moved[7], 2 * DOWER[7] - DOWER[6])
+    gain = np.linspace(0.8, 1.2, 6)
+    assert np.allclose(lead_field(gain)[2:], DOWER[2:] * gain[:, None])
+
+
+def test_patients_differ_in_orientation_size_septal_q_and_normal_st() -> None:
+    rng = np.random.default_rng(0)
+    axes, sizes, septal, st_young_men, st_women = [], [], [], [], []
+    for k in range(400):
+        female, age = k % 2 == 0, 25 if k % 4 < 2 else 70
+        p = sample_patient(rng, age, female)
+        qrs = p.model.vector[[p.model.index("R1"), p.model.index("R2")]].sum(axis=0) @ p.orientation.T
+        axes.append(np.degrees(np.arctan2(qrs[1], qrs[0])))
+        sizes.append(np.linalg.norm(p.model.vector[p.model.index("R2")]))
+        septal.append(np.linalg.norm(p.model.vector[p.model.index("Q")]))
+        st = np.linalg.norm(p.model.vector[p.model.index("ST")]) / sizes[-1]
+        (st_women if female else st_young_men if age == 25 else []).append(st)
+    patient = load_json("physiology.json")["patient"]
+    assert 0.8 * patient["frontal_axis_sd_deg"] < np.std(axes) < 1.3 * patient["frontal_axis_sd_deg"]
+    assert np.std(np.log(sizes)) > 0.8 * patient["amp_log_sd"]
+    assert np.std(np.log(septal)) > 0.8 * patient["septal_q_log_sd"]
+    assert np.median(st_young_men) > 1.3 * np.median(st_women)  # normal ST elevation of young men
+
+
+def test_breathing_turns_the_dipole_in_the_frontal_plane() -> None:
+    p = sample_patient(np.random.default_rng(1), 50, False)
+    still = Rhythm(np.arange(-1.0, 12.0, 0.9), 0.25, 0.0, 0.0, 0.0)
+    breathing = replace(still, resp_axis_deg=8.0)
+    a = render_vcg(p.model, still, FS, 5000, np.random.default_rng(2))
+    b = render_vcg(p.model, breathing, FS, 5000, np.random.default_rng(2))
+    strong = np.hypot(a[:, 0], a[:, 1]) > 0.2
+    turn = np.degrees(np.arctan2(b[:, 1], b[:, 0]) - np.arctan2(a[:, 1], a[:, 0]))[strong]
+    expected = 8.0 * np.sin(2 * np.pi * 0.25 * np.arange(5000)[strong] / FS)
+    assert np.allclose(turn, expected, atol=1e-6)
+    assert np.allclose(a[:, 2], b[:, 2])
+
+
+def test_beats_differ_in_size_and_timing_with_the_configured_spread() -> None:
+    p = sample_patient(np.random.default_rng(3), 50, True)
+    gain, shift = beat_variation(np.random.default_rng(4), p.model, 3000)
+    spread = load_json("physiology.json")["record"]
+    for k, group in enumerate(p.model.group):
+        assert np.std(np.log(gain[:, k])) == pytest.approx(spread["beat_amp_log_sd"][group], rel=0.1)
+        assert np.std(shift[:, k]) == pytest.approx(spread["beat_time_sd_s"][group], rel=0.1)
+    r = render(spec(1), artifacts=False)
+    peaks = r.signal[_samples(_beats(r, len(r.signal)), np.linspace(-0.03, 0.03, 31)), lead("V5")].max(axis=1)
+    assert 0.005 < np.std(peaks) / np.mean(peaks) < 0.1  # no two beats alike, none far off
+    big = replace(p.model, group=p.model.group + ("T",) * (MAX_COMPONENTS + 1 - len(p.model.group)))
+    with pytest.raises(ValueError, match="components"):
+        beat_variation(np.random.default_rng(0), big, 5)
+
+
+def test_atrial_fibrillation_has_no_p_wave_and_an_irregular_rhythm() -> None:
+    spread: dict[str, list[np.ndarray]] = {"sinus": [], "af": []}
+    for pid in PIDS:
+        sinus, af = pair(pid, rhythm="af")
+        for name, r in (("sinus", sinus), ("af", af)):
+            rr = np.diff(_beats(r, 5000))
+            spread[name].append(rr / rr.mean() - 1.0)
+        p_sinus = extreme(sinus, (-0.2, -0.11), np.maximum)[lead("II")]
+        p_af = extreme(af, (-0.2, -0.11), np.maximum)[lead("II")]
+        assert p_sinus > 0.04 and p_af < 0.5 * p_sinus, pid
+    assert np.std(np.concatenate(spread["af"])) > 0.12 > 2 * np.std(np.concatenate(spread["sinus"]))
+    codes = scp_codes(NONE, NONE, NONE, NONE, "af")
+    assert codes["AFIB"] == 100.0 and "SR" not in codes and "NORM" in codes
+
+
+# --- MI-negative mimics -------------------------------------------------------------------------
+
+
+def mimic(kind: str, measure: Measure) -> np.ndarray:
+    return mean_change(measure, confounder=kind, confounder_severity=1.0)
+
+
+def test_early_repolarization_elevates_the_j_point_without_q_waves() -> None:
+    j = mimic("early_repolarization", lambda r: level(r, 0.05))
+    q = mimic("early_repolarization", q_depth)
+    assert (j[idx("II", "AVF", "V4", "V5")] > 0.05).all(), j
+    assert (q > -0.02).all(), q
+
+
+def test_pericarditis_elevates_st_widely_and_depresses_pr() -> None:
+    st = mimic("pericarditis", lambda r: st60(r, r.qrs_end))
+    pr = mimic("pericarditis", lambda r: level(r, -0.07, base=TP))
+    assert (st[idx("I", "II", "AVF", "V4", "V5", "V6")] > 0.04).all() and st[lead("AVR")] < -0.03, st
+    assert pr[lead("II")] < -0.01 and pr[lead("AVR")] > 0.005, pr
+
+
+def test_positional_q_shows_in_iii_and_avf_only() -> None:
+    q = mimic("positional_q", q_depth)
+    assert (q[idx("III", "AVF")] < -0.08).all(), q
+    assert (np.abs(q[idx("V1", "V2", "V3", "V4", "V5", "V6")]) < 0.5 * abs(q[lead("III")])).all(), q
+
+
+def test_brugada_elevates_st_in_v1_v2_and_inverts_their_t() -> None:
+    st = mimic("brugada", lambda r: level(r, 0.08))
+    t = mimic("brugada", lambda r: level(r, 0.27))
+    assert (st[idx("V1", "V2")] > 0.1).all() and st[idx("V1", "V2")].min() > st[idx("V5", "V6")].max(), st
+    assert (t[idx("V1", "V2")] < -0.05).all(), t
+
+
+def test_hyperkalaemia_peaks_the_t_wave() -> None:
+    for pid in PIDS:
+        a, b = pair(pid, confounder="hyperkalaemia", confounder_severity=1.0)
+        window = (a.qrs_end + 0.08, 0.45)
+        ta, tb = extreme(a, window, np.maximum), extreme(b, window, np.maximum)
+        tallest = int(np.argmax(ta))
+        assert tb[tallest] > 1.6 * ta[tallest], pid
+
+
+def level_series(r: Rendered, offsets: np.ndarray) -> np.ndarray:
+    return np.array([level(r, o) for o in offsets])
+
+
+def test_digoxin_sags_st_lowers_t_and_shortens_qt() -> None:
+    st = mimic("digoxin", lambda r: st60(r, r.qrs_end))
+    assert (st[idx("V5", "V6")] < -0.03).all(), st
+    lag = np.linspace(0.15, 0.45, 61)
+    for pid in PIDS:
+        a, b = pair(pid, confounder="digoxin", confounder_severity=1.0)
+        t = [np.abs(level_series(r, lag)[:, lead("V5")]) for r in (a, b)]
+        assert t[1].max() < t[0].max(), pid
+    beat = sample_patient(np.random.default_rng(5), 60, False).model
+    dig = apply_confounder(beat, "digoxin", 1.0)
+    assert dig.center[dig.index("T")] < beat.center[beat.index("T")] - 0.02  # a shorter QT
+
+
+def test_wpw_shortens_pr_and_makes_inferior_pseudo_q_waves() -> None:
+    q = mimic("wpw", lambda r: extreme(r, (-0.08, -0.03), np.minimum))
+    assert (q[idx("III", "AVF")] < -0.03).all(), q
+    for pid in PIDS:
+        a, b = pair(pid, confounder="wpw", confounder_severity=1.0)
+        lag = np.linspace(-0.25, -0.06, 60)
+        peak = [lag[np.argmax(level_series(r, lag)[:, lead("II")])] for r in (a, b)]
+        assert peak[1] > peak[0] + 0.03, pid  # the P wave closer to the QRS
+
+
+def test_conduction_and_hypertrophy_patterns() -> None:
+    """LVH: taller R in the tallest lateral lead, lateral T lowered (strain); RBBB and incomplete
+    RBBB: a late R' in V1; LAFB: left axis deviation; pacing: a wide QRS."""
+    r = mimic("LVH", r_height)
+    t = mimic("LVH", lambda x: level(x, 0.27))
+    assert r.max() > 0.3 and t[idx("I", "AVL", "V6")].mean() < -0.05, (r, t)
+    for kind, minimum in (("RBBB", 0.15), ("IRBBB", 0.05)):
+        late = mimic(kind, lambda x: level(x, 0.065))
+        assert late[lead("V1")] > minimum, (kind, late)
+    axes = []
+    for pid in PIDS:
+        normal, lafb = pair(pid, confounder="LAFB", confounder_severity=1.0)
+        assert axis_deg(lafb) < axis_deg(normal) - 40.0, pid
+        axes.append(axis_deg(lafb))
+        _, paced = pair(pid, confounder="paced", confounder_severity=1.0)
+        assert paced.qrs_end >= 0.12
+    assert np.mean(axes) < -30.0, axes  # left axis deviation
+
+
+def test_nonspecific_st_t_changes_flatten_lateral_t_waves() -> None:
+    t = mimic("nonspecific_st_t", lambda r: level(r, 0.27))
+    assert (t[idx("V5", "V6")] < -0.05).all(), t
+
+
+def test_every_mimic_is_mi_negative_unless_a_reader_calls_it() -> None:
+    mi_codes = {t["scp"] for t in territories().values()} | {t["injury_scp"] for t in territories().values()}
+    for kind, c in confounders().items():
+        codes = scp_codes(NONE, NONE, NONE, kind, "sinus")
+        assert not set(codes) & mi_codes, kind
+        assert set(codes) & mi_codes == set() and (c["scp"] in codes or c["scp"] == "NORM")
+        called = scp_codes(NONE, NONE, c["reads_as"], kind, "sinus")
+        assert territories()[c["reads_as"]]["scp"] in called
+
+
+# --- infarcts that escape the criteria -----------------------------------------------------------
+
+
+def infarct(
+    mi_type: str, pattern: str, territory: str, measure: Measure, severity: float = 0.7
+) -> np.ndarray:
+    return mean_change(measure, mi_type=mi_type, pattern=pattern, territory=territory, severity=severity)
+
+
+def test_posterior_mi_depresses_st_in_v1_v3_and_leaves_tall_r() -> None:
+    st = infarct("acute", "stemi", "posterior", lambda r: st60(r, r.qrs_end))
+    assert st[idx("V1", "V2", "V3")].mean() < -0.1 and (st[idx("V1", "V2", "V3")] < 0.02).all(), st
+    r = infarct("old", "q_wave", "posterior", r_height)
+    q = infarct("old", "q_wave", "posterior", q_depth)
+    assert r[idx("V1", "V2")].mean() > 0.15, r  # tall R: the mirror image of a posterior Q
+    assert (q[idx("V1", "V2", "V3")] > -0.02).all(), q  # and no Q in V1-V3
+
+
+def test_nstemi_depresses_st_with_elevation_in_avr() -> None:
+    st = infarct("acute", "nstemi", "anterior", lambda r: st60(r, r.qrs_end))
+    assert (st[idx("V4", "V5")] < -0.05).all() and st[lead("AVR")] > 0.02, st
+    assert (st < 0.1).all()  # no STEMI-like elevation
+
+
+def test_t_wave_only_mi_inverts_t_without_st_or_q_change() -> None:
+    t = infarct("acute", "t_wave", "anterior", lambda r: level(r, 0.27))
+    st = infarct("acute", "t_wave", "anterior", lambda r: st60(r, r.qrs_end))
+    q = infarct("acute", "t_wave", "anterior", q_depth)
+    assert (t[idx("V2", "V3")] < -0.15).all(), t
+    assert (np.abs(st) < 0.03).all() and (np.abs(q) < 0.01).all(), (st, q)
+
+
+def test_non_q_mi_loses_r_and_t_without_q_waves() -> None:
+    q = infarct("old", "non_q", "inferior", q_depth)
+    r = infarct("old", "non_q", "inferior", r_height)
+    t = infarct("old", "non_q", "inferior", lambda x: level(x, 0.27))
+    full = infarct("old", "q_wave", "inferior", q_depth)
+    assert (q[idx("II", "III", "AVF")] > -0.03).all() and (full[idx("II", "III", "AVF")] < -0.2).all()
+    assert (r[idx("II", "AVF")] < -0.05).all() and (t[idx("II", "III", "AVF")] < -0.1).all(), (r, t)
+
+
+def test_small_q_waves_are_shallower_than_full_q_waves() -> None:
+    small = infarct("old", "small_q", "inferior", q_depth)[idx("II", "III", "AVF")]
+    full = infarct("old", "q_wave", "inferior", q_depth)[idx("II", "III", "AVF")]
+    assert (small < -0.05).all() and (small > 0.7 * full).all(), (small, full)
+
+
+def test_an_infarct_with_bundle_branch_block_keeps_both() -> None:
+    for pid in PIDS:
+        mi = dict(mi_type="old", pattern="q_wave", territory="anterior", severity=0.7)
+        _, both = pair(pid, **mi, confounder="LBBB", confounder_severity=1.0)
+        _, alone = pair(pid, **mi)
+        assert both.qrs_end > alone.qrs_end + 0.05
+        assert not np.allclose(both.signal, alone.signal)
+    codes = scp_codes("old", "q_wave", "anterior", "LBBB", "sinus")
+    assert {"AMI", "CLBBB"} <= set(codes)
+
+
+# --- the plan: mixes and the reader ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plan() -> list[RecordSpec]:
+    sites = first_sites(4)
+    return plan_shard(SEED, 0, 6000, 6000, sites, {s: 0.3 for s in sites})
+
+
+def test_the_plan_mixes_patterns_mimics_placements_and_rhythms(plan: list[RecordSpec]) -> None:
+    mi = [s for s in plan if s.mi_type != NONE]
+    patterns = Counter(s.pattern for s in mi)
+    assert set(patterns) == {"stemi", "nstemi", "t_wave", "q_wave", "small_q", "non_q"}
+    assert {s.territory for s in mi} == set(territories())
+    assert Counter(s.confounder != NONE for s in mi)[True] / len(mi) == pytest.approx(0.3, abs=0.05)
+    negatives = [s for s in plan if s.mi_type == NONE]
+    assert {s.confounder for s in negatives} == {*confounders(), NONE}
+    assert {s.placement for s in plan} == {"standard", "v1v2_high", "mason_likar"}
+    assert Counter(s.rhythm for s in plan)["af"] / len(plan) == pytest.approx(0.07, abs=0.02)
+
+
+def test_the_reader_misses_subtle_infarcts_and_calls_some_mimics(plan: list[RecordSpec]) -> None:
+    def stated(specs: list[RecordSpec]) -> float:
+        return float(np.mean([s.statement != NONE for s in specs]))
+
+    by_grade = {g: stated([s for s in plan if s.grade == g]) for g in ("subtle", "moderate", "severe")}
+    assert by_grade["subtle"] < by_grade["moderate"] < by_grade["severe"], by_grade
+    plain = [s for s in plan if s.mi_type == NONE and s.confounder == NONE]
+    mimics = [s for s in plan if s.mi_type == NONE and s.confounder not in (NONE, "positional_q")]
+    assert stated(plain) < 0.03 < stated(mimics), (stated(plain), stated(mimics))
+    true_calls = [s for s in plan if s.mi_type != NONE and s.statement != NONE]
+    assert all(s.statement == s.territory for s in true_calls)
+    agreement = np.mean([(s.mi_type != NONE) == (s.statement != NONE) for s in plan])
+    assert 0.85 < agreement < 0.97, agreement
+
+
+def test_rotation_is_a_proper_rotation() -> None:
+    m = rotation(20.0, -15.0)
+    assert np.allclose(m @ m.T, np.eye(3)) and np.linalg.det(m) == pytest.approx(1.0)
