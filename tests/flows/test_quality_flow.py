@@ -74,7 +74,7 @@ def test_new_profile_version_rechecks_without_duplicates(
     store = copy_store(synth_store, tmp_path / "store")
     quality(store, Settings(workers=1))
     shipped = load_json("qc_profile.json")
-    new = f"{shipped['version']}-recheck"  # another version than the shipped one, whatever that is
+    new = f"qc/{int(shipped['version'].split('/')[1]) + 1}"  # the next version, whatever ships now
     raw = dict(shipped, version=new)
     raw["thresholds"] = dict(raw["thresholds"], baseline_mv=0.0001)  # every lead wanders a little
     path = tmp_path / "qc2.json"
