@@ -10,8 +10,16 @@ below), so each hypothesis "these two cables were swapped" is scored by undoing 
 and applying one linear score (a conditional logit fitted on clean records with every swap applied
 to them, coefficients in data_contracts/lead_reversal.json). A swap is suspected where its score
 beats "no swap" by the profile's margin for its kind (a log-likelihood ratio). All features are
-correlations or ratios within a lead, so per-lead gains do not matter; leads that are dead or
-low_sqi do not vote, and P-wave features count only where a P wave leads the beats.
+correlations or ratios within a lead, so per-lead gains do not matter, except the frontal-plane
+features of the limb leads: each limb lead's net area and size in the QRS, T and P windows over the
+rms of the six limb leads together. Einthoven's and Goldberger's identities tie the six limb leads'
+scales (the gate flags a limb lead off them as `amplitude`), so these ratios are the frontal axes
+of QRS, T and P. They tell an LA/LL swap, a reflection of the frontal plane about +30 degrees (I and
+II trade places, III turns over: the P wave turns negative in III and larger in I than in II), from
+the rightward rotation and taller inferior leads of Mason-Likar torso electrodes (P and QRS more
+positive in III and aVF), which the correlations with the chest leads alone confuse with it (both
+make lead II look more like V5-V6 and lead I less). Leads that are dead or low_sqi do not vote, and
+P-wave features count only where a P wave leads the beats.
 """
 
 from __future__ import annotations
@@ -45,7 +53,9 @@ _LEAD_FIELD = np.array(
 _WINDOWS = ("beat", "qrs", "t", "p")
 # the correlations that a swap can change: each limb lead with each chest lead, and chest pairs
 _PAIRS = [(i, j) for i in _LIMB for j in _CHEST] + [(i, j) for i, j in combinations(_CHEST, 2)]
-N_FEATURES = len(_WINDOWS) * len(_PAIRS) + (len(_WINDOWS) - 1) * _N
+# per window (QRS, T, P) and limb lead: net area, then size (rms), over the limb leads' joint rms
+_FRONTAL = 2 * (len(_WINDOWS) - 1) * len(_LIMB)
+N_FEATURES = len(_WINDOWS) * len(_PAIRS) + (len(_WINDOWS) - 1) * _N + _FRONTAL
 
 
 def swap_matrix(swap: str) -> np.ndarray:
@@ -100,6 +110,11 @@ def _gather(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         for j in range(_N):
             idx.append(len(_WINDOWS) * _N * _N + w * _N + obs[j])
             sgn.append(sign[j])
+    frontal = len(_WINDOWS) * _N * _N + (len(_WINDOWS) - 1) * _N
+    for kind, w in ((k, w) for k in range(2) for w in range(len(_WINDOWS) - 1)):
+        for j in _LIMB:  # a limb swap keeps the limb leads among themselves (obs[j] is a limb lead)
+            idx.append(frontal + (kind * (len(_WINDOWS) - 1) + w) * len(_LIMB) + _LIMB.index(obs[j]))
+            sgn.append(sign[j] if kind == 0 else 1.0)
     return np.array(idx), np.array(sgn)
 
 
@@ -173,25 +188,49 @@ def features(
 ) -> np.ndarray:
     """(n, views) the observed views: the 12 x 12 correlations of the leads' mean beats over the whole
     beat and in the QRS, T and P windows, then each lead's QRS, T and P polarity (window mean over the
-    beat rms), flattened. An untrusted lead contributes zeros; P-wave views are zero where the median
-    P-window beat correlation of the trusted leads is below `p_wave_min_corr` (no P wave: AF)."""
+    beat rms), then the limb leads' frontal-plane areas and sizes (each limb lead's window mean from
+    the isoelectric level, and its rms about its mean there, over the joint rms of the trusted limb
+    leads),
+    flattened. An untrusted lead contributes zeros; P-wave views are zero where the median P-window
+    beat correlation of the trusted leads is below `p_wave_min_corr` (no P wave: AF)."""
     windows = beat_windows(params)
     template = np.asarray(template, dtype=np.float64)
     vote = trusted & np.isfinite(template).all(-1)
-    z = np.where(vote[..., None], _unit(np.nan_to_num(template)), 0.0)
+    centred = np.where(vote[..., None], np.nan_to_num(template), 0.0)
+    centred = centred - centred.mean(-1, keepdims=True)
+    z = np.where(vote[..., None], _unit(centred), 0.0)
     p_ok = (masked_median(p_corr, vote, -np.inf) >= p_wave_min_corr)[:, None, None]
+    limb = centred[:, _LIMB]
+    joint = np.sqrt((limb * limb).sum((1, 2)) / np.maximum(vote[:, _LIMB].sum(1) * limb.shape[-1], 1))
+    limb = limb / np.where(joint > 0, joint, np.inf)[:, None, None]
+    # areas from the isoelectric level: the PR segment (the P window's end) for QRS and T, the line
+    # joining the P window's ends for P (the beat mean holds the QRS and T areas)
+    p_at = np.flatnonzero(windows["p"])
+    edge = max(1, len(p_at) // 8)
+    before, pr = limb[..., p_at[:edge]].mean(-1), limb[..., p_at[-edge:]].mean(-1)
+    ramp = np.linspace(0.0, 1.0, len(p_at))
+    reference = {
+        "qrs": pr[..., None],
+        "t": pr[..., None],
+        "p": before[..., None] + (pr - before)[..., None] * ramp,
+    }
     corr = [np.einsum("niw,njw->nij", z, z) / z.shape[-1]]
-    polarity = []
+    polarity, area, size = [], [], []
     for name in _WINDOWS[1:]:
         zw = np.where(vote[..., None], _unit(z[..., windows[name]]), 0.0)
         c = np.einsum("niw,njw->nij", zw, zw) / zw.shape[-1]
         pol = z[..., windows[name]].mean(-1)
+        lw = limb[..., windows[name]]
+        a, r = (lw - reference[name]).mean(-1), lw.std(-1)
         if name == "p":
-            c, pol = c * p_ok, pol * p_ok[:, 0]
+            c, pol, a, r = c * p_ok, pol * p_ok[:, 0], a * p_ok[:, 0], r * p_ok[:, 0]
         corr.append(c)
         polarity.append(pol)
+        area.append(a)
+        size.append(r)
     n = len(z)
-    return np.concatenate([np.stack(corr, 1).reshape(n, -1), np.stack(polarity, 1).reshape(n, -1)], axis=1)
+    parts = [np.stack(corr, 1), np.stack(polarity, 1), np.stack(area, 1), np.stack(size, 1)]
+    return np.concatenate([v.reshape(n, -1) for v in parts], axis=1)
 
 
 def gathers(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -429,18 +429,6 @@ def _plateaus(
         count[lead] = np.where(side > share[lead], runs, count[lead])
         share[lead] = np.maximum(share[lead], side)
     return share, count
-    xs, rs, fs, least, valid = x[lead], rest[lead], finite[lead], least[lead[0]], valid[lead[0]]
-    for upper in (True, False):  # the highest resting level, then the lowest
-        top = np.where(rs, xs, -np.inf).max(-1) if upper else np.where(rs, xs, np.inf).min(-1)
-        tol = p.saturation_level_mv + p.saturation_level_rel * np.abs(top + level[lead])
-        inner, outer = (top - tol, top + tol) if upper else (top + tol, top - tol)
-        near = xs >= inner[:, None] if upper else xs <= inner[:, None]
-        at, runs = _in_runs(rs & near, run, least)
-        past = xs > outer[:, None] if upper else xs < outer[:, None]
-        side = np.where((past & fs).sum(-1) <= p.saturation_cross * valid, at / np.maximum(valid, 1), 0.0)
-        count[lead] = np.where(side > share[lead], runs, count[lead])
-        share[lead] = np.maximum(share[lead], side)
-    return share, count
 
 
 def measure(signals: np.ndarray, p: IndexParams) -> LeadIndices:

@@ -65,12 +65,20 @@ def test_swaps_are_the_lead_field_algebra_of_the_synthetic_truth() -> None:
         hypothesis_matrix("V1/V1")
 
 
-@pytest.mark.parametrize(("swap", "least"), [("LA/RA", 27), ("RA/LL", 27), ("LA/LL", 18)])
+@pytest.mark.parametrize(("swap", "least"), [("LA/RA", 27), ("RA/LL", 27), ("LA/LL", 9)])
 def test_swapped_real_records_are_flagged_with_the_right_swap(
     ludb: np.ndarray, profile: QcProfile, swap: str, least: int
 ) -> None:
-    """LA/LL is the hard one (I and II trade places, III turns over): at the margin that keeps clean
-    records from being rejected, about 2/3 of LUDB 1-30 and 70 % of the held-out benchmark."""
+    """LA/LL is the hard one, for a physiological reason: it reflects the frontal plane about +30
+    degrees (I and II trade places, aVL and aVF, III turns over) and leaves the chest leads as they
+    are, so a heart whose QRS and P axes lie near +30 degrees looks the same swapped or not (an axis
+    theta moves to 60 - theta). Measured on LUDB 1-30 (axes from the net QRS and P areas of I and
+    aVF over the PR level) with qc/4: the 9 records found move the QRS axis by a median 98 degrees
+    (46-196), the 21 missed by a median 50 (2-168; six of them by 32 or less). The limb margin (6.5)
+    is the one that flags no clean fitting record out of fold; the last one it had to pass is an
+    atrial flutter (Chapman JS00005), whose negative inferior flutter waves read as an inverted P
+    in III. qc/3's margin of 5.0 found 18 of 30 with the model of the older generator, and rejected
+    2 of 147 clean held-out records as limb reversals."""
     got = _flagged(apply_swap(ludb, swap), profile)
     right = frozenset(leads_changed(swap))
     assert sum(f == right for f in got) >= least
@@ -122,13 +130,13 @@ def test_any_signal_gets_a_decision_not_an_exception(ludb: np.ndarray, profile: 
     assert not res.masks["reversal"].any()  # noise leads are low_sqi: they do not vote
     trusted = np.ones((1, 12), dtype=bool)  # even if every lead were let vote: finite, a decision
     views = features(res.indices.template, res.indices.p_corr, trusted, profile.indices, 0.7)
-    assert views.shape == (1, 4 * 12 * 12 + 3 * 12) and np.isfinite(views).all()
+    assert views.shape == (1, 4 * 12 * 12 + 3 * 12 + 2 * 3 * 6) and np.isfinite(views).all()
     assert -1 <= suspected_swaps(res.indices, trusted, profile)[0] < len(profile.reversal.model.swaps)
 
 
 def test_model_file_is_versioned_and_checked(profile: QcProfile) -> None:
     raw = load_json("lead_reversal.json")
-    assert raw["version"] == profile.reversal.model.version == "reversal/2"
+    assert raw["version"] == profile.reversal.model.version == "reversal/3"
     assert tuple(raw["swaps"]) == LIMB_SWAPS + CHEST_SWAPS
     assert "fitting part" in raw["fitted_on"]["real"] and "never read" in raw["fitted_on"]["held_out"]
     bad = copy.deepcopy(raw)
