@@ -162,8 +162,17 @@ class LoadedModel:
     def predict_proba(self, signals: np.ndarray) -> np.ndarray:
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
-            return predict_proba(self.net, self.model_config, signals).astype(np.float64)
+            config = self.model_config
+            return predict_proba(self.net, config, signals, features=self.net_features(signals)).astype(
+                np.float64
+            )
         return self.predict_features(self.measured_features(signals))
+
+    def net_features(self, signals: np.ndarray) -> np.ndarray | None:
+        """A fused network's second input measured on stored windows as the features stage
+        measures them (None for any other network)."""
+        columns = self.model_config.feature_columns
+        return extract_features(signals, columns).to_numpy(np.float64) if columns else None
 
     def measured_features(self, signals: np.ndarray) -> np.ndarray:
         """Feature baselines: the model's feature columns measured on stored windows (NaN where
@@ -176,7 +185,7 @@ class LoadedModel:
         (`SignalOcclusion`)."""
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
-            return CropOcclusion.of(self.net, self.model_config, signals)
+            return CropOcclusion.of(self.net, self.model_config, signals, self.net_features(signals))
         features = self.measured_features(signals)
         scores = self.feature_scores(features)
         return SignalOcclusion(
@@ -215,10 +224,11 @@ class SignalOcclusion:
         return self.model.feature_scores(self.model.measured_features(occluded)).logit
 
 
-def extract_features(signals: np.ndarray) -> pd.DataFrame:
-    """The feature-store columns of raw windows, measured as the features stage measures them:
-    the quality gate says which leads are usable (and rejects records, whose features stay NaN),
-    then `feature_row`; values rounded to float32 as the store keeps them."""
+def extract_features(signals: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame:
+    """The feature-store columns (default: the numeric `FEATURE_COLUMNS`; criteria come as 0/1)
+    of raw windows, measured as the features stage measures them: the quality gate says which
+    leads are usable (and rejects records, whose features stay NaN), then `feature_row`; values
+    rounded to float32 as the store keeps them."""
     from data_contracts.feature_columns import FEATURE_COLUMNS
     from tasks.features.measure import criteria_config
     from tasks.features.run import RecordMeta, feature_row
@@ -231,7 +241,8 @@ def extract_features(signals: np.ndarray) -> pd.DataFrame:
         feature_row(signal, RecordMeta(str(i), "", verdict, tuple(lead_ok.tolist()), None, None))
         for i, (signal, verdict, lead_ok) in enumerate(zip(signals, quality.verdict, usable, strict=True))
     ]
-    return pd.DataFrame(rows).reindex(columns=FEATURE_COLUMNS).astype(np.float32)
+    frame = pd.DataFrame(rows).reindex(columns=columns or FEATURE_COLUMNS)
+    return frame.apply(pd.to_numeric, errors="coerce").astype(np.float32)
 
 
 # Bounds of what `load_model` accepts. No trained parameter comes near WEIGHT_LIMIT (batch-norm
