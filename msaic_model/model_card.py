@@ -5,8 +5,10 @@ Sections: intended use, the data snapshot and split (records and MI prevalence b
 the reviewers' adjudications used), the threshold and how it was chosen, the calibrated risk (method,
 bands, the test part's reliability diagram before and after calibration), test metrics with 95%
 intervals overall, per site and per device, the in-distribution vs held-out-site gap, ROC and
-precision-recall curves, lead and territory permutation importance, and limitations (the
-synthetic data first of all).
+precision-recall curves, lead and territory permutation importance, external validations on
+stores the model never saw (`msaic evaluate --all`: by window and by patient, per source and per
+device, the reliability diagram on those records), and limitations (the synthetic data first of
+all).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class CardData:
     importance: dict[str, pd.DataFrame]
     synthetic_sites: list[str]
     adjudications: dict[str, int] = field(default_factory=dict)
+    external: list[dict[str, Any]] = field(default_factory=list)  # `msaic evaluate --all` reports
 
 
 def render_card(card: CardData) -> str:
@@ -58,8 +61,10 @@ def render_card(card: CardData) -> str:
         Section("shift", "Distribution shift: held-out sites", _shift_section(evaluation)),
         Section("curves", "ROC and precision-recall (test)", _curves(test, card.thresholds)),
         Section("importance", "Lead and territory permutation importance", _importance_section(card)),
-        Section("limits", "Limitations", _limitations(card)),
     ]
+    if card.external:
+        sections.append(Section("external", "External validation", _external_section(card.external)))
+    sections.append(Section("limits", "Limitations", _limitations(card)))
     meta = f"{card.description} · kind {card.config['kind']} · split {card.config['split']['mode']}"
     return page(f"Model card: {card.model_id}", meta, sections)
 
@@ -298,6 +303,61 @@ def _importance_section(card: CardData) -> str:
         "means the model's calls lean on that territory's leads."
     )
     return text + image(png(fig), "permutation importance of leads and territories") + "".join(parts)
+
+
+def _external_section(reports: list[dict[str, Any]]) -> str:
+    """One part per `msaic evaluate --all` report: every eligible labelled record of a store that
+    did not train or validate the model, at the saved threshold."""
+    parts = [
+        paragraph(
+            "Every eligible labelled record of another store (records that trained or validated the "
+            "model are left out), scored at the saved threshold; intervals are 95% bootstrap "
+            "intervals. By patient: a patient's probability is the mean over its windows."
+        )
+    ]
+    for k, report in enumerate(reports):
+        evaluation, external = report["evaluation"], report["external"]
+        excluded = ", ".join(f"{name}: {n}" for name, n in report["excluded"].items()) or "none"
+        parts += [
+            heading(
+                f"{report.get('store_name', report['store'])}, evaluated {report.get('evaluated_at', '')}"
+            ),
+            paragraph(f"Left out: {excluded}."),
+            table(
+                metric_rows({"by window": evaluation["test"], "by patient": external["patients"]}),
+                f"external-{k}-overall",
+            ),
+            heading("Per source (by window)"),
+            table(metric_rows(evaluation["per_site"]), f"external-{k}-site"),
+            heading("Per device (by window)"),
+            table(metric_rows(evaluation["per_device"]), f"external-{k}-device"),
+            _external_reliability(external, k),
+        ]
+    return "".join(parts)
+
+
+def _external_reliability(external: dict[str, Any], k: int) -> str:
+    """The reliability diagram of one external evaluation (from its saved bins) and its Brier/ECE."""
+    calibration = external["calibration"]
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="#999", linestyle=":")
+    colors = {"probability": "#6a1b9a", "risk": "#ef6c00"}
+    for column, bins in external["reliability_bins"].items():
+        frame = pd.DataFrame(bins)
+        ax.plot(frame["predicted"], frame["observed"], marker="o", color=colors[column], label=column)
+    ax.set(
+        xlabel="mean predicted", ylabel="observed MI fraction", title="Reliability", xlim=(0, 1), ylim=(0, 1)
+    )
+    ax.legend(loc="upper left")
+    columns = [c for c in ("probability", "risk") if c in calibration]
+    summary = pd.DataFrame(
+        {name: [_cell(calibration[c][name]) for c in columns] for name in ("brier", "ece")},
+        index=pd.Index(columns, name=f"{calibration['n']} records"),
+    )
+    return image(png(fig), "reliability diagram of the external records") + table(
+        summary, f"external-{k}-calibration"
+    )
 
 
 def _limitations(card: CardData) -> str:
