@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from data_contracts import load_json
 from msaic_model.metrics import METRICS, calibration_bin
 from tasks.model_files import RiskBands
 from tasks.report_figures import png
@@ -58,6 +59,7 @@ def render_card(card: CardData) -> str:
         Section("threshold", "Decision threshold", _threshold_section(card.thresholds)),
         Section("calibration", "Calibrated risk", _calibration_section(card, test)),
         Section("metrics", "Test metrics (95% bootstrap intervals)", _metrics_section(evaluation)),
+        Section("benchmark", "Real-data benchmark of this configuration", _benchmark_section(card.config)),
         Section("shift", "Distribution shift: held-out sites", _shift_section(evaluation)),
         Section("curves", "ROC and precision-recall (test)", _curves(test, card.thresholds)),
         Section("importance", "Lead and territory permutation importance", _importance_section(card)),
@@ -152,6 +154,52 @@ def _metrics_section(evaluation: dict[str, Any]) -> str:
             paragraph("A dash: the metric is undefined there (e.g. AUROC of a single-class subset).", "note"),
         ]
     )
+
+
+REAL_BENCHMARK = "real_benchmark.json"  # written by `bench/real.py --write-summary`
+
+
+def benchmark_name(config: dict[str, Any]) -> str:
+    """The bench/real.py name of a registered model's configuration: the network config's name
+    (`msaic`, `msaic_fused`, ...), or the feature baseline's kind."""
+    return str(config["model"]["name"]) if "model" in config else str(config["kind"])
+
+
+def _benchmark_section(config: dict[str, Any]) -> str:
+    """The headline figure of this model's configuration on the shared real data (LUDB and the
+    CinC 2021 sources, bench/real.py): the same config trained and tested in patient-grouped
+    cross-validation, beside every other model of the benchmark."""
+    summary = load_json(REAL_BENCHMARK)
+    mine = benchmark_name(config)
+    rows = {
+        name: {
+            "CV AUROC by patient": _cell(m["cv"]["auroc"]),
+            "CV AUPRC by patient": _cell(m["cv"]["auprc"]),
+            "LOSO AUROC (pooled)": _cell(m["loso"]["auroc"]) if m.get("loso") else "–",
+            f"AUROC − {summary['best_baseline']}": _cell(m["minus_best_baseline"])
+            if m.get("minus_best_baseline")
+            else "–",
+        }
+        for name, m in summary["models"].items()
+    }
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+    data = summary["data"]
+    status = (
+        f"This model's configuration is {mine}."
+        if mine in rows
+        else f"This model's configuration ({mine}) is not in the benchmark."
+    )
+    text = (
+        f"{status} Every model below was trained and tested on the real labelled records of LUDB and "
+        f"the CinC 2021 sample ({data['patients']} patients, {data['mi_patients']} with MI, "
+        f"{len(data['per_source'])} sources) with the product's own training step: patient-grouped "
+        f"{summary['cv']['folds']}-fold cross-validation repeated with seeds {summary['cv']['seeds']} "
+        "(AUROC and AUPRC by patient, the mean over repeats, 95% patient-bootstrap intervals), leave-"
+        "one-source-out pooled over the held-out sources, and the paired difference to the best "
+        f"baseline. Measured {summary['measured_at']} by `{summary['command']}`. These are figures of "
+        "the configuration, not of this trained model; its own test figures are above."
+    )
+    return paragraph(text) + table(frame, "real-benchmark")
 
 
 def _shift_section(evaluation: dict[str, Any]) -> str:
