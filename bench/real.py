@@ -35,9 +35,10 @@ figures that are reported (these ~250 patients leave no separate selection set),
 figure carries a small selection optimism.
 
 Test predictions of every (model, split, seed, fold) are cached under WORKDIR/predictions (keyed
-by the model's full configuration), so a run that stopped resumes and runs of different --models
-on one workdir are combined; the JSON covers the models asked for. Progress lines go to stderr;
-one JSON object to stdout (and to WORKDIR/bench_real.json).
+by the model's full configuration), so a run that stopped resumes, and several runs started on one
+workdir share the folds (each fold is claimed by the process that computes it; the others go on
+to unclaimed folds, then wait for the claimed ones); the JSON covers the models asked for.
+Progress lines go to stderr; one JSON object to stdout (and to WORKDIR/bench_real.json).
 
     .venv/bin/python bench/real.py [--workdir DIR] [--models msaic gbm ...] [--repeats 5] [--seed 0]
         [--synthetic-records 20000] [--threads 1]
@@ -53,6 +54,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -185,19 +187,63 @@ def fold_predictions(
     path = cache / f"{_key(model, arguments, split.mode, split.seed, fold)}.parquet"
     if path.is_file():
         return pd.read_parquet(path)
-    start = time.perf_counter()
-    fitted = fit_fold(
-        RunSpec(store, kind, split, fold, split.excluded, evaluation, **arguments), f"real-{model}"
-    )
-    threshold = validation_threshold(fitted.predictions, evaluation)["threshold"]
-    test = fitted.predictions[fitted.predictions["part"] == "test"].assign(threshold=threshold)
-    _progress(
-        {"model": model, "split": split.mode, "seed": split.seed, "fold": fold}
-        | {"best_epoch": fitted.training.get("best_epoch"), "seconds": round(time.perf_counter() - start, 1)}
-    )
     cache.mkdir(parents=True, exist_ok=True)
-    test.to_parquet(path, index=False)
+    if not _claim(path):
+        raise Claimed(path.name)
+    try:
+        start = time.perf_counter()
+        fitted = fit_fold(
+            RunSpec(store, kind, split, fold, split.excluded, evaluation, **arguments), f"real-{model}"
+        )
+        threshold = validation_threshold(fitted.predictions, evaluation)["threshold"]
+        test = fitted.predictions[fitted.predictions["part"] == "test"].assign(threshold=threshold)
+        seconds = round(time.perf_counter() - start, 1)
+        _progress(
+            {"model": model, "split": split.mode, "seed": split.seed, "fold": fold}
+            | {"best_epoch": fitted.training.get("best_epoch"), "seconds": seconds}
+        )
+        staged = path.with_suffix(".tmp")
+        test.to_parquet(staged, index=False)
+        staged.replace(path)
+    finally:
+        path.with_suffix(".claim").unlink(missing_ok=True)
     return test
+
+
+class Claimed(Exception):
+    """Another live process sharing the workdir is computing this fold."""
+
+
+def _claim(path: Path) -> bool:
+    """Claim the computation of a cache file for this process (a `.claim` file holding its pid),
+    so that several runs on one workdir share the folds; the claim of a process that no longer
+    runs is taken over."""
+    claim = path.with_suffix(".claim")
+    while True:
+        try:
+            with claim.open("x") as f:
+                f.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            text = claim.read_text().strip()
+            if not text.isdigit() or Path(f"/proc/{text}").exists():
+                return False  # being written, or its process is alive
+            claim.unlink(missing_ok=True)
+
+
+def every_fold(
+    store: Path, split: Any, model: str, evaluation: Any, init_weights: Path | None, cache: Path
+) -> list[pd.DataFrame]:
+    """The test rows of every fold of a split; folds that another process is computing are waited for."""
+    done: dict[int, pd.DataFrame] = {}
+    while True:
+        for fold in split.folds:
+            if fold not in done:
+                with suppress(Claimed):
+                    done[fold] = fold_predictions(store, split, fold, model, evaluation, init_weights, cache)
+        if len(done) == len(split.folds):
+            return [done[f] for f in split.folds]
+        time.sleep(15)
 
 
 def patient_metrics(rows: pd.DataFrame, evaluation: Any) -> Any:
@@ -339,12 +385,16 @@ def main() -> None:
         cv_splits = [make_split(eligible.records, "cv", s, evaluation.splits) for s in seeds]
         cv: dict[str, list[Any]] = {}
         cv_per_seed: dict[str, list[dict[str, Any]]] = {}
-        for split in cv_splits:  # repeat by repeat, every model: a stopped run leaves whole repeats
+        loso = None if args.no_loso else make_split(eligible.records, "loso", args.seed, evaluation.splits)
+        units = [(split, model) for split in cv_splits for model in args.models]
+        units += [(loso, model) for model in args.models] if loso is not None else []
+        for split, model in units:  # first what no other run on this workdir is computing
+            for fold in split.folds:
+                with suppress(Claimed):
+                    fold_predictions(store, split, fold, model, evaluation, init_weights, cache)
+        for split in cv_splits:
             for model in args.models:
-                folds = [
-                    fold_predictions(store, split, f, model, evaluation, init_weights, cache)
-                    for f in split.folds
-                ]
+                folds = every_fold(store, split, model, evaluation, init_weights, cache)
                 cv.setdefault(model, []).append(
                     patient_metrics(pd.concat(folds, ignore_index=True), evaluation)
                 )
@@ -355,13 +405,9 @@ def main() -> None:
                     {"seed": split.seed, **{k: _figure(pooled["patients"][k]) for k in ("auroc", "auprc")}}
                 )
         held_out = {}
-        if not args.no_loso:
-            loso = make_split(eligible.records, "loso", args.seed, evaluation.splits)
+        if loso is not None:
             for model in args.models:
-                rows = [
-                    fold_predictions(store, loso, f, model, evaluation, init_weights, cache)
-                    for f in loso.folds
-                ]
+                rows = every_fold(store, loso, model, evaluation, init_weights, cache)
                 held_out[model] = pd.concat(rows)[lambda f: f["held_out"]]
 
         mean_cv = {m: mean_of(results) for m, results in cv.items()}

@@ -26,6 +26,7 @@ from flows.train import evaluate, train
 from msaic_model.config import load_config, with_overrides
 from msaic_model.registry import load_model
 from msaic_model.training_run import signals_for
+from tasks import store as st
 from tasks.settings import Settings
 from tasks.splits import labelled_records
 from tasks.training_data import eligible_records
@@ -36,12 +37,12 @@ LUDB_RECORDS = range(1, 41)  # 40 records, 9 of them MI-positive
 EXTERNAL_SOURCES = ("PTB_PTBXL", "CPSC_CPSC-Extra")  # 40 CinC records, 13 MI-positive
 
 
-def _store(root: Path, archive: Path, site: str | None) -> Path:
+def _store(store: Path, archive: Path, site: str | None) -> Path:
     settings = Settings(workers=2)
-    ingest(archive, root / "store", site=site, settings=settings)
-    quality(root / "store", settings)
-    features(root / "store", settings)
-    return root / "store"
+    ingest(archive, store, site=site, settings=settings)
+    quality(store, settings)
+    features(store, settings)
+    return store
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> t
     cinc = root / "cinc"
     for source in EXTERNAL_SOURCES:
         shutil.copytree(CINC / source, cinc / source)
-    return _store(root / "a", ludb.parent, "ludb"), _store(root / "b", cinc, None)
+    return _store(root / "ludb_store", ludb.parent, "ludb"), _store(root / "cinc_store", cinc, None)
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +105,12 @@ def test_evaluate_all_on_a_store_the_model_never_saw(
     model = load_model(trained.path)  # features measured from the signals, not read from the store
     assert model.net.features is not None
     signals = signals_for(other, labelled["record_id"].tolist())
-    p = model.predict_proba(signals)
+    people = st.read_table(other, "records", ["record_id", "sex", "age"]).to_pandas().set_index("record_id")
+    demographics = list(people.loc[labelled["record_id"]].itertuples(index=False, name=None))
+    demographics = [(sex, None if pd.isna(age) else age) for sex, age in demographics]
+    p = model.predict_proba(signals, demographics)
     assert test["auroc"]["value"] == pytest.approx(roc_auc_score(labelled["mi_label"], p), abs=1e-6)
-    np.testing.assert_allclose(model.occlusion(signals).probability, p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.occlusion(signals, demographics).probability, p, rtol=1e-5, atol=1e-7)
     patients = report["external"]["patients"]
     assert patients["n"] == labelled["patient_key"].nunique() < test["n"]  # PTB patients have several windows
     assert patients["auroc"]["low"] <= patients["auroc"]["value"] <= patients["auroc"]["high"]
@@ -119,7 +123,7 @@ def test_evaluate_all_on_a_store_the_model_never_saw(
     (recorded,) = (trained.path / "external").glob("*.json")
     assert json.loads(recorded.read_text())["evaluation"] == report["evaluation"]
     card = (trained.path / "model_card.html").read_text()
-    assert "External validation" in card and 'id="external-0-site"' in card
+    assert "External validation" in card and "cinc_store, evaluated" in card
     assert all(source in card.split('id="external-0-site"')[1] for source in EXTERNAL_SOURCES)
     assert 'alt="reliability diagram of the external records"' in card
     assert card.count("data:image/png") == card_before.count("data:image/png") + 1
