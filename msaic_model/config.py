@@ -221,9 +221,8 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(default=64, ge=1, description="windows per inference batch (× crops)")
     init_weights: str | None = Field(
         default=None,
-        description="start from these weights (a safetensors file of the same network, e.g. pretrained "
-        "on a synthetic archive: `msaic_model.pretrain`) instead of a random initialization; a bare "
-        "name is a packaged file in msaic_model/weights/",
+        description="start from the weights of this safetensors file (the same network, e.g. pretrained "
+        "on a synthetic archive: `msaic_model.pretrain`) instead of a random initialization",
     )
 
     def epoch_windows(self, training_windows: int) -> int:

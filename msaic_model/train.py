@@ -33,8 +33,6 @@ from msaic_model.data import WaveformStream, crop_samples, prepare
 from msaic_model.losses import MsaicLoss, positive_class_weight
 from msaic_model.net import build_model
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-
 
 def resolve_device(choice: str) -> torch.device:
     """`auto` → the GPU when one is present, else the CPU."""
@@ -268,12 +266,9 @@ def store_features(store: Path, record_ids: list[str], config: ModelConfig) -> n
 
 
 def initial_weights(config: ModelConfig) -> dict[str, torch.Tensor] | None:
-    """The weights `train.init_weights` names (a packaged file in msaic_model/weights/ or a path)."""
-    name = config.train.init_weights
-    if name is None:
-        return None
-    path = Path(name) if Path(name).suffix else WEIGHTS_DIR / f"{name}.safetensors"
-    return safetensors.torch.load_file(path)
+    """The weights of the safetensors file `train.init_weights` names, if any."""
+    path = config.train.init_weights
+    return None if path is None else safetensors.torch.load_file(Path(path))
 
 
 @dataclass
