@@ -15,7 +15,7 @@ validation part only) on the same splits:
 - `loso`: leave one source out (mode `loso`, one seed): by patient on the held-out source, per
   source and pooled over the sources (each record is held out once), with bootstrap intervals.
 Paired differences: each model minus the best baseline (the baseline with the highest mean CV
-AUROC by patient), AUROC and AUPRC, CV and pooled LOSO, with paired bootstrap intervals.
+AUROC by patient), AUROC and AUPRC, CV, pooled LOSO and per source, with paired bootstrap intervals.
 
 Models: `msaic` (the packaged config), `msaic_fused` (the packaged `msaic_fused` config: the
 feature-store measurements and criteria as a second input, late fusion), `msaic_pretrained` (the
@@ -41,7 +41,7 @@ to unclaimed folds, then wait for the claimed ones); the JSON covers the models 
 Progress lines go to stderr; one JSON object to stdout (and to WORKDIR/bench_real.json).
 
     .venv/bin/python bench/real.py [--workdir DIR] [--models msaic gbm ...] [--repeats 5] [--seed 0]
-        [--synthetic-records 20000] [--threads 1]
+        [--no-loso] [--synthetic-records 20000] [--threads 1] [--write-summary]
 """
 
 from __future__ import annotations
