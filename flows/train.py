@@ -8,7 +8,11 @@ registers `STORE/models/<model_id>/`. A `cv` run also pools the folds' test pred
 labelled record tested once) into one AUROC/AUPRC with intervals, written to
 `STORE/models/<model>-cv-<stamp>.json`.
 `evaluate` re-evaluates a registered model at its saved threshold on its own split or on another
-store. The work lives in `tasks.training_data`, `tasks.splits` and `msaic_model.training_run`.
+store; with `--all`, on every eligible labelled record of a store (a hospital's own archive: the
+records that trained or validated the model left out), per source and per device, by window and
+by patient, with the calibration on those records, and the figures are added to the model's card
+(`STORE/models/<id>/external/`).
+The work lives in `tasks.training_data`, `tasks.splits` and `msaic_model.training_run`.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from msaic_model.registry import model_dir, new_model_id
 from msaic_model.training_run import (
     MODEL_CHOICES,
     RunSpec,
+    card_description,
     finish_fold,
     fit_fold,
     model_arguments,
+    record_external,
     reevaluate,
 )
 from tasks.splits import MODES, make_split
@@ -47,6 +53,7 @@ fit_task = task(fit_fold, name="fit", cache_policy=NO_CACHE)
 finish_task = task(finish_fold, name="evaluate-register", cache_policy=NO_CACHE)
 reevaluate_task = task(reevaluate, name="re-evaluate", cache_policy=NO_CACHE)
 pooled_task = task(pooled_out_of_fold, name="pool-folds", cache_policy=NO_CACHE)
+record_task = task(record_external, name="record-external", cache_policy=NO_CACHE)
 FOLDED_SPLITS = ("loso", "cv")
 
 
@@ -93,7 +100,7 @@ def train(
         )
         model_id = new_model_id(model, split, fold if split in FOLDED_SPLITS else None)
         fitted = fit_task(spec, model_id)
-        path = finish_task(spec, fitted, f"{model} trained on {store.name}, split {split}")
+        path = finish_task(spec, fitted, card_description(model, store, split))
         metrics = json.loads((path / "metrics.json").read_text())
         trained.append(TrainedModel(model_id, path, fold, metrics, eligible.adjudications))
         fold_predictions.append((fitted.predictions, metrics["evaluation"]["threshold"]))
@@ -112,22 +119,29 @@ def train(
 @flow(name="evaluate")
 def evaluate(
     store: Path,
-    model_id: str,
+    model_id: str | None = None,
     model_store: Path | None = None,
     split: str | None = None,
     seed: int | None = None,
     evaluation_config: Path | None = None,
+    model: Path | None = None,
+    all_records: bool = False,
 ) -> dict[str, Any]:
-    """Re-evaluate a registered model; the report goes to STORE/reports/evaluations/."""
+    """Re-evaluate a registered model (`model_id` in `model_store`, or the directory `model`); the
+    report goes to STORE/reports/evaluations/. With `all_records`, every eligible labelled record of
+    the store is evaluated and the report is also recorded in the model's directory and card."""
     store = Path(store)
-    path = model_dir(model_store or store, model_id)
+    path = Path(model) if model is not None else model_dir(model_store or store, str(model_id))
     if not path.is_dir():
-        raise FileNotFoundError(f"no registered model {model_id} in {(model_store or store) / 'models'}")
+        raise FileNotFoundError(f"no registered model {path.name} in {path.parent}")
     check_task(store)
     eligible = eligible_task(store)
-    report = reevaluate_task(store, path, eligible, load_evaluation_config(evaluation_config), split, seed)
-    out = store / "reports" / "evaluations" / f"{model_id}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    evaluation = load_evaluation_config(evaluation_config)
+    report = reevaluate_task(store, path, eligible, evaluation, split, seed, all_records)
+    out = store / "reports" / "evaluations" / f"{path.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     _write_json(out, report)
+    if all_records:
+        report["recorded_in"] = str(record_task(path, report))
     report["path"] = str(out)
     return report
 
@@ -211,11 +225,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
     e = sub.add_parser("evaluate", help="re-evaluate a registered model on its split or another store")
     e.add_argument("--store", type=existing_dir, required=True, help="store to evaluate on")
-    e.add_argument("--model-id", required=True, help="a directory name under STORE/models/")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model-id", help="a directory name under STORE/models/ (or --model-store)")
+    which.add_argument("--model", type=existing_dir, help="a registered model's directory")
     e.add_argument(
         "--model-store", type=existing_dir, help="store the model is registered in (default: --store)"
     )
-    e.add_argument("--split", choices=MODES, help="evaluate this split's test part (default: the saved one)")
+    what = e.add_mutually_exclusive_group()
+    what.add_argument(
+        "--split", choices=MODES, help="evaluate this split's test part (default: the saved one)"
+    )
+    what.add_argument(
+        "--all",
+        action="store_true",
+        dest="all_records",
+        help="every eligible labelled record of the store, per source and device; added to the model card",
+    )
     e.add_argument("--seed", type=int, help="split and bootstrap seed (default: the model's own)")
     e.add_argument("--evaluation-config", type=existing_path, help=_EVALUATION_HELP)
     e.set_defaults(func=run_evaluate)
@@ -255,9 +280,27 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(
-        args.store, args.model_id, args.model_store, args.split, args.seed, args.evaluation_config
+        args.store,
+        args.model_id,
+        args.model_store,
+        args.split,
+        args.seed,
+        args.evaluation_config,
+        args.model,
+        args.all_records,
     )
     console = Console()
     print_evaluation(f"{report['model_id']} on {args.store}", report["evaluation"], console)
+    if "external" in report:
+        patients = report["external"]["patients"]
+        console.print(
+            f"by patient ({patients['n']}, {patients['positives']} MI+): AUROC {_cell(patients['auroc'])}, "
+            f"AUPRC {_cell(patients['auprc'])}"
+        )
+        for group, title in (("per_site", "source"), ("per_device", "device")):
+            for name, m in report["evaluation"][group].items():
+                console.print(f"  {title} {name} ({m['n']}, {m['positives']} MI+): AUROC {_cell(m['auroc'])}")
+    if "recorded_in" in report:
+        console.print(f"added to the model card: {report['recorded_in']}")
     console.print(f"excluded: {report['excluded']}\nreport: {report['path']}")
     return 0

@@ -42,8 +42,25 @@ class AtrousBlockConfig(_Strict):
         return self
 
 
+class FusionConfig(_Strict):
+    """Late fusion of the feature store into MSAIC-Net: a second input, the record's feature-store
+    measurements and MI criteria (`fusion_columns`), goes through its own small head to a logit
+    that is added to the network's (both branches train together, the contrastive loss stays on
+    the waveform branch's projection). Values are imputed and standardized with the training
+    set's medians and scales, kept in the weights."""
+
+    columns: Literal["measurements", "measurements_and_criteria"] = Field(
+        default="measurements_and_criteria",
+        description="the numeric feature columns, and with criteria the boolean criterion columns as 0/1",
+    )
+    hidden: int = Field(default=32, ge=1, description="hidden units of the feature head")
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    clip: float = Field(default=5.0, gt=0, description="standardized values are clipped to ±clip")
+
+
 class MsaicNetConfig(_Strict):
-    """MSAIC-Net: per-lead stem → lead attention → lead mixing → atrous blocks → pooling → heads."""
+    """MSAIC-Net: per-lead stem → lead attention → lead mixing → atrous blocks → pooling → heads;
+    with `fusion`, a feature head whose logit is added to the classifier's."""
 
     architecture: Literal["msaic"] = "msaic"
     lead_width: int = Field(ge=1, description="channels per lead in the lead-wise stem")
@@ -58,6 +75,16 @@ class MsaicNetConfig(_Strict):
     projection_hidden: int = Field(default=64, ge=1)
     projection_dim: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.2, ge=0, lt=1)
+    fusion: FusionConfig | None = None
+
+
+def fusion_columns(fusion: FusionConfig) -> list[str]:
+    """The feature-store columns a fused network reads, in order."""
+    from data_contracts.feature_columns import CRITERIA_COLUMNS, FEATURE_COLUMNS
+
+    if fusion.columns == "measurements":
+        return list(FEATURE_COLUMNS)
+    return [*FEATURE_COLUMNS, *CRITERIA_COLUMNS]
 
 
 class ResNet1dConfig(_Strict):
@@ -192,6 +219,11 @@ class TrainConfig(_Strict):
         default=None, ge=1, description="floor of an epoch when windows_per_epoch is None; None = no floor"
     )
     eval_batch_size: int = Field(default=64, ge=1, description="windows per inference batch (× crops)")
+    init_weights: str | None = Field(
+        default=None,
+        description="start from the weights of this safetensors file (the same network, e.g. pretrained "
+        "on a synthetic archive: `msaic_model.pretrain`) instead of a random initialization",
+    )
 
     def epoch_windows(self, training_windows: int) -> int:
         """Windows drawn per epoch from a training set of `training_windows` (see the class docstring)."""
@@ -211,6 +243,12 @@ class ModelConfig(_Strict):
     @property
     def architecture(self) -> str:
         return self.net.architecture
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The feature-store columns the network reads beside the waveforms (empty without fusion)."""
+        fusion = getattr(self.net, "fusion", None)
+        return fusion_columns(fusion) if fusion is not None else []
 
 
 def available_configs() -> list[str]:

@@ -162,6 +162,7 @@ class Batch(NamedTuple):
     x: torch.Tensor  # (b, 12, T) model input
     y: torch.Tensor  # (b,) labels, -1 where none was given
     position: torch.Tensor  # (b,) row of each window in the `record_ids` the stream was made with
+    features: torch.Tensor | None = None  # (b, F) feature-store values for a fused network
 
 
 class WaveformStream(IterableDataset):
@@ -175,6 +176,8 @@ class WaveformStream(IterableDataset):
     error (KeyError), so that evaluation never silently skips windows.
     `cache` (default: on for training) keeps the prepared windows in memory after the first pass
     when they fit under `data.cache_mb`, for a stream iterated many times.
+    `features` (n, F), aligned with `record_ids`, travel with their windows (a fused network's
+    second input; `tasks.training_data.feature_matrix`).
     Deterministic for a given (seed, epoch); call `set_epoch` between epochs.
     """
 
@@ -190,6 +193,7 @@ class WaveformStream(IterableDataset):
         seed: int | None = None,
         windows_per_epoch: int | None = None,
         cache: bool | None = None,
+        features: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.store = Path(store)
@@ -201,6 +205,9 @@ class WaveformStream(IterableDataset):
         )
         if self.labels.shape != (len(self.record_ids),):
             raise ValueError("labels must align with record_ids")
+        self.features = None if features is None else torch.from_numpy(np.asarray(features, np.float32))
+        if self.features is not None and len(self.features) != len(self.record_ids):
+            raise ValueError("features must align with record_ids")
         self.config = config
         self.train = train
         self.batch_size = batch_size or (config.train.batch_size if train else config.train.eval_batch_size)
@@ -300,6 +307,7 @@ class WaveformStream(IterableDataset):
             torch.from_numpy(np.ascontiguousarray(x)),
             torch.from_numpy(self.labels[positions]),
             torch.from_numpy(positions),
+            None if self.features is None else self.features[positions],
         )
 
     def __iter__(self) -> Iterator[Batch]:

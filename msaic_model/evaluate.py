@@ -130,9 +130,7 @@ def pooled_out_of_fold(
     pooled = pd.concat(tests, ignore_index=True)
     if not pooled["record_id"].is_unique:
         raise ValueError("a record is in the test part of more than one fold: not a cross-validation")
-    patients = pooled.groupby("patient_key", sort=True).agg(
-        mi_label=("mi_label", "max"), probability=("probability", "mean"), threshold=("threshold", "first")
-    )
+    patients = by_patient(pooled)
     score = _scorer(0.5, config.metrics, seed)
     return {
         "folds": len(folds),
@@ -144,6 +142,15 @@ def pooled_out_of_fold(
             for t in tests
         ],
     }
+
+
+def by_patient(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient, sorted by `patient_key`: its label (the max over its windows), its
+    probability (the mean over its windows) and the first `threshold` where the frame has one."""
+    columns = {"mi_label": ("mi_label", "max"), "probability": ("probability", "mean")}
+    if "threshold" in frame.columns:
+        columns["threshold"] = ("threshold", "first")
+    return frame.groupby("patient_key", sort=True).agg(**columns)
 
 
 def _pooled_metrics(frame: pd.DataFrame, config: MetricConfig, seed: int) -> dict[str, object]:

@@ -79,13 +79,28 @@ def compute_metrics(
 
 
 def difference(a: MetricResult, b: MetricResult) -> dict[str, dict[str, float | None]]:
-    """a − b per metric, with the interval of the replicate differences (independent bootstraps
-    of two disjoint sets, e.g. held-out sites minus in-distribution test)."""
+    """a − b per metric, with the interval of the replicate differences: independent bootstraps
+    of two disjoint sets (held-out sites minus in-distribution test), or a paired bootstrap when
+    both were computed on the same records with the same seed (two models' scores of the same
+    patients: `compute_metrics` then draws the same resamples for both)."""
     out = {}
     for name in METRICS:
         low, high = _percentiles(a.replicates[name] - b.replicates[name], a.confidence)
         out[name] = {"value": _finite(a.point[name] - b.point[name]), "low": low, "high": high}
     return out
+
+
+def mean_of(results: list[MetricResult]) -> MetricResult:
+    """The mean of several results on the same records with the same bootstrap draws (the same
+    labels in the same order and the same seed: repeated cross-validations of one model, each
+    record scored once per repeat), point by point and replicate by replicate, so that its
+    interval is the patient-sampling interval of the mean over repeats."""
+    first = results[0]
+    if any((r.n, r.positives, r.confidence) != (first.n, first.positives, first.confidence) for r in results):
+        raise ValueError("results to average must come from the same records and confidence")
+    point = {k: float(np.mean([r.point[k] for r in results])) for k in METRICS}
+    replicates = {k: np.mean([r.replicates[k] for r in results], axis=0) for k in METRICS}
+    return MetricResult(first.n, first.positives, point, replicates, first.confidence)
 
 
 def _bootstrap_weights(y: np.ndarray, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:

@@ -5,8 +5,10 @@ Sections: intended use, the data snapshot and split (records and MI prevalence b
 the reviewers' adjudications used), the threshold and how it was chosen, the calibrated risk (method,
 bands, the test part's reliability diagram before and after calibration), test metrics with 95%
 intervals overall, per site and per device, the in-distribution vs held-out-site gap, ROC and
-precision-recall curves, lead and territory permutation importance, and limitations (the
-synthetic data first of all).
+precision-recall curves, lead and territory permutation importance, external validations on
+stores the model never saw (`msaic evaluate --all`: by window and by patient, per source and per
+device, the reliability diagram on those records), and limitations (the synthetic data first of
+all).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from data_contracts import load_json
 from msaic_model.metrics import METRICS, calibration_bin
 from tasks.model_files import RiskBands
 from tasks.report_figures import png
@@ -44,6 +47,7 @@ class CardData:
     importance: dict[str, pd.DataFrame]
     synthetic_sites: list[str]
     adjudications: dict[str, int] = field(default_factory=dict)
+    external: list[dict[str, Any]] = field(default_factory=list)  # `msaic evaluate --all` reports
 
 
 def render_card(card: CardData) -> str:
@@ -55,11 +59,14 @@ def render_card(card: CardData) -> str:
         Section("threshold", "Decision threshold", _threshold_section(card.thresholds)),
         Section("calibration", "Calibrated risk", _calibration_section(card, test)),
         Section("metrics", "Test metrics (95% bootstrap intervals)", _metrics_section(evaluation)),
+        Section("benchmark", "Real-data benchmark of this configuration", _benchmark_section(card.config)),
         Section("shift", "Distribution shift: held-out sites", _shift_section(evaluation)),
         Section("curves", "ROC and precision-recall (test)", _curves(test, card.thresholds)),
         Section("importance", "Lead and territory permutation importance", _importance_section(card)),
-        Section("limits", "Limitations", _limitations(card)),
     ]
+    if card.external:
+        sections.append(Section("external", "External validation", _external_section(card.external)))
+    sections.append(Section("limits", "Limitations", _limitations(card)))
     meta = f"{card.description} · kind {card.config['kind']} · split {card.config['split']['mode']}"
     return page(f"Model card: {card.model_id}", meta, sections)
 
@@ -147,6 +154,52 @@ def _metrics_section(evaluation: dict[str, Any]) -> str:
             paragraph("A dash: the metric is undefined there (e.g. AUROC of a single-class subset).", "note"),
         ]
     )
+
+
+REAL_BENCHMARK = "real_benchmark.json"  # written by `bench/real.py --write-summary`
+
+
+def benchmark_name(config: dict[str, Any]) -> str:
+    """The bench/real.py name of a registered model's configuration: the network config's name
+    (`msaic`, `msaic_fused`, ...), or the feature baseline's kind."""
+    return str(config["model"]["name"]) if "model" in config else str(config["kind"])
+
+
+def _benchmark_section(config: dict[str, Any]) -> str:
+    """The headline figure of this model's configuration on the shared real data (LUDB and the
+    CinC 2021 sources, bench/real.py): the same config trained and tested in patient-grouped
+    cross-validation, beside every other model of the benchmark."""
+    summary = load_json(REAL_BENCHMARK)
+    mine = benchmark_name(config)
+    rows = {
+        name: {
+            "CV AUROC by patient": _cell(m["cv"]["auroc"]),
+            "CV AUPRC by patient": _cell(m["cv"]["auprc"]),
+            "LOSO AUROC (pooled)": _cell(m["loso"]["auroc"]) if m.get("loso") else "–",
+            f"AUROC − {summary['best_baseline']}": _cell(m["minus_best_baseline"])
+            if m.get("minus_best_baseline")
+            else "–",
+        }
+        for name, m in summary["models"].items()
+    }
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+    data = summary["data"]
+    status = (
+        f"This model's configuration is {mine}."
+        if mine in rows
+        else f"This model's configuration ({mine}) is not in the benchmark."
+    )
+    text = (
+        f"{status} Every model below was trained and tested on the real labelled records of LUDB and "
+        f"the CinC 2021 sample ({data['patients']} patients, {data['mi_patients']} with MI, "
+        f"{len(data['per_source'])} sources) with the product's own training step: patient-grouped "
+        f"{summary['cv']['folds']}-fold cross-validation repeated with seeds {summary['cv']['seeds']} "
+        "(AUROC and AUPRC by patient, the mean over repeats, 95% patient-bootstrap intervals), leave-"
+        "one-source-out pooled over the held-out sources, and the paired difference to the best "
+        f"baseline. Measured {summary['measured_at']} by `{summary['command']}`. These are figures of "
+        "the configuration, not of this trained model; its own test figures are above."
+    )
+    return paragraph(text) + table(frame, "real-benchmark")
 
 
 def _shift_section(evaluation: dict[str, Any]) -> str:
@@ -298,6 +351,61 @@ def _importance_section(card: CardData) -> str:
         "means the model's calls lean on that territory's leads."
     )
     return text + image(png(fig), "permutation importance of leads and territories") + "".join(parts)
+
+
+def _external_section(reports: list[dict[str, Any]]) -> str:
+    """One part per `msaic evaluate --all` report: every eligible labelled record of a store that
+    did not train or validate the model, at the saved threshold."""
+    parts = [
+        paragraph(
+            "Every eligible labelled record of another store (records that trained or validated the "
+            "model are left out), scored at the saved threshold; intervals are 95% bootstrap "
+            "intervals. By patient: a patient's probability is the mean over its windows."
+        )
+    ]
+    for k, report in enumerate(reports):
+        evaluation, external = report["evaluation"], report["external"]
+        excluded = ", ".join(f"{name}: {n}" for name, n in report["excluded"].items()) or "none"
+        parts += [
+            heading(
+                f"{report.get('store_name', report['store'])}, evaluated {report.get('evaluated_at', '')}"
+            ),
+            paragraph(f"Left out: {excluded}."),
+            table(
+                metric_rows({"by window": evaluation["test"], "by patient": external["patients"]}),
+                f"external-{k}-overall",
+            ),
+            heading("Per source (by window)"),
+            table(metric_rows(evaluation["per_site"]), f"external-{k}-site"),
+            heading("Per device (by window)"),
+            table(metric_rows(evaluation["per_device"]), f"external-{k}-device"),
+            _external_reliability(external, k),
+        ]
+    return "".join(parts)
+
+
+def _external_reliability(external: dict[str, Any], k: int) -> str:
+    """The reliability diagram of one external evaluation (from its saved bins) and its Brier/ECE."""
+    calibration = external["calibration"]
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="#999", linestyle=":")
+    colors = {"probability": "#6a1b9a", "risk": "#ef6c00"}
+    for column, bins in external["reliability_bins"].items():
+        frame = pd.DataFrame(bins)
+        ax.plot(frame["predicted"], frame["observed"], marker="o", color=colors[column], label=column)
+    ax.set(
+        xlabel="mean predicted", ylabel="observed MI fraction", title="Reliability", xlim=(0, 1), ylim=(0, 1)
+    )
+    ax.legend(loc="upper left")
+    columns = [c for c in ("probability", "risk") if c in calibration]
+    summary = pd.DataFrame(
+        {name: [_cell(calibration[c][name]) for c in columns] for name in ("brier", "ece")},
+        index=pd.Index(columns, name=f"{calibration['n']} records"),
+    )
+    return image(png(fig), "reliability diagram of the external records") + table(
+        summary, f"external-{k}-calibration"
+    )
 
 
 def _limitations(card: CardData) -> str:

@@ -9,7 +9,11 @@ MSAIC-Net, for input (n, 12, T):
 3. lead mixing: a 1×1 convolution to `stem_width` channels (optionally max-pooled);
 4. atrous blocks: parallel dilated branches concatenated and fused, SE/ECA on feature channels;
 5. global average + max pooling; a classifier head (one logit) and a projection head (the
-   embedding for the supervised contrastive loss).
+   embedding for the supervised contrastive loss);
+6. with `fusion` (late fusion), the record's feature-store values (n, F): NaN → the training
+   median, standardized with the training scale, clipped, then a small head to a second logit
+   added to the classifier's. The medians and scales are buffers, set once from the training set
+   (`set_feature_normalization`) and saved with the weights.
 """
 
 from __future__ import annotations
@@ -20,9 +24,44 @@ from torch import nn
 from data_contracts.leads import CANONICAL_LEADS
 from msaic_model.baselines import Inception1d, ResNet1dWang
 from msaic_model.blocks import AtrousBlock, ConcatPool, ConvBnAct, LeadAttention, NetOutput, channel_attention
-from msaic_model.config import Inception1dConfig, ModelConfig, MsaicNetConfig, NetConfig, ResNet1dConfig
+from msaic_model.config import (
+    FusionConfig,
+    Inception1dConfig,
+    ModelConfig,
+    MsaicNetConfig,
+    NetConfig,
+    ResNet1dConfig,
+    fusion_columns,
+)
 
 N_LEADS = len(CANONICAL_LEADS)
+
+
+class FeatureHead(nn.Module):
+    """The feature branch of a fused MSAIC-Net: imputed, standardized, clipped features → one logit."""
+
+    def __init__(self, cfg: FusionConfig) -> None:
+        super().__init__()
+        n = len(fusion_columns(cfg))
+        self.clip = cfg.clip
+        self.register_buffer("center", torch.zeros(n))
+        self.register_buffer("scale", torch.ones(n))
+        self.head = nn.Sequential(
+            nn.Linear(n, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, 1)
+        )
+
+    def set_normalization(self, features: torch.Tensor) -> None:
+        """Medians and scales (sd; 1 where a column is constant or never measured) of training
+        features (n, F), NaN where not measured."""
+        center = torch.nan_to_num(torch.nanmedian(features, dim=0).values)
+        filled = torch.where(torch.isnan(features), center, features)
+        scale = filled.std(dim=0)
+        self.center.copy_(center)
+        self.scale.copy_(torch.where(torch.isfinite(scale) & (scale > 1e-6), scale, torch.ones_like(scale)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = (torch.where(torch.isnan(features), self.center, features) - self.center) / self.scale
+        return self.head(z.clamp(-self.clip, self.clip)).squeeze(-1)
 
 
 class MsaicNet(nn.Module):
@@ -50,11 +89,18 @@ class MsaicNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(cfg.projection_hidden, cfg.projection_dim),
         )
+        self.features = FeatureHead(cfg.fusion) if cfg.fusion is not None else None
 
-    def forward(self, x: torch.Tensor) -> NetOutput:
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> NetOutput:
+        """Logits of windows x (n, 12, T); a fused network also reads their features (n, F)."""
+        if (self.features is None) != (features is None):
+            raise ValueError("a fused MSAIC-Net needs features, an unfused one takes none")
         x, lead_weights = self.lead_attention(self.lead_stem(x))
         pooled = self.pool(self.blocks(self.mix(x)))
-        return NetOutput(self.classifier(pooled).squeeze(-1), self.projection(pooled), lead_weights)
+        logits = self.classifier(pooled).squeeze(-1)
+        if self.features is not None:
+            logits = logits + self.features(features.to(logits.dtype))
+        return NetOutput(logits, self.projection(pooled), lead_weights)
 
 
 def build_model(config: ModelConfig | NetConfig) -> nn.Module:

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ from tasks.model_files import (
 )
 
 SPLIT_FILE = "split.parquet"
+Demographics = Sequence[tuple[str | None, float | None]]  # (sex, age) per window
 FEATURE_CLASSES: dict[str, type] = {"logreg": LogisticModel, "gbm": TreeEnsemble}
 SNAPSHOT_TABLES: tuple[str, ...] = ("records", "waveforms", "quality", "features", "adjudications")
 
@@ -159,24 +161,38 @@ class LoadedModel:
     def feature_columns(self) -> list[str]:
         return list(self.config["feature_columns"])
 
-    def predict_proba(self, signals: np.ndarray) -> np.ndarray:
+    def predict_proba(self, signals: np.ndarray, demographics: Demographics | None = None) -> np.ndarray:
+        """`demographics`: (sex, age) per window, which a fused network's criteria read."""
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
-            return predict_proba(self.net, self.model_config, signals).astype(np.float64)
+            features = self.net_features(signals, demographics)
+            return predict_proba(self.net, self.model_config, signals, features=features).astype(np.float64)
         return self.predict_features(self.measured_features(signals))
+
+    def net_features(
+        self, signals: np.ndarray, demographics: Demographics | None = None
+    ) -> np.ndarray | None:
+        """A fused network's second input measured on stored windows as the features stage
+        measures them, with each window's (sex, age) for the criteria whose cut-points depend on
+        them (None for any other network)."""
+        columns = self.model_config.feature_columns
+        return extract_features(signals, columns, demographics).to_numpy(np.float64) if columns else None
 
     def measured_features(self, signals: np.ndarray) -> np.ndarray:
         """Feature baselines: the model's feature columns measured on stored windows (NaN where
         not measurable)."""
         return extract_features(signals)[self.feature_columns].to_numpy(np.float64)
 
-    def occlusion(self, signals: np.ndarray) -> CropOcclusion | SignalOcclusion:
+    def occlusion(
+        self, signals: np.ndarray, demographics: Demographics | None = None
+    ) -> CropOcclusion | SignalOcclusion:
         """The windows' probabilities and what score explanations mask leads on: a network's
-        strongest crop of each window (`CropOcclusion`), a feature baseline's whole window
-        (`SignalOcclusion`)."""
+        strongest crop of each window (`CropOcclusion`; a fused network's features stay whole), a
+        feature baseline's whole window (`SignalOcclusion`)."""
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
-            return CropOcclusion.of(self.net, self.model_config, signals)
+            features = self.net_features(signals, demographics)
+            return CropOcclusion.of(self.net, self.model_config, signals, features)
         features = self.measured_features(signals)
         scores = self.feature_scores(features)
         return SignalOcclusion(
@@ -215,10 +231,14 @@ class SignalOcclusion:
         return self.model.feature_scores(self.model.measured_features(occluded)).logit
 
 
-def extract_features(signals: np.ndarray) -> pd.DataFrame:
-    """The feature-store columns of raw windows, measured as the features stage measures them:
-    the quality gate says which leads are usable (and rejects records, whose features stay NaN),
-    then `feature_row`; values rounded to float32 as the store keeps them."""
+def extract_features(
+    signals: np.ndarray, columns: list[str] | None = None, demographics: Demographics | None = None
+) -> pd.DataFrame:
+    """The feature-store columns (default: the numeric `FEATURE_COLUMNS`; criteria come as 0/1)
+    of raw windows, measured as the features stage measures them: the quality gate says which
+    leads are usable (and rejects records, whose features stay NaN), then `feature_row` with each
+    window's (sex, age) when given (the ST-elevation criteria's cut-points depend on them; unknown
+    otherwise); values rounded to float32 as the store keeps them."""
     from data_contracts.feature_columns import FEATURE_COLUMNS
     from tasks.features.measure import criteria_config
     from tasks.features.run import RecordMeta, feature_row
@@ -227,11 +247,15 @@ def extract_features(signals: np.ndarray) -> pd.DataFrame:
     quality = assess(signals, load_profile())
     unusable = [quality.masks[f] for f in criteria_config()["signal"]["unusable_flags"] if f in quality.masks]
     usable = ~np.any(unusable, axis=0) if unusable else np.ones(signals.shape[:2], bool)
+    people = demographics if demographics is not None else [(None, None)] * len(signals)
     rows = [
-        feature_row(signal, RecordMeta(str(i), "", verdict, tuple(lead_ok.tolist()), None, None))
-        for i, (signal, verdict, lead_ok) in enumerate(zip(signals, quality.verdict, usable, strict=True))
+        feature_row(signal, RecordMeta(str(i), "", verdict, tuple(lead_ok.tolist()), sex, age))
+        for i, (signal, verdict, lead_ok, (sex, age)) in enumerate(
+            zip(signals, quality.verdict, usable, people, strict=True)
+        )
     ]
-    return pd.DataFrame(rows).reindex(columns=FEATURE_COLUMNS).astype(np.float32)
+    frame = pd.DataFrame(rows).reindex(columns=columns or FEATURE_COLUMNS)
+    return frame.apply(pd.to_numeric, errors="coerce").astype(np.float32)
 
 
 # Bounds of what `load_model` accepts. No trained parameter comes near WEIGHT_LIMIT (batch-norm

@@ -5,7 +5,10 @@ sampling; epochs of at least `min_windows_per_epoch` windows, see `TrainConfig`)
 validation window after every epoch (mean over its crops, as at inference) and keeps the weights of
 the epoch with the best validation AUPRC (early stopping after `patience` epochs without a gain; the
 validation log loss decides when the validation set holds a single class). Seeds make a run
-repeatable on the same device. The threshold is not chosen here: the caller picks it from
+repeatable on the same device. A fused network (`net.fusion`) also reads each window's
+feature-store values, from the store in training and evaluation, measured from the signal in
+scoring (`msaic_model.registry.LoadedModel`); `train.init_weights` starts from pretrained weights.
+The threshold is not chosen here: the caller picks it from
 `FitResult.val_probabilities`, which come from the validation split only.
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import safetensors.torch
 import torch
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from torch import nn
@@ -60,10 +64,14 @@ def _crops(config: ModelConfig, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[:, :, s : s + crop] for s in starts], dim=1)
 
 
-def crop_logits(model: nn.Module, crops: torch.Tensor) -> torch.Tensor:
-    """(n, k) MI logit (log-odds) of each crop of prepared crops (n, k, 12, crop)."""
-    logits = model(crops.flatten(0, 1).to(_device_of(model), non_blocking=True)).logits.float()
-    return logits.reshape(crops.shape[:2]).cpu()
+def crop_logits(model: nn.Module, crops: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, k) MI logit (log-odds) of each crop of prepared crops (n, k, 12, crop); `features`
+    (n, F), a fused network's second input, are those of each crop's window."""
+    device = _device_of(model)
+    inputs = [crops.flatten(0, 1).to(device, non_blocking=True)]
+    if features is not None:
+        inputs.append(features.repeat_interleave(crops.shape[1], dim=0).to(device))
+    return model(*inputs).logits.float().reshape(crops.shape[:2]).cpu()
 
 
 def _mean_probability(logits: torch.Tensor) -> np.ndarray:
@@ -94,26 +102,39 @@ class WindowScores:
         return cls(_mean_probability(logits), window_logit(logits))
 
 
-def window_probability(model: nn.Module, config: ModelConfig, x: torch.Tensor) -> np.ndarray:
+def window_probability(
+    model: nn.Module, config: ModelConfig, x: torch.Tensor, features: torch.Tensor | None = None
+) -> np.ndarray:
     """MI probability of whole prepared windows (n, 12, T): the mean probability over crops of the
     training length that tile the window, so that the network sees inputs as long as in training
     and every sample once (half-overlapping crops cost 1.75x the compute; on a held-out-site
     synthetic test set they gave AUROC 0.874 vs 0.875 for tiles)."""
-    return _mean_probability(crop_logits(model, _crops(config, x)))
+    return _mean_probability(crop_logits(model, _crops(config, x), features))
+
+
+def _as_tensor(features: np.ndarray | torch.Tensor | None) -> torch.Tensor | None:
+    if features is None or isinstance(features, torch.Tensor):
+        return features
+    return torch.from_numpy(np.asarray(features, np.float32))
 
 
 def _crop_batches(
-    model: nn.Module, config: ModelConfig, signals: np.ndarray, batch_size: int | None = None
+    model: nn.Module,
+    config: ModelConfig,
+    signals: np.ndarray,
+    batch_size: int | None = None,
+    features: np.ndarray | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Stored windows (n, 12, 5000) mV 500 Hz (NaN allowed) prepared as in training, batch by
     batch, as their tiling crops (b, k, 12, crop) and the crops' logits (b, k); the model in eval
-    mode, no gradients."""
+    mode, no gradients. `features` (n, F): a fused network's second input."""
     model.eval()
     size = batch_size or config.train.eval_batch_size
+    f = _as_tensor(features)
     with torch.inference_mode():
         for start in range(0, len(signals), size):
             crops = _crops(config, prepare(signals[start : start + size], config))
-            yield crops, crop_logits(model, crops)
+            yield crops, crop_logits(model, crops, None if f is None else f[start : start + size])
 
 
 def predict_stream(model: nn.Module, stream: WaveformStream) -> WindowScores:
@@ -123,34 +144,46 @@ def predict_stream(model: nn.Module, stream: WaveformStream) -> WindowScores:
     logits = np.full(len(stream.record_ids), np.nan, np.float64)
     with torch.inference_mode():
         for batch in stream:
-            scores = WindowScores.of(crop_logits(model, _crops(stream.config, batch.x)))
+            scores = WindowScores.of(crop_logits(model, _crops(stream.config, batch.x), batch.features))
             probabilities[batch.position.numpy()] = scores.probability
             logits[batch.position.numpy()] = scores.logit
     return WindowScores(probabilities, logits)
 
 
 def predict_prepared(
-    model: nn.Module, config: ModelConfig, x: np.ndarray, batch_size: int | None = None
+    model: nn.Module,
+    config: ModelConfig,
+    x: np.ndarray,
+    batch_size: int | None = None,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
-    """MI probability of already prepared windows (n, 12, T), as `prepare_array` gives them:
-    `window_probability` in batches, no gradients; the model is put in eval mode."""
+    """MI probability of already prepared windows (n, 12, T), as `prepare_array` gives them (and
+    a fused network's features (n, F)): `window_probability` in batches, no gradients; the model
+    is put in eval mode."""
     model.eval()
     size = batch_size or config.train.eval_batch_size
+    f = _as_tensor(features)
     with torch.inference_mode():
         parts = [
-            window_probability(model, config, torch.from_numpy(x[s : s + size]))
+            window_probability(
+                model, config, torch.from_numpy(x[s : s + size]), None if f is None else f[s : s + size]
+            )
             for s in range(0, len(x), size)
         ]
     return np.concatenate([np.empty(0, np.float32), *parts])
 
 
 def predict_proba(
-    model: nn.Module, config: ModelConfig, signals: np.ndarray, batch_size: int | None = None
+    model: nn.Module,
+    config: ModelConfig,
+    signals: np.ndarray,
+    batch_size: int | None = None,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
-    """MI probability per stored window (n, 12, 5000) mV 500 Hz (NaN allowed): prepared as in
-    training, the mean over its tiling crops (`window_probability`), in batches, no gradients; the
-    model is put in eval mode."""
-    batches = _crop_batches(model, config, signals, batch_size)
+    """MI probability per stored window (n, 12, 5000) mV 500 Hz (NaN allowed; a fused network
+    also takes their features (n, F)): prepared as in training, the mean over its tiling crops
+    (`window_probability`), in batches, no gradients; the model is put in eval mode."""
+    batches = _crop_batches(model, config, signals, batch_size, features)
     probabilities = (_mean_probability(z) for _, z in batches)
     return np.concatenate([np.empty(0, np.float32), *probabilities])
 
@@ -173,12 +206,15 @@ class CropOcclusion:
     logit: np.ndarray  # (n,) its log-odds (`window_logit`; with one crop, `base_logit`)
     base_logit: np.ndarray  # (n,) logit of each strongest crop, nothing removed
     no_input: np.ndarray  # (n,) the prepared window is all zero: no median beat, or no lead at all
+    features: torch.Tensor | None = None  # (n, F) a fused network's features, never occluded
 
     @classmethod
-    def of(cls, model: nn.Module, config: ModelConfig, signals: np.ndarray) -> CropOcclusion:
+    def of(
+        cls, model: nn.Module, config: ModelConfig, signals: np.ndarray, features: np.ndarray | None = None
+    ) -> CropOcclusion:
         """Score stored windows (n, 12, 5000) mV 500 Hz (NaN allowed) and keep their strongest crops."""
         crops, logits, empty = [], [], []
-        for batch, z in _crop_batches(model, config, signals):
+        for batch, z in _crop_batches(model, config, signals, features=features):
             crops.append(batch[torch.arange(len(batch)), z.argmax(dim=1)])
             logits.append(z)
             empty.append((batch == 0).flatten(1).all(dim=1).numpy())
@@ -192,6 +228,7 @@ class CropOcclusion:
             scores.logit,
             z.amax(dim=1).numpy(),
             np.concatenate([np.empty(0, bool), *empty]),
+            _as_tensor(features),
         )
 
     def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -204,15 +241,34 @@ class CropOcclusion:
             for start in range(0, len(rows), size):
                 part = slice(start, start + size)
                 occluded = (self.crops[rows[part]] * keep[part])[:, None]  # (b, 1 crop, 12, crop)
-                out.append(crop_logits(self.model, occluded)[:, 0].numpy())
+                f = None if self.features is None else self.features[rows[part]]
+                out.append(crop_logits(self.model, occluded, f)[:, 0].numpy())
         return np.concatenate(out)
 
 
 def predict_store(
     model: nn.Module, config: ModelConfig, store: Path, record_ids: list[str] | pd.Series
 ) -> WindowScores:
-    """MI probability and log-odds per record id (aligned with `record_ids`), streamed from the store."""
-    return predict_stream(model, WaveformStream(store, list(record_ids), None, config, train=False))
+    """MI probability and log-odds per record id (aligned with `record_ids`), streamed from the
+    store (with a fused network's features from the feature store)."""
+    ids = list(record_ids)
+    features = store_features(store, ids, config)
+    return predict_stream(model, WaveformStream(store, ids, None, config, train=False, features=features))
+
+
+def store_features(store: Path, record_ids: list[str], config: ModelConfig) -> np.ndarray | None:
+    """A fused network's second input for stored records (None for any other network)."""
+    if not config.feature_columns:
+        return None
+    from tasks.training_data import feature_matrix
+
+    return feature_matrix(store, record_ids, config.feature_columns)
+
+
+def initial_weights(config: ModelConfig) -> dict[str, torch.Tensor] | None:
+    """The weights of the safetensors file `train.init_weights` names, if any."""
+    path = config.train.init_weights
+    return None if path is None else safetensors.torch.load_file(Path(path))
 
 
 @dataclass
@@ -267,7 +323,14 @@ def fit(
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     device = resolve_device(tc.device)
-    model = build_model(config).to(device)
+    model = build_model(config)
+    start_from = initial_weights(config)
+    if start_from is not None:
+        model.load_state_dict(start_from)
+    train_features = store_features(store, train["record_id"].tolist(), config)
+    if train_features is not None:
+        model.features.set_normalization(torch.from_numpy(train_features).float())
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     criterion = MsaicLoss(config.loss, positive_class_weight(y_train))
     sites = train["site"].unique().tolist() if "site" in train.columns else None
@@ -279,8 +342,18 @@ def fit(
         train=True,
         sites=sites,
         windows_per_epoch=tc.epoch_windows(len(train)),
+        features=train_features,
     )
-    val_stream = WaveformStream(store, val["record_id"].tolist(), y_val, config, train=False, cache=True)
+    val_ids = val["record_id"].tolist()
+    val_stream = WaveformStream(
+        store,
+        val_ids,
+        y_val,
+        config,
+        train=False,
+        cache=True,
+        features=store_features(store, val_ids, config),
+    )
     both_classes = len(np.unique(y_val)) == 2
 
     rows: list[dict[str, float]] = []
@@ -294,7 +367,10 @@ def fit(
         for batch in stream:
             if len(batch.y) < 2:  # batch norm needs two windows
                 continue
-            parts = criterion(model(batch.x.to(device, non_blocking=True)), batch.y.to(device))
+            inputs = [batch.x.to(device, non_blocking=True)]
+            if batch.features is not None:
+                inputs.append(batch.features.to(device))
+            parts = criterion(model(*inputs), batch.y.to(device))
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             optimizer.step()

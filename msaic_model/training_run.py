@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -28,11 +29,11 @@ from msaic_model.blocks import parameter_count
 from msaic_model.calibration import calibrate, load_calibration_config
 from msaic_model.config import ModelConfig, load_config, with_overrides
 from msaic_model.data import prepare_array, signals_of
-from msaic_model.evaluate import EvaluationConfig, evaluate_predictions, validation_threshold
+from msaic_model.evaluate import EvaluationConfig, by_patient, evaluate_predictions, validation_threshold
 from msaic_model.feature_baselines import fit_feature_model
 from msaic_model.importance import lead_groups, permutation_importance
 from msaic_model.metrics import compute_metrics
-from msaic_model.model_card import CardData, render_card, synthetic_sites
+from msaic_model.model_card import CardData, reliability_table, render_card, synthetic_sites
 from msaic_model.registry import (
     SPLIT_FILE,
     LoadedModel,
@@ -42,9 +43,9 @@ from msaic_model.registry import (
     register,
     sha256_of,
 )
-from msaic_model.train import WindowScores, fit, predict_prepared, predict_store
+from msaic_model.train import WindowScores, fit, predict_prepared, predict_store, store_features
 from tasks import store as st
-from tasks.model_files import FEATURE_MODELS, NET
+from tasks.model_files import CONFIG, FEATURE_MODELS, NET, THRESHOLDS
 from tasks.splits import ASSIGNMENT_COLUMNS, Split, labelled_records, make_split
 from tasks.training_data import Eligible, feature_matrix
 
@@ -187,8 +188,10 @@ def lead_importance(
     if loaded.net is None:  # a feature baseline: the shuffled leads are measured again
         inputs, predict = signals, loaded.predict_proba
     else:  # a network: shuffle the prepared leads (for median beats, another record's own beat)
-        cfg = loaded.model_config
-        inputs, predict = prepare_array(signals, cfg), partial(predict_prepared, loaded.net, cfg)
+        cfg = loaded.model_config  # a fused network's features stay with their record
+        features = store_features(store, sample["record_id"].tolist(), cfg)
+        inputs = prepare_array(signals, cfg)
+        predict = partial(predict_prepared, loaded.net, cfg, features=features)
     frame = permutation_importance(predict, inputs, labels, lead_groups(), config.importance_repeats, seed)
     single = frame["group"].isin(CANONICAL_LEADS)
     return {"lead": frame[single].reset_index(drop=True), "territory": frame[~single].reset_index(drop=True)}
@@ -208,12 +211,18 @@ def calibrated(predictions: pd.DataFrame, threshold: float) -> tuple[dict[str, A
     return entry, predictions.assign(risk=calibration.risk(predictions["logit"]))
 
 
-def reliability(test: pd.DataFrame, threshold: float, config: EvaluationConfig, seed: int) -> dict[str, Any]:
+def reliability(
+    test: pd.DataFrame,
+    threshold: float,
+    config: EvaluationConfig,
+    seed: int,
+    columns: tuple[str, ...] = ("probability", "risk"),
+) -> dict[str, Any]:
     """Brier score and ECE (with bootstrap intervals, over `ece_bins` equal-width bins) of the test
     part's probabilities and of their calibrated risks."""
     y = test["mi_label"].to_numpy(int)
     out = {}
-    for column in ("probability", "risk"):
+    for column in columns:
         result = compute_metrics(y, test[column].to_numpy(float), threshold, config.metrics, seed).to_dict()
         out[column] = {"brier": result["brier"], "ece": result["ece"]}
     return {"n": len(test), "ece_bins": config.metrics.ece_bins, **out}
@@ -271,6 +280,58 @@ def finish_fold(spec: RunSpec, fitted: Fitted, description: str) -> Path:
     )
 
 
+EXTERNAL_DIR = "external"
+
+
+def card_description(model: str, store: Path, split: str) -> str:
+    """The model card's subtitle."""
+    return f"{model} trained on {Path(store).name}, split {split}"
+
+
+def card_from_directory(model_path: Path) -> CardData:
+    """The card data of a registered model, read back from its directory, with the external
+    evaluations recorded in it (`record_external`)."""
+
+    def read(name: str) -> dict[str, Any]:
+        return json.loads((model_path / name).read_text())
+
+    config, metrics, snapshot = read(CONFIG), read("metrics.json"), read("snapshot.json")
+    split = pd.read_parquet(model_path / SPLIT_FILE)
+    external = sorted((model_path / EXTERNAL_DIR).glob("*.json"))
+    return CardData(
+        model_id=config["model_id"],
+        description=card_description(config["name"], model_path.parent.parent, config["split"]["mode"]),
+        config=config,
+        thresholds=read(THRESHOLDS),
+        metrics=metrics,
+        predictions=split,
+        split_summary={**config["split"], "snapshot_sha256": snapshot["snapshot_sha256"]},
+        importance={name: pd.DataFrame(rows) for name, rows in metrics["importance"].items()},
+        synthetic_sites=synthetic_sites(split),
+        adjudications=snapshot.get("adjudications", {}),
+        external=[json.loads(p.read_text()) for p in external],
+    )
+
+
+def record_external(model_path: Path, report: dict[str, Any]) -> Path:
+    """Add an external evaluation (`reevaluate` on every record of another store) to a registered
+    model: `external/<time>-<store>.json`, then the model card rendered again with it; each file
+    written beside its place and renamed into it, so a reader never sees half of one."""
+    folder = model_path / EXTERNAL_DIR
+    folder.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    path = folder / f"{stamp}-{report['store_name']}-{uuid.uuid4().hex[:6]}.json"
+    _write_atomically(path, json.dumps(report, indent=2, default=str))
+    _write_atomically(model_path / "model_card.html", render_card(card_from_directory(model_path)))
+    return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(text, encoding="utf-8")
+    staged.replace(path)
+
+
 def reevaluate(
     store: Path,
     model_path: Path,
@@ -278,17 +339,22 @@ def reevaluate(
     config: EvaluationConfig,
     split_mode: str | None = None,
     seed: int | None = None,
+    all_records: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a registered model, at its saved threshold, on a store: its own val/test parts
     when `store` is the one it was trained on and no split is asked for; else the test part of
-    `split_mode` on this store (or every eligible labelled record without a split). Records that
-    trained or validated the model are never evaluated; held out = a site it never trained on."""
+    `split_mode` on this store, or every eligible labelled record (`all_records`, and by default
+    on another store). Records that trained or validated the model are never evaluated; held out =
+    a site it never trained on. Evaluating every record adds the `external` figures
+    (`external_figures`): by patient, and the calibration on these records."""
+    if all_records and split_mode is not None:
+        raise ValueError("evaluate every labelled record or one split's test part, not both")
     loaded = load_model(model_path)
     seed = loaded.config["split"]["seed"] if seed is None else seed
     saved = pd.read_parquet(model_path / SPLIT_FILE)
     trained_here = model_path.resolve().parent.parent == Path(store).resolve()
     excluded = dict(eligible.excluded)
-    if split_mode is None and trained_here:
+    if split_mode is None and trained_here and not all_records:
         rows = saved[saved["part"] != "train"].drop(columns=["probability", "logit", "risk"], errors="ignore")
     else:
         if split_mode in ("loso", "cv"):
@@ -306,11 +372,47 @@ def reevaluate(
         trained_sites = set(saved.loc[saved["part"] == "train", "site"])
         rows = rows[~seen].assign(held_out=lambda f: ~f["site"].isin(trained_sites))
     rows = rows.reset_index(drop=True)
-    rows["probability"] = predict_rows(store, loaded, rows["record_id"].tolist())
-    return {
+    scores = score_rows(store, loaded, rows["record_id"].tolist())
+    rows["probability"] = scores.probability.astype(np.float64)
+    everything = all_records or (split_mode is None and not trained_here)
+    report = {
         "model_id": loaded.model_id,
         "store": str(store),
-        "split": split_mode or ("saved" if trained_here else "all"),
+        "store_name": Path(store).name,
+        "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "split": "all" if everything else (split_mode or "saved"),
         "excluded": excluded,
         "evaluation": evaluate_predictions(rows, float(loaded.threshold), config, seed),
+    }
+    if everything:
+        report["external"] = external_figures(rows.assign(logit=scores.logit), loaded, config, seed)
+    return report
+
+
+def external_figures(
+    rows: pd.DataFrame, loaded: LoadedModel, config: EvaluationConfig, seed: int
+) -> dict[str, Any]:
+    """What an evaluation on every labelled record of a store adds to `evaluate_predictions`'
+    figures by window (overall, per source, per device): the figures by patient (a patient's
+    probability is the mean over its windows), and the calibration on these records: Brier and
+    ECE with intervals and the reliability bins of the probability and, for a model with a risk
+    calibration, of the calibrated risk."""
+    threshold = float(loaded.threshold)
+    patients = by_patient(rows)
+    y = patients["mi_label"].to_numpy(int)
+    by_patients = compute_metrics(y, patients["probability"].to_numpy(float), threshold, config.metrics, seed)
+    columns: tuple[str, ...] = ("probability",)
+    if loaded.calibration is not None:
+        rows = rows.assign(risk=loaded.calibration.risk(rows["logit"]))
+        columns += ("risk",)
+    labels, bins = rows["mi_label"].to_numpy(int), config.metrics.ece_bins
+    return {
+        "patients": by_patients.to_dict(),
+        "calibration": reliability(rows, threshold, config, seed, columns),
+        "reliability_bins": {
+            c: reliability_table(labels, rows[c].to_numpy(float), bins)
+            .reset_index()
+            .to_dict(orient="records")
+            for c in columns
+        },
     }

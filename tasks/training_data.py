@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from data_contracts.feature_columns import FEATURE_VERSION
@@ -99,9 +100,11 @@ def eligible_records(store: Path) -> Eligible:
 
 
 def feature_matrix(store: Path, record_ids: list[str], columns: list[str]) -> np.ndarray:
-    """Feature values (records × columns, float64) of the current feature version, aligned with
-    `record_ids`; a record the features stage skipped is all NaN, which the baselines handle."""
+    """Feature values (records × columns, float64; a boolean criterion as 0/1) of the current
+    feature version, aligned with `record_ids`; a record the features stage skipped is all NaN,
+    which the models handle."""
     wanted = ds.field("record_id").isin(record_ids) & (ds.field("feature_version") == FEATURE_VERSION)
     table = st.read_table(store, "features", ["record_id", *columns], wanted)
-    frame = table.to_pandas().set_index("record_id")
+    numeric = pa.table({c: table[c].cast(pa.float64()) for c in columns})  # criteria: booleans as 0/1
+    frame = numeric.to_pandas().set_index(pd.Index(table["record_id"].to_pylist()))
     return frame.reindex(record_ids)[columns].to_numpy(np.float64)

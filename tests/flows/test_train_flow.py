@@ -171,6 +171,9 @@ def test_model_card_is_self_contained(trained: Path) -> None:
     assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', card)) == 3
     for text in ("Intended use", "Per site", "Per device", "held-out", "SYNTHETIC", "inferior", "Threshold"):
         assert text in card, text
+    # the headline figures of the configuration on real data (bench/real.py), every model's row
+    benchmark = card.split('id="real-benchmark"')[1].split("</table>")[0]
+    assert all(f"<td>{name}</td>" in benchmark for name in load_json("real_benchmark.json")["models"])
     # the calibration: method, the reliability diagram before and after, the bands on the test part
     assert (
         "by Platt scaling, risk = σ(" in card and 'alt="reliability diagram of the test part before' in card

@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from msaic_model.metrics import METRICS, MetricConfig, compute_metrics, difference
+from msaic_model.metrics import METRICS, MetricConfig, compute_metrics, difference, mean_of
 
 CONFIG = MetricConfig(bootstrap_resamples=400, confidence=0.95, ece_bins=10)
 
@@ -98,3 +98,24 @@ def test_bad_inputs_are_refused_clearly() -> None:
         compute_metrics(np.array([0, 2]), np.array([0.1, 0.2]), 0.5, CONFIG)
     with pytest.raises(ValueError, match="equal"):
         compute_metrics(np.array([0, 1]), np.array([0.1]), 0.5, CONFIG)
+
+
+def test_mean_of_repeats_averages_points_and_resamples(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    """Repeats scored on the same records with one seed share their resamples: the mean's interval
+    is the interval of the mean, and a paired difference of identical scores is exactly 0."""
+    y, p = scored
+    rng = np.random.default_rng(1)
+    repeats = [
+        compute_metrics(y, np.clip(p + rng.normal(0, 0.05, p.size), 0, 1), 0.5, CONFIG, 7) for _ in range(3)
+    ]
+    mean = mean_of(repeats)
+    assert mean.point["auroc"] == pytest.approx(np.mean([r.point["auroc"] for r in repeats]))
+    np.testing.assert_allclose(
+        mean.replicates["auprc"], np.mean([r.replicates["auprc"] for r in repeats], axis=0)
+    )
+    low, high = mean.interval("auroc")
+    assert low < mean.point["auroc"] < high
+    same = difference(compute_metrics(y, p, 0.5, CONFIG, 7), compute_metrics(y, p, 0.5, CONFIG, 7))
+    assert same["auroc"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    with pytest.raises(ValueError, match="same records"):
+        mean_of([repeats[0], compute_metrics(y[:-1], p[:-1], 0.5, CONFIG, 7)])

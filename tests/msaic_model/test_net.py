@@ -107,3 +107,29 @@ def test_bad_configs_are_refused(tmp_path: Path) -> None:
     data["net"]["architecture"] = "transformer"
     with pytest.raises(pydantic.ValidationError):
         ModelConfig.model_validate(data)
+
+
+def test_fused_network_adds_the_feature_logit() -> None:
+    """`msaic_fused`: the feature head's logit is added to the waveform classifier's; missing
+    features read as the training median (0 once standardized); features are required."""
+    config = load_config("msaic_fused")
+    model = build_model(config).eval()
+    n_features = len(config.feature_columns)
+    assert n_features == model.features.center.numel() > 132  # measurements and criteria
+    training = torch.randn(50, n_features) * 3 + 1
+    training[::5, 0] = float("nan")
+    model.features.set_normalization(training)
+    assert torch.isfinite(model.features.center).all() and (model.features.scale > 0).all()
+    x, f = torch.randn(4, 12, 110), training[:4].clone()
+    with torch.no_grad():
+        fused = model(x, f).logits
+        waveform_only = model.classifier(
+            model.pool(model.blocks(model.mix(model.lead_attention(model.lead_stem(x))[0])))
+        ).squeeze(-1)
+        torch.testing.assert_close(fused - waveform_only, model.features(f))
+        nan_row = torch.full((1, n_features), float("nan"))
+        torch.testing.assert_close(model.features(nan_row), model.features(model.features.center[None]))
+    with pytest.raises(ValueError, match="needs features"):
+        model(x)
+    with pytest.raises(ValueError, match="takes none"):
+        build_model(load_config("msaic")).eval()(x, f)

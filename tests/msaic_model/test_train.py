@@ -134,3 +134,23 @@ def test_unlabelled_windows_are_refused(synth_store: Path, split: tuple[pd.DataF
     )
     with pytest.raises(ValueError, match="without mi_label"):
         fit(synth_store, unlabelled, val, tiny("msaic"))
+
+
+def test_training_starts_from_pretrained_weights(
+    synth_store: Path, split: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+) -> None:
+    """`train.init_weights` (as `msaic_model.pretrain.save_weights` writes them) replaces the random
+    initialization: with a vanishing learning rate the fitted weights stay those weights."""
+    from msaic_model.pretrain import save_weights
+
+    train, val = (frame.head(48) for frame in split)
+    config = tiny("msaic", **{"train.epochs": 1, "train.windows_per_epoch": 32})
+    pretrained = fit(synth_store, train, val, config.model_copy())
+    path = save_weights(pretrained, tmp_path / "pretrained.safetensors")
+    start = with_overrides(config, {"train.init_weights": str(path), "train.lr": 1e-12, "train.seed": 5})
+    tuned = fit(synth_store, train, val, start).model.state_dict()
+    fresh = fit(synth_store, train, val, with_overrides(config, {"train.lr": 1e-12, "train.seed": 5}))
+    weights = [k for k, v in tuned.items() if v.is_floating_point() and "running" not in k]
+    for key in weights:
+        torch.testing.assert_close(tuned[key], pretrained.model.state_dict()[key], rtol=0, atol=1e-6)
+    assert any(not torch.allclose(tuned[k], fresh.model.state_dict()[k]) for k in weights)

@@ -1,0 +1,137 @@
+"""`msaic evaluate --store S --model M --all` end to end on real files: a tiny fused MSAIC-Net
+(tests/flows/tiny_msaic.json with the feature store as its second input, as the packaged
+`msaic_fused`) trained on a store of LUDB records is evaluated on every labelled record of another
+store, made from CinC 2021 records it never saw (two sources, so per-source and per-device
+figures), and the registered model's card gains the external figures. The fused model's scores
+from the stored features (evaluation) and from features measured on the signals (scoring) agree."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from data_contracts import load_json
+from flows.cli import main
+from flows.features import features
+from flows.ingest import ingest
+from flows.quality import quality
+from flows.train import evaluate, train
+from msaic_model.config import load_config, with_overrides
+from msaic_model.registry import load_model
+from msaic_model.training_run import signals_for
+from tasks import store as st
+from tasks.settings import Settings
+from tasks.splits import labelled_records
+from tasks.training_data import eligible_records
+from tests.conftest import CINC, LUDB
+from tests.flows.scoring_setup import TINY_CONFIG
+
+LUDB_RECORDS = range(1, 41)  # 40 records, 9 of them MI-positive
+EXTERNAL_SOURCES = ("PTB_PTBXL", "CPSC_CPSC-Extra")  # 40 CinC records, 13 MI-positive
+
+
+def _store(store: Path, archive: Path, site: str | None) -> Path:
+    settings = Settings(workers=2)
+    ingest(archive, store, site=site, settings=settings)
+    quality(store, settings)
+    features(store, settings)
+    return store
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> tuple[Path, Path]:
+    """(the training store: LUDB records; the external store: CinC records of two sources)."""
+    root = tmp_path_factory.mktemp("external")
+    ludb = root / "ludb" / "data"
+    ludb.mkdir(parents=True)
+    for n in LUDB_RECORDS:
+        for suffix in (".hea", ".dat"):
+            shutil.copy(LUDB / f"{n}{suffix}", ludb)
+    cinc = root / "cinc"
+    for source in EXTERNAL_SOURCES:
+        shutil.copytree(CINC / source, cinc / source)
+    return _store(root / "ludb_store", ludb.parent, "ludb"), _store(root / "cinc_store", cinc, None)
+
+
+@pytest.fixture(scope="module")
+def evaluation_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = copy.deepcopy(load_json("evaluation.json"))
+    raw["metrics"]["bootstrap_resamples"] = 200
+    raw["importance"] = {"repeats": 1, "max_records": 12}
+    path = tmp_path_factory.mktemp("config") / "evaluation.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_fused(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    fusion = load_config("msaic_fused").net.fusion.model_dump()
+    path = tmp_path_factory.mktemp("config") / "tiny_fused.json"
+    path.write_text(with_overrides(load_config(TINY_CONFIG), {"net.fusion": fusion}).model_dump_json())
+    return path
+
+
+def test_evaluate_all_on_a_store_the_model_never_saw(
+    stores: tuple[Path, Path], evaluation_config: Path, tiny_fused: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    own, other = stores
+    (trained,) = train(
+        own, model="msaic", split="patient", config=tiny_fused, evaluation_config=evaluation_config
+    )
+    card_before = (trained.path / "model_card.html").read_text()
+    assert "External validation" not in card_before
+
+    args = ["evaluate", "--store", str(other), "--model", str(trained.path), "--all"]
+    assert main([*args, "--evaluation-config", str(evaluation_config)]) == 0
+    out = capsys.readouterr().out
+    assert "by patient (" in out and "added to the model card" in out
+    (report_path,) = (other / "reports" / "evaluations").glob(f"{trained.model_id}-*.json")
+    report = json.loads(report_path.read_text())
+    assert report["split"] == "all" and report["excluded"]["seen_in_training"] == 0
+
+    # every eligible labelled record of the other store, scored as a hospital's archive would be
+    labelled = labelled_records(eligible_records(other).records)
+    test = report["evaluation"]["test"]
+    assert test["n"] == len(labelled) and test["positives"] == int(labelled["mi_label"].sum())
+    assert set(report["evaluation"]["per_site"]) == set(EXTERNAL_SOURCES)
+    assert set(report["evaluation"]["per_device"]) == set(labelled["device"])
+    model = load_model(trained.path)  # features measured from the signals, not read from the store
+    assert model.net.features is not None
+    signals = signals_for(other, labelled["record_id"].tolist())
+    people = st.read_table(other, "records", ["record_id", "sex", "age"]).to_pandas().set_index("record_id")
+    demographics = list(people.loc[labelled["record_id"]].itertuples(index=False, name=None))
+    demographics = [(sex, None if pd.isna(age) else age) for sex, age in demographics]
+    p = model.predict_proba(signals, demographics)
+    assert test["auroc"]["value"] == pytest.approx(roc_auc_score(labelled["mi_label"], p), abs=1e-6)
+    np.testing.assert_allclose(model.occlusion(signals, demographics).probability, p, rtol=1e-5, atol=1e-7)
+    patients = report["external"]["patients"]
+    assert patients["n"] == labelled["patient_key"].nunique() < test["n"]  # PTB patients have several windows
+    assert patients["auroc"]["low"] <= patients["auroc"]["value"] <= patients["auroc"]["high"]
+    calibration = report["external"]["calibration"]
+    assert calibration["n"] == test["n"] and {"probability", "risk"} <= set(calibration)
+    bins = report["external"]["reliability_bins"]["probability"]
+    assert sum(b["records"] for b in bins) == test["n"]
+
+    # the registered model's card gains the external figures, the rest of it unchanged
+    (recorded,) = (trained.path / "external").glob("*.json")
+    assert json.loads(recorded.read_text())["evaluation"] == report["evaluation"]
+    card = (trained.path / "model_card.html").read_text()
+    assert "External validation" in card and "cinc_store, evaluated" in card
+    assert all(source in card.split('id="external-0-site"')[1] for source in EXTERNAL_SOURCES)
+    assert 'alt="reliability diagram of the external records"' in card
+    assert card.count("data:image/png") == card_before.count("data:image/png") + 1
+    for section in ("Intended use", "Decision threshold", "Calibrated risk", "Test metrics", "Limitations"):
+        assert section in card
+
+    # on the store it was trained on, --all leaves out every record that trained or validated it
+    mine = evaluate(own, model=trained.path, all_records=True, evaluation_config=evaluation_config)
+    saved = pd.read_parquet(trained.path / "split.parquet")
+    assert mine["excluded"]["seen_in_training"] == int((saved["part"] != "test").sum()) > 0
+    assert mine["evaluation"]["test"]["n"] == int((saved["part"] == "test").sum())
