@@ -104,13 +104,14 @@ def sample_patient(rng: np.random.Generator, age: int, female: bool) -> Patient:
     qrs = (1.0 + rng.normal(0.0, p["qrs_scale_sd"])) * (p["qrs_female"] if female else 1.0)
     qt = (1.0 + rng.normal(0.0, p["qt_scale_sd"])) * (p["qt_female"] if female else 1.0)
     pr = rng.normal(p["pr_mean_s"], p["pr_sd_s"]) + p["pr_age_per_year_s"] * d_age
-    frontal = rng.normal(p["frontal_axis_age_deg_per_year"] * d_age, p["frontal_axis_sd_deg"])
+    frontal_mean = p["frontal_axis_mean_deg"] + p["frontal_axis_age_deg_per_year"] * d_age
+    frontal = rng.normal(frontal_mean, p["frontal_axis_sd_deg"])
     horizontal = rng.normal(0.0, p["horizontal_axis_sd_deg"])
     hr = rng.normal(p["hr_mean"] + p["hr_age_per_year"] * d_age, p["hr_sd"])
     p_width = np.exp(rng.normal(0.0, p["p_width_log_sd"]))
     septal_q = np.exp(rng.normal(0.0, p["septal_q_log_sd"]))
     st = _st_scale(rng, p, age, female)
-    chest_gain = np.exp(rng.normal(0.0, p["chest_gain_log_sd"], 6))
+    chest_gain = p["chest_gain_median"] * np.exp(rng.normal(0.0, p["chest_gain_log_sd"], 6))
 
     names = tuple(c["name"] for c in comps)
     group = np.array([c["group"] for c in comps])

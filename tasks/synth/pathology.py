@@ -6,6 +6,8 @@ posterior infarct shows in V1–V3 as the mirror image (ST depression, tall R).
 Each infarct has a type and a pattern (how it shows on the ECG):
 - acute `stemi`: an injury current along the territory direction during the ST segment (ST
   elevation where the lead faces the territory) and a hyperacute T wave;
+- acute `stemi_q`: the same with the Q wave and the loss of R forces that about half of acute
+  ST-elevation infarcts already show on the first ECG (an evolving infarct);
 - acute `nstemi`: subendocardial injury, diffuse ST depression (toward the base, elevation in
   aVR) and a shallower T inversion in the territory;
 - acute `t_wave`: T inversion in the territory alone (Wellens-like), no ST shift;
@@ -57,11 +59,25 @@ def _with_vectors(model: BeatModel, changes: dict[str, np.ndarray]) -> BeatModel
     return replace(model, vector=vector)
 
 
+def _r_loss(model: BeatModel, d: np.ndarray, s: float) -> dict[str, np.ndarray]:
+    """The loss of the R forces toward the territory (the changes of R1 and R2)."""
+    loss = mi_config()["old"]["r_loss"] * s
+    return {name: -loss * max(float(model.vector[model.index(name)] @ d), 0.0) * d for name in ("R1", "R2")}
+
+
+def _q_scar(model: BeatModel, d: np.ndarray, s: float, width_scale: float = 1.0) -> BeatModel:
+    """A Q component pointing away from the territory."""
+    o = mi_config()["old"]
+    return model.with_component("Q_scar", o["q_center_s"], o["q_width_s"] * width_scale, -s * o["q_mv"] * d)
+
+
 def _acute(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel:
     a = mi_config()["acute"]
-    if pattern == "stemi":
-        injured = _with_vectors(model, {"T": s * a["hyperacute_t_mv"] * d})
-        return injured.with_component("ST_injury", a["st_center_s"], a["st_width_s"], s * a["st_mv"] * d)
+    if pattern in ("stemi", "stemi_q"):
+        t = {"T": s * a["hyperacute_t_mv"] * d}
+        injured = _with_vectors(model, t | _r_loss(model, d, s) if pattern == "stemi_q" else t)
+        injured = injured.with_component("ST_injury", a["st_center_s"], a["st_width_s"], s * a["st_mv"] * d)
+        return _q_scar(injured, d, s) if pattern == "stemi_q" else injured
     if pattern == "nstemi":
         ischaemic = _with_vectors(model, {"T": -0.5 * s * a["ischaemic_t_mv"] * d})
         st = s * a["subendocardial_st_mv"] * _unit(a["subendocardial_direction"])
@@ -76,15 +92,10 @@ def _old(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel:
     if pattern not in ("q_wave", "small_q", "non_q"):
         raise ValueError(f"unknown old MI pattern {pattern!r}")
     small = o["small_q_scale"] if pattern == "small_q" else 1.0
-    changes = {
-        name: -o["r_loss"] * small * s * max(float(model.vector[model.index(name)] @ d), 0.0) * d
-        for name in ("R1", "R2")
-    }
-    changes["T"] = -small * s * o["t_inversion_mv"] * d
+    changes = _r_loss(model, d, small * s) | {"T": -small * s * o["t_inversion_mv"] * d}
     scar = _with_vectors(model, changes)
     if pattern != "non_q":
-        width = o["q_width_s"] * (o["small_q_width_scale"] if pattern == "small_q" else 1.0)
-        scar = scar.with_component("Q_scar", o["q_center_s"], width, -small * s * o["q_mv"] * d)
+        scar = _q_scar(scar, d, small * s, o["small_q_width_scale"] if pattern == "small_q" else 1.0)
     if pattern == "small_q":
         return scar
     for k, center in enumerate(o["frag_centers_s"]):
@@ -148,7 +159,7 @@ def scp_codes(mi_type: str, pattern: str, statement: str, confounder: str, rhyth
     if statement != NONE:
         t = territories()[statement]
         codes[t["scp"]] = 100.0
-        if mi_type == "acute" and pattern in ("stemi", "nstemi"):
+        if mi_type == "acute" and pattern in ("stemi", "stemi_q", "nstemi"):
             codes[t["injury_scp"]] = 100.0
     if confounder != NONE and (code := confounders()[confounder]["scp"]) != "NORM":
         codes[code] = 100.0

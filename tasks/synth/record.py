@@ -177,6 +177,7 @@ def plan_shard(
     profiles: list[SiteProfile] = [site(s) for s in sites]
     mi = mi_config()
     conf = load_json("physiology.json")["confounders"]
+    rhythm = load_json("physiology.json")["rhythm"]
     weights = np.array([p.weight for p in profiles])
     specs: list[dict] = []
     patient_id = first
@@ -190,8 +191,8 @@ def plan_shard(
             "age": int(np.clip(round(rng.normal(p.age_mean, p.age_sd)), 18, 95)),
             "female": bool(rng.random() < p.female_share),
             "strat_fold": int(rng.integers(1, 11)),
-            "rhythm": "af" if rng.random() < load_json("physiology.json")["rhythm"]["af_rate"] else "sinus",
         }
+        fibrillation = rng.random()  # atrial fibrillation, more common with an infarct
         if rng.random() < mi_prevalence[p.name]:
             grade = _choose(rng, mi["grade_shares"])
             mi_type = MI_TYPES[0] if rng.random() < mi["acute_share"] else MI_TYPES[1]
@@ -206,6 +207,8 @@ def plan_shard(
                 patient |= _confounder(rng, mi["confounder_weights"])
         elif rng.random() < conf["rate_in_negatives"]:
             patient |= _confounder(rng, {k: v["weight"] for k, v in confounders().items()})
+        af_rate = rhythm["af_rate_mi"] if "mi_type" in patient else rhythm["af_rate"]
+        patient["rhythm"] = "af" if fibrillation < af_rate else "sinus"
         recordings = 1 + int(rng.poisson(p.extra_recordings_mean))
         specs += [patient | _recording(rng, p, patient) for _ in range(min(recordings, count - len(specs)))]
     ids = first + 1 + rng.permutation(count)
