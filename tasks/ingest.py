@@ -144,7 +144,7 @@ def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str,
             "device": extra.get("device", meta.device),
             "format": unit.format,
             "institution": meta.institution,
-            "recorded_at": meta.recorded_at,
+            "recorded_at": extra.get("recorded_at") or meta.recorded_at,
             "patient_key": keyed_hash(
                 cfg.key, "patient", extra.get("patient_namespace", task.site), str(patient)
             ),
