@@ -38,6 +38,7 @@ LUDB = ROOT.parent / "shared" / "data" / "ludb"
 GOAL_PAGE_S = 2.0
 GOAL_RENDER_MS = 50.0
 SITES = ("north", "south", "east", "west", "central", "harbour", "valley", "hill")
+DEVICES = ("MAC 5500", "PageWriter TC70", "CARDIOVIT AT-102", "ELI 380", None)
 BANDS = ((0.2, "low"), (0.5, "intermediate"), (1.01, "high"))
 
 
@@ -72,6 +73,7 @@ def synthetic_scores(rows: int, seed: int = 0) -> pa.Table:
         "content_sha256": ["0" * 64] * rows,
         "recorded_date": [r[:10] if r else None for r in recorded],
         "recorded_at": recorded,
+        "device": np.asarray(DEVICES)[rng.integers(0, len(DEVICES), rows)],
         "verdict": np.where(limited, "limited", "pass"),
         "quality_reasons": [[] for _ in range(rows)],
         "flagged_leads": [
@@ -90,7 +92,7 @@ def synthetic_scores(rows: int, seed: int = 0) -> pa.Table:
         "explanation": [f"consistent with a territory ({', '.join(t)})" if t else None for t in top],
         "unscored_reason": [None] * rows,
         "qc_version": ["qc/1"] * rows,
-        "score_version": ["score/2"] * rows,
+        "score_version": ["score/4"] * rows,
         "scored_at": [now] * rows,
         "site": site,
     }
