@@ -1,12 +1,15 @@
 """Ingest throughput and memory against the bare decoder's loop on the same files.
 
 WFDB: archives of copies of the shared real data (LUDB + CinC 2021) at two sizes against a bare
-`wfdb.rdrecord` loop. Hospital formats: for each format, archives of copies of the shared exports
-of `shared/data/hospital` at two sizes against a loop of the format's reader alone
-(`tasks.readers.read` on the file's bytes, file read included, as `rdrecord` reads its files).
-Each archive goes through `msaic ingest` end to end as a subprocess (Prefect flow, parallel
-workers, Parquet writes, GX validation) with the peak RSS of its whole process tree sampled; the
-rate once started is taken from the two sizes (the fixed start-up taken out). Prints JSON.
+`wfdb.rdrecord` loop over the larger archive's records. Hospital formats: for each format, archives
+of copies of the shared exports of `shared/data/hospital` at two sizes against a loop of the
+format's reader alone over the larger archive's files (`tasks.readers.read` on the file's bytes,
+file read included, as `rdrecord` reads its files). Both kinds are measured alike: site folders
+holding as many records as the WFDB archive's folders on average, and the bare loop over the same
+files the pipeline reads. Each archive goes through `msaic ingest` end to end as a subprocess
+(Prefect flow, parallel workers, Parquet writes, GX validation) with the peak RSS of its whole
+process tree sampled; the rate once started is taken from the two sizes (the fixed start-up taken
+out). Prints JSON.
 Usage: python bench/ingest.py [--copies 64] [--format-seconds 8] [--workers 2] [--only wfdb|formats]
 (64 copies: 17,280 WFDB records, 3.5 GB of temp files)
 """
@@ -27,6 +30,10 @@ from _measure import run_measured
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCES = [SHARED / "ludb" / "data", *sorted(p for p in (SHARED / "cinc2021").iterdir() if p.is_dir())]
 HOSPITAL = SHARED / "hospital"
+# records per site folder of the WFDB archives (LUDB's 200 and the CinC folders' 10-20 per copy):
+# the format archives get site folders of the same mean size, so that per-site costs (one part
+# file per site and shard) weigh the same in both measures
+WFDB_RECORDS_PER_SITE = sum(len(list(s.glob("*.hea"))) for s in SOURCES) / len(SOURCES)
 
 
 def build(root: Path, copies: int) -> list[Path]:
@@ -77,33 +84,45 @@ def hospital_files() -> dict[str, list[Path]]:
     return files
 
 
-def bare_decode(fmt: str, paths: list[Path], repeats: int) -> float:
-    """Records/s of the format's reader alone, file read included, over `repeats` passes."""
+def bare_decode(fmt: str, paths: list[Path]) -> float:
+    """Records/s of the format's reader alone over these files, file read included."""
     from tasks import readers
 
     t = time.perf_counter()
-    for _ in range(repeats):
-        for path in paths:
-            readers.read(fmt, path.read_bytes())
-    return repeats * len(paths) / (time.perf_counter() - t)
+    for path in paths:
+        readers.read(fmt, path.read_bytes())
+    return len(paths) / (time.perf_counter() - t)
+
+
+def build_format(root: Path, paths: list[Path], copies: int) -> list[Path]:
+    """`copies` copies of a format's sample files, one folder per copy, in site folders of about
+    `WFDB_RECORDS_PER_SITE` records; returns the files."""
+    per_site = max(1, round(WFDB_RECORDS_PER_SITE / len(paths)))
+    files = []
+    for c in range(copies):
+        folder = root / f"site{c // per_site:03d}" / f"copy{c:04d}"
+        folder.mkdir(parents=True)
+        for p in paths:
+            files.append(folder / p.name)
+            shutil.copy(p, files[-1])
+    return files
 
 
 def format_rates(tmp: Path, seconds: float, workers: int) -> dict[str, dict[str, float]]:
-    """Per hospital format: the bare reader's rate, then the pipeline's rate once started, from
-    two archives of copies sized so that the larger one holds about `seconds` of bare decoding
-    (start-up is 10-20 s, so smaller archives would measure only the start-up)."""
+    """Per hospital format: the pipeline's rate once started, from two archives of copies sized so
+    that the larger one holds about `seconds` of bare decoding (start-up is 10-20 s, so smaller
+    archives would measure only the start-up), and the bare reader's rate over the larger one."""
     out: dict[str, dict[str, float]] = {}
     for fmt, paths in hospital_files().items():
-        bare = bare_decode(fmt, paths, repeats=max(1, round(20 / len(paths))))
-        copies = max(8, round(bare * seconds / len(paths)))
+        sizing = bare_decode(fmt, paths * max(1, round(20 / len(paths))))  # a first estimate, to size
+        copies = max(8, round(sizing * seconds / len(paths)))
         walls: dict[int, float] = {}
         peaks: dict[int, float] = {}
         for n in (copies // 4, copies):
             archive = tmp / f"{fmt}{n}"
-            for c in range(n):
-                (archive / f"copy{c:04d}").mkdir(parents=True)
-                for p in paths:
-                    shutil.copy(p, archive / f"copy{c:04d}" / p.name)
+            files = build_format(archive, paths, n)
+            if n == copies:
+                bare = bare_decode(fmt, files)
             records = n * len(paths)
             walls[records], peaks[records] = run_ingest(archive, tmp / f"store-{fmt}{n}", workers)
             shutil.rmtree(archive)
