@@ -2,13 +2,13 @@
 the ECG rendering of real LUDB windows.
 
 Page: a synthetic scored OUT whose scores table is built directly (random but plausible values:
-sites, dates, territories, probabilities with their log-odds and a calibrated risk with its band,
+sites, devices, dates, territories, probabilities with their log-odds and a calibrated risk with its band,
 quality flags; every row flagged, one window per record, so the worklist has `--rows` rows) is
 served by `msaic review`'s server (`flows.review`); Chromium (Debian's, through Selenium and the
 system chromedriver, nothing downloaded) opens it. Time to first rows: from navigation start to the
 first page of rows in the DOM (the page's own `performance.now()`), and the wall time of the
 load as Selenium sees it; time to filtered rows: each filter (site, territory, risk band, date
-range, path search) applied as a user does, timed from the change event to the rows in the DOM,
+range, path search, device) applied as a user does, timed from the change event to the rows in the DOM,
 and with Selenium's round trip. Goal: under 2 s each.
 ECG: `render_ecg` per record on real LUDB windows (decoded and harmonized as scoring does, not
 timed), its SVG size, the median beats with their marks (the feature delineation included), and
@@ -38,6 +38,7 @@ LUDB = ROOT.parent / "shared" / "data" / "ludb"
 GOAL_PAGE_S = 2.0
 GOAL_RENDER_MS = 50.0
 SITES = ("north", "south", "east", "west", "central", "harbour", "valley", "hill")
+DEVICES = ("MAC 5500", "PageWriter TC70", "CARDIOVIT AT-102", "ELI 380", None)
 BANDS = ((0.2, "low"), (0.5, "intermediate"), (1.01, "high"))
 
 
@@ -72,6 +73,7 @@ def synthetic_scores(rows: int, seed: int = 0) -> pa.Table:
         "content_sha256": ["0" * 64] * rows,
         "recorded_date": [r[:10] if r else None for r in recorded],
         "recorded_at": recorded,
+        "device": np.asarray(DEVICES)[rng.integers(0, len(DEVICES), rows)],
         "verdict": np.where(limited, "limited", "pass"),
         "quality_reasons": [[] for _ in range(rows)],
         "flagged_leads": [
@@ -90,7 +92,7 @@ def synthetic_scores(rows: int, seed: int = 0) -> pa.Table:
         "explanation": [f"consistent with a territory ({', '.join(t)})" if t else None for t in top],
         "unscored_reason": [None] * rows,
         "qc_version": ["qc/1"] * rows,
-        "score_version": ["score/2"] * rows,
+        "score_version": ["score/4"] * rows,
         "scored_at": [now] * rows,
         "site": site,
     }
@@ -126,6 +128,7 @@ def _set(element: str, how: str, event: str = "change") -> str:
 
 FILTERS = {  # filter → the JS that sets it as a user would, and fires its event
     "site": _set("f-site", "e.selectedIndex=2"),
+    "device": _set("f-device", "e.selectedIndex=2"),
     "territory": _set("f-territory", "e.selectedIndex=1"),
     "risk_band": _set("f-risk_band", "e.selectedIndex=1"),
     "date_range": _set("f-from", "e.value='2019-01-01'"),

@@ -104,6 +104,7 @@ SCORES = pa.schema(
         pa.field("content_sha256", pa.string(), nullable=False),
         pa.field("recorded_date", pa.string()),  # ISO date of acquisition, when the source states one
         pa.field("recorded_at", pa.string()),  # ISO date-time of acquisition as the source states it
+        pa.field("device", pa.string()),  # recording device as the source states it (worklist filter)
         pa.field("verdict", pa.string(), nullable=False),
         pa.field("quality_reasons", pa.list_(pa.string()), nullable=False),
         pa.field("flagged_leads", pa.list_(pa.string()), nullable=False),  # "V1: flat" per flagged lead

@@ -126,16 +126,16 @@ def resample(signal: np.ndarray, fs: float, target_fs: int) -> np.ndarray:
 def to_windows(signal: np.ndarray, window: int, min_tail: int) -> tuple[np.ndarray, list[int]]:
     """Consecutive windows (n × leads × window); a tail of at least `min_tail` samples becomes a
     last window padded with NaN, a shorter tail is dropped."""
-    n = signal.shape[0]
+    n, leads = signal.shape
     n_full, tail = divmod(n, window)
     keep_tail = tail >= min_tail
-    count = n_full + int(keep_tail)
-    out = np.full((count, window, signal.shape[1]), np.nan, dtype=np.float32)
-    out[:n_full] = signal[: n_full * window].reshape(n_full, window, signal.shape[1])
+    out = np.empty((n_full + int(keep_tail), leads, window), dtype=np.float32)  # one copy, lead-major
+    out[:n_full] = signal[: n_full * window].reshape(n_full, window, leads).transpose(0, 2, 1)
     if keep_tail:
-        out[n_full, :tail] = signal[n_full * window :]
+        out[n_full] = np.nan
+        out[n_full, :, :tail] = signal[n_full * window :].T
     valid = [window] * n_full + ([tail] if keep_tail else [])
-    return np.ascontiguousarray(out.transpose(0, 2, 1)), valid
+    return out, valid
 
 
 def harmonize(

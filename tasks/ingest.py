@@ -144,7 +144,7 @@ def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str,
             "device": extra.get("device", meta.device),
             "format": unit.format,
             "institution": meta.institution,
-            "recorded_at": meta.recorded_at,
+            "recorded_at": extra.get("recorded_at") or meta.recorded_at,
             "patient_key": keyed_hash(
                 cfg.key, "patient", extra.get("patient_namespace", task.site), str(patient)
             ),
@@ -307,20 +307,24 @@ class Ingestor:
         problems, self._problems = self._problems, []
         staged = [(site, paths) for r in results for site, paths in r.staged.items()]
         commit = st.Commit()
+        published: dict[Path, pa.Table] = {}  # records part → its rows, read once for both uses
         try:
             if staged:
+                tables = [st.read_table_file(rec_path) for _, (rec_path, _) in staged]
                 batch = pa.concat_tables(
-                    st.read_table_file(p[0]).append_column("site", pa.array([s] * st.row_count(p[0])))
-                    for s, p in staged
+                    t.append_column("site", pa.array([site] * t.num_rows))
+                    for (site, _), t in zip(staged, tables, strict=True)
                 )
                 require_valid("records", batch.to_pandas())
                 self._count(batch)
-            for site, (rec_path, wav_path) in staged:
-                part = st.new_part_id()
-                commit.moves += [
-                    (wav_path, st.part_path(self.store, "waveforms", site, part)),
-                    (rec_path, st.part_path(self.store, "records", site, part)),
-                ]
+                for (site, (rec_path, wav_path)), table in zip(staged, tables, strict=True):
+                    part = st.new_part_id()
+                    records_part = st.part_path(self.store, "records", site, part)
+                    commit.moves += [
+                        (wav_path, st.part_path(self.store, "waveforms", site, part)),
+                        (rec_path, records_part),
+                    ]
+                    published[records_part] = table
             self._drop_replaced([key for r in results for key in r.replaced], commit)
             self._stage_quarantine([q for r in results for q in r.quarantine] + problems, commit)
         except Exception:
@@ -329,11 +333,12 @@ class Ingestor:
                     p.unlink(missing_ok=True)
             raise
         commit.publish(self.store)
-        self._index_commit(commit)
+        self._index_commit(commit, published)
         self.totals.unchanged += sum(r.unchanged for r in results)
 
-    def _index_commit(self, commit: st.Commit) -> None:
-        """Bring the in-memory index up to date from what this commit published (no re-scan)."""
+    def _index_commit(self, commit: st.Commit, published: dict[Path, pa.Table]) -> None:
+        """Bring the in-memory index up to date from what this commit published (no re-scan; the
+        rows of new parts are those the commit validated, other records parts are read)."""
         for old in commit.deletes:
             part = old.stem.removeprefix("part-")
             for key, (_, parts) in list(self._stored.items()):
@@ -345,7 +350,7 @@ class Ingestor:
             if dst.parent.parent.name != "records":
                 continue
             site = st.site_of_part(dst)
-            table = st.read_table_file(dst).select(["source_path", "content_sha256"])
+            table = published[dst] if dst in published else st.read_table_file(dst)
             for path, sha in zip(
                 table["source_path"].to_pylist(), table["content_sha256"].to_pylist(), strict=True
             ):

@@ -1,12 +1,13 @@
 """The PTB-XL layout: `ptbxl_database.csv` (+ `scp_statements.csv`) beside `records100/` and
-`records500/`. Patient, site, device, labels and folds come from the CSV; for each ECG the
-500 Hz file (`filename_hr`) is read when the archive has it, else the 100 Hz one."""
+`records500/`. Patient, site, device, acquisition time, labels and folds come from the CSV; for
+each ECG the 500 Hz file (`filename_hr`) is read when the archive has it, else the 100 Hz one."""
 
 from __future__ import annotations
 
 import ast
 import io
 import posixpath
+from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
@@ -45,6 +46,19 @@ def _age(value: Any) -> float | None:
     return 90.0 if age == 300 else age if 0 <= age <= 120 else None
 
 
+def _recorded_at(value: Any) -> str | None:
+    """PTB-XL's `recording_date` ("1984-11-09 09:17:34") as ISO 8601 ("1984-11-09T09:17:34"; a
+    date alone stays a date), or None when the row states none or no date."""
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return stamp.date().isoformat() if len(text) <= 10 else stamp.replace(microsecond=0).isoformat()
+
+
 def header_index(archive: _Readable, database: str) -> dict[str, dict[str, Any]]:
     """Header path → metadata for every ECG listed in the CSV whose file the archive holds."""
     root = posixpath.dirname(database)
@@ -75,6 +89,7 @@ def header_index(archive: _Readable, database: str) -> dict[str, dict[str, Any]]
             "device": _text(row.get("device")),
             "dx": sorted(codes),
             "label": labels.from_scp(codes, diagnostic),
+            "recorded_at": _recorded_at(row.get("recording_date")),
             "strat_fold": int(row["strat_fold"]) if pd.notna(row.get("strat_fold")) else None,
         }
     return index

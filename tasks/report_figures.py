@@ -53,22 +53,25 @@ def verdict_shares(counts: pd.DataFrame, group: str) -> bytes:
     return png(fig)
 
 
-def verdicts_over_time(counts: pd.DataFrame) -> bytes:
-    """Stacked bars of verdict counts per ingest date, on a calendar axis (days without ingest
-    stay empty)."""
+def verdicts_over_time(counts: pd.DataFrame, axis: str = "ingest date (UTC)", monthly: bool = False) -> bytes:
+    """Stacked bars of verdict counts per day (or per month: index "YYYY-MM") on a calendar axis;
+    days or months without records stay empty."""
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     ax = fig.subplots()
     days = pd.to_datetime(counts.index)
     bottom = np.zeros(len(counts))
     for verdict in counts.columns:
         color = VERDICT_COLORS.get(verdict, _OTHER_COLOR)
-        ax.bar(days, counts[verdict], width=0.8, bottom=bottom, color=color, label=verdict)
+        ax.bar(
+            days, counts[verdict], width=25 if monthly else 0.8, bottom=bottom, color=color, label=verdict,
+            align="edge" if monthly else "center",
+        )  # fmt: skip
         bottom += counts[verdict].to_numpy()
-    pad = pd.Timedelta(days=max(3, (days.max() - days.min()).days // 20))
+    pad = pd.Timedelta(days=max(31 if monthly else 3, (days.max() - days.min()).days // 20))
     ax.set_xlim(days.min() - pad, days.max() + pad)
-    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
+    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m" if monthly else "%Y-%m-%d"))
     ax.tick_params(axis="x", labelrotation=30)
-    ax.set_xlabel("ingest date (UTC)")
+    ax.set_xlabel(axis)
     ax.set_ylabel("records")
     ax.legend(ncols=len(counts.columns), loc="lower left", bbox_to_anchor=(0, 1), frameon=False, fontsize=9)
     return png(fig)

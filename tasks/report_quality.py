@@ -41,7 +41,7 @@ from tasks.settings import Settings
 UNCHECKED = "unchecked"
 NOISE_INDICES: tuple[str, ...] = tuple(f.name for f in QUALITY if f.type == LEAD_VALUES)
 _SEVERITY = {verdict: rank for rank, verdict in enumerate(QC_VERDICTS)}  # in increasing severity
-_RECORD_COLUMNS = ["record_id", "site", "device", "source_path", "ingested_at"]
+_RECORD_COLUMNS = ["record_id", "site", "device", "source_path", "ingested_at", "recorded_at"]
 _NO_DEVICE = "(not stated)"
 # the profile threshold each stored noise index is compared with (tasks.quality.flag_masks)
 _INDEX_THRESHOLDS = {
@@ -100,6 +100,7 @@ def load_inputs(store: Path) -> QualityInputs:
     windows["verdict"] = windows["verdict"].fillna(UNCHECKED)
     windows["device"] = windows["device"].fillna(_NO_DEVICE)
     windows["ingest_date"] = windows["ingested_at"].dt.strftime("%Y-%m-%d")
+    windows["recorded_month"] = windows["recorded_at"].str.slice(0, 7)  # null where the source states none
     quarantine = st.read_table(store, "quarantine").to_pandas()
     return QualityInputs(
         windows=windows,
@@ -338,6 +339,7 @@ def _sections(store: Path, inputs: QualityInputs, settings: Settings) -> tuple[l
             verdict_table(verdict_counts(windows, "device")),
             "device",
         ),
+        _recorded_section(windows),
         h.Section(
             "verdicts-date",
             "Verdicts over ingest date",
@@ -394,6 +396,27 @@ def _sections(store: Path, inputs: QualityInputs, settings: Settings) -> tuple[l
         *methods_md,
     ]
     return sections, markdown
+
+
+def _recorded_section(windows: pd.DataFrame) -> h.Section:
+    """Verdicts per month of acquisition, as the sources state it (WFDB base date, PTB-XL
+    `recording_date`, hospital exports), with the records that state none counted apart."""
+    title = "Verdicts over acquisition month"
+    dated = windows[windows["recorded_month"].notna()]
+    undated = f"{len(windows) - len(dated)} of {len(windows)} records state no acquisition date."
+    if dated.empty:
+        return h.Section("verdicts-recorded", title, h.paragraph(undated, "note"))
+    by_month = verdict_counts(dated, "recorded_month")
+    return h.Section(
+        "verdicts-recorded",
+        title,
+        h.paragraph(f"Month of acquisition as the source states it. {undated}", "note")
+        + h.image(
+            fig.verdicts_over_time(by_month, "acquisition month", monthly=True),
+            "verdict counts per acquisition month",
+        )
+        + h.table(verdict_table(by_month), "verdicts-recorded-table"),
+    )
 
 
 def _verdict_section(key: str, title: str, table: pd.DataFrame, group: str) -> h.Section:

@@ -27,7 +27,8 @@ from tasks.ingest import IngestConfig, Task, _classify, content_sha256, quaranti
 from tasks.model_files import Calibration
 from tasks.quality import QcProfile, assess
 
-SCORE_VERSION = "score/3"  # 2: explanations from log-odds drops (score_explain/3); 3: logit, risk, risk_band
+# 2: explanations from log-odds drops (score_explain/3); 3: logit, risk, risk_band; 4: device
+SCORE_VERSION = "score/4"
 NO_INPUT = "no model input: no median beat could be formed"
 EXPLAIN_FILE = "score_explain.json"
 
@@ -257,6 +258,7 @@ def score_units(
                 "content_sha256": row["content_sha256"],
                 "recorded_date": row["recorded_date"],
                 "recorded_at": row["recorded_at"],
+                "device": row["device"],
                 "verdict": str(verdicts[i]),
                 "quality_reasons": list(qc.reasons[i]),
                 "flagged_leads": [

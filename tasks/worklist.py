@@ -73,9 +73,10 @@ PAGE_NUMBERS = {"risk": 4, "probability": 4, "logit": 3, "window": 0}  # column 
 
 def worklist(out: Path, store: Path | None = None) -> pd.DataFrame:
     """Flagged records of OUT/scores, one per source record, highest risk first (every scores
-    column, `rank`, and `device` and `store_record_id` from STORE/records when a store is given)."""
+    column, `rank`, and `store_record_id` from STORE/records when a store is given)."""
     df = st.read_table(out, "scores", filter=ds.field("flagged")).to_pandas()
-    df["device"] = None
+    if "device" not in df.columns:  # scored before score/4: the device only from a store
+        df["device"] = None
     df["store_record_id"] = None
     if df.empty:
         df["rank"] = []
@@ -92,12 +93,16 @@ def worklist(out: Path, store: Path | None = None) -> pd.DataFrame:
 
 
 def with_store_records(df: pd.DataFrame, store: Path) -> pd.DataFrame:
-    """`device` and `store_record_id` of each row from STORE/records (matched on site, source path
-    and window; null where the store does not hold the record)."""
+    """`store_record_id` of each row from STORE/records (matched on site, source path and window;
+    null where the store does not hold the record), and the store's `device` where the scores
+    have none (an OUT scored before score/4)."""
     cols = ["site", "source_path", "window", "record_id", "device"]
     records = st.read_table(store, "records", columns=cols).to_pandas()
-    records = records.rename(columns={"record_id": "store_record_id"}).drop_duplicates(cols[:3])
-    merged = df.drop(columns=["device", "store_record_id"]).merge(records, how="left", on=cols[:3])
+    records = records.rename(columns={"record_id": "store_record_id", "device": "store_device"})
+    merged = df.drop(columns="store_record_id").merge(
+        records.drop_duplicates(cols[:3]), how="left", on=cols[:3]
+    )
+    merged["device"] = merged["device"].where(merged["device"].notna(), merged.pop("store_device"))
     for col in ("device", "store_record_id"):
         merged[col] = merged[col].astype(object).where(merged[col].notna(), None)
     return merged

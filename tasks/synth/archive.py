@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -38,6 +39,7 @@ DATABASE_COLUMNS: tuple[str, ...] = (
     "sex",
     "site",
     "device",
+    "recording_date",
     "scp_codes",
     "strat_fold",
     "filename_lr",
@@ -131,6 +133,25 @@ def relative_path(ecg_id: int, fs: int) -> str:
     return f"records{fs}/{ecg_id // 1000 * 1000:05d}/{ecg_id:05d}_hr"
 
 
+# Acquisition times of the database rows: days since RECORDING_START within RECORDING_DAYS, hours
+# of a working day (PTB-XL states `recording_date` as "YYYY-MM-DD HH:MM:SS").
+RECORDING_START = np.datetime64("2016-01-01T00:00:00", "s")
+RECORDING_DAYS = 8 * 365
+RECORDING_HOURS = (7, 19)
+_DATE_STREAM = 0xDA7E  # spawn key of the date's own random stream, apart from the rendering's
+
+
+def recording_date(spec: RecordSpec) -> str:
+    """When the record was taken, as PTB-XL writes it: drawn from the archive's seed and the
+    record's id (so the same seed gives the same archive), on a random stream of its own so that
+    no signal changes."""
+    rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(_DATE_STREAM, spec.ecg_id)))
+    seconds = int(rng.integers(RECORDING_DAYS)) * 86400 + int(
+        rng.integers(RECORDING_HOURS[0] * 3600, RECORDING_HOURS[1] * 3600)
+    )
+    return str(RECORDING_START + np.timedelta64(seconds, "s")).replace("T", " ")
+
+
 def _database_row(spec: RecordSpec, path: str) -> list[Any]:
     codes = scp_codes(spec.mi_type, spec.pattern, spec.statement, spec.confounder, spec.rhythm)
     device = site(spec.site).device
@@ -141,6 +162,7 @@ def _database_row(spec: RecordSpec, path: str) -> list[Any]:
         int(spec.female),
         spec.site,
         device,
+        recording_date(spec),
         repr(codes),
         spec.strat_fold,
         "",

@@ -25,6 +25,7 @@ def build_ptbxl(root: Path) -> Path:
     """A small archive in the published PTB-XL layout: 6 ECGs of 4 patients at 100 and 500 Hz
     (ECG 6 only at 100 Hz), with ptbxl_database.csv and scp_statements.csv."""
     rows = []
+    dated = {1: "1984-11-09 09:17:34", 3: "1990-02-28", 4: "not a date"}
     codes = [
         "{'IMI': 100.0, 'SR': 0.0}", "{'NORM': 100.0, 'SR': 0.0}", "{'ASMI': 50.0}",
         "{'SR': 0.0}", "{'LVH': 100.0}", "{'AMI': 100.0}",
@@ -45,6 +46,7 @@ def build_ptbxl(root: Path) -> Path:
                 "device": "CS-12" if i < 4 else "AT-6",
                 "scp_codes": code,
                 "strat_fold": i + 4,
+                "recording_date": dated.get(i),
                 "filename_lr": lr,
                 "filename_hr": hr,
             }
@@ -83,6 +85,8 @@ def test_ptbxl_layout(ptbxl_dir: Path, tmp_path: Path, prefect_harness: None) ->
         "CS-12",
         "1",
     )
+    recorded = rec["recorded_at"].sort_index().tolist()[-5:]  # 00001_hr ... 00005_hr
+    assert recorded == ["1984-11-09T09:17:34", None, "1990-02-28", None, None]
     assert rec.loc["records500/00000/00002_hr.hea"].age == 90  # PTB-XL's 300 means "older than 89"
     # rhythm only: no diagnostic statement, so unknown rather than negative
     assert pd.isna(rec.loc["records500/00000/00004_hr.hea"].mi_label)

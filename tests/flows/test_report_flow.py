@@ -29,6 +29,7 @@ SECTIONS = {
     "summary": "Summary",
     "verdicts-site": "Verdicts by site",
     "verdicts-device": "Verdicts by device",
+    "verdicts-recorded": "Verdicts over acquisition month",
     "verdicts-date": "Verdicts over ingest date",
     "flags": "Flag rates by site and lead",
     "noise": "Noise indices by site",
@@ -115,7 +116,7 @@ def test_report_files_are_self_contained_with_every_section(
     worst = _Tables()
     worst.feed(html)
     n_strips = len(worst.frame("worst-table"))
-    assert len(images) == 5 + n_strips  # verdicts by site, device, date; heat map; noise; strips
+    assert len(images) == 6 + n_strips  # verdicts by site, device, month, day; heat map; noise; strips
     for data in images:
         with Image.open(io.BytesIO(base64.b64decode(data))) as im:
             assert im.format == "PNG" and im.size[0] > 500
@@ -143,6 +144,14 @@ def test_report_numbers_agree_with_the_store(checked_store: Path, report: tuple[
         assert per_lead.loc[lead, "any"] == f"{rate:.1f}"
         powerline = 100 * q[f"flags_{lead}"].str.split(",").map(lambda f: "powerline" in f).mean()
         assert per_lead.loc[lead, "powerline"] == f"{powerline:.1f}"
+
+    # the synthetic archive states each record's acquisition time, the extra site's headers do not
+    records = st.read_table(checked_store, "records", columns=["record_id", "recorded_at"]).to_pandas()
+    months = records["recorded_at"].str.slice(0, 7).dropna()
+    by_month = tables.frame("verdicts-recorded-table").set_index("recorded_month")
+    assert by_month["records"].astype(int).to_dict() == months.value_counts().to_dict()
+    undated = int(records["recorded_at"].isna().sum())
+    assert undated > 0 and f"{undated} of {len(records)} records state no acquisition date" in html
 
     worst = tables.frame("worst-table")
     verdicts = q.set_index("record_id")["verdict"]

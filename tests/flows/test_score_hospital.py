@@ -33,6 +33,8 @@ def test_every_hospital_export_is_scored(model_dir: Path, tmp_path: Path, prefec
     assert (has_score | first["unscored_reason"].notna()).all()
     assert has_score.sum() >= len(ECG_FILES) // 2, first[["verdict", "unscored_reason"]]
     assert first.loc["dicom/pydicom_waveform_ecg.dcm", "recorded_date"][:2] in {"19", "20"}
+    # the device each export states reaches the scores (the worklist's device filter)
+    assert first["device"].notna().sum() >= len(ECG_FILES) // 2 and first["device"].nunique() > 3
     quarantine = st.read_table(out, "quarantine").to_pandas()
     assert set(quarantine["source_path"]) == REFUSED
     assert dict(totals.skipped) == {"documentation": 1}

@@ -29,6 +29,8 @@ def test_ingest_reads_the_synthetic_archive(tmp_path: Path, prefect_harness: Non
     assert len(merged) == len(rec) == 60
     assert (merged["site"] == merged["site_csv"]).all() and (merged["device"] == merged["device_csv"]).all()
     assert (merged["strat_fold"] == merged["strat_fold_csv"]).all()
+    # the table's "YYYY-MM-DD HH:MM:SS" recording date becomes recorded_at in ISO 8601
+    assert (merged["recorded_at"] == merged["recording_date"].str.replace(" ", "T")).all()
     assert (merged["mi_label"] == merged["mi_read"]).all()
     assert merged["mi_label"].sum() > 0 and (merged["mi_label"] == 0).sum() > 0
     # one patient_key per patient_id, and distinct patients never share one

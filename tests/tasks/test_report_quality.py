@@ -37,6 +37,7 @@ def _windows() -> pd.DataFrame:
                 "reasons": "" if verdict in ("pass", rq.UNCHECKED) else f"reason of {rid}",
                 "source_path": f"{site}/{rid}.hea",
                 "ingest_date": "2026-11-24" if rid < "r4" else "2026-11-25",
+                "recorded_month": {"r1": "2019-03", "r2": "2019-03", "r4": "2021-11"}.get(rid),
                 **{f"flags_{lead}": flags.get(lead, "") for lead in CANONICAL_LEADS},
             }
             for rid, site, device, verdict, flags in rows
@@ -124,6 +125,9 @@ def test_figures_are_png_and_the_strip_tints_only_flagged_leads() -> None:
     for png in (
         fig.verdict_shares(counts, "site"),
         fig.verdicts_over_time(rq.verdict_counts(windows, "ingest_date")),
+        fig.verdicts_over_time(
+            rq.verdict_counts(windows, "recorded_month"), "acquisition month", monthly=True
+        ),
         fig.flag_heatmap(rq.flag_rates_by_site(windows)),
         fig.noise_distributions(
             {"emg": {"a": np.array([0.01, 0.02, 0.5]), "b": np.array([])}}, {"emg": 0.03}

@@ -298,6 +298,10 @@ def test_ptbxl_layout_and_metadata(archive: tuple[Path, SynthConfig]) -> None:
     assert (db.groupby("patient_id")["strat_fold"].nunique() == 1).all()
     assert (db.groupby("patient_id")["site"].nunique() == 1).all()
     assert set(db["strat_fold"]) <= set(range(1, 11)) and set(db["sex"]) == {0, 1}
+    # acquisition times as PTB-XL writes them, on working hours, nearly all distinct
+    stamps = pd.to_datetime(db["recording_date"], format="%Y-%m-%d %H:%M:%S")
+    assert stamps.between("2016-01-01", "2024-01-01").all() and stamps.dt.hour.between(7, 18).all()
+    assert stamps.nunique() == len(db) and stamps.dt.year.nunique() >= 6
     mi_codes = set(statements.index[statements["diagnostic_class"] == "MI"])
     for row in db.itertuples():
         codes = ast.literal_eval(row.scp_codes)

@@ -44,6 +44,7 @@ def score_rows(
     probability: list[float] | None = None,
     logit: list[float | None] | None = None,
     risk: list[float | None] | None = None,
+    device: str | None = None,
 ) -> pa.Table:
     """Real OUT/scores rows (with the `site` column `stage_parts` partitions on), one window each."""
     n = len(paths)
@@ -55,6 +56,7 @@ def score_rows(
         "content_sha256": ["0" * 64] * n,
         "recorded_date": ["2019-03-01"] * n,
         "recorded_at": ["2019-03-01T10:22:05"] * n,
+        "device": [device] * n,
         "verdict": ["pass"] * n,
         "quality_reasons": [[] for _ in paths],
         "flagged_leads": [[] for _ in paths],
@@ -71,7 +73,7 @@ def score_rows(
         "explanation": ["consistent with an inferior territory (leads III, aVF)"] * n,
         "unscored_reason": [None] * n,
         "qc_version": ["qc/1"] * n,
-        "score_version": ["score/2"] * n,
+        "score_version": ["score/4"] * n,
         "scored_at": [datetime.now(UTC)] * n,
         "site": [site] * n,
     }
@@ -180,7 +182,7 @@ def test_one_row_per_source_record_its_best_window(tmp_path: Path) -> None:
 
 def test_page_data_decodes_back_to_the_rows(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    commit_scores(out, score_rows(["n/1.hea", "n/2.hea"], site="north", risk=[0.8, 0.3]))
+    commit_scores(out, score_rows(["n/1.hea", "n/2.hea"], site="north", risk=[0.8, 0.3], device="MAC 5500"))
     commit_scores(out, score_rows(["s/1.hea"], site="south", probability=[0.95], risk=[0.6]))
     df = worklist(out)
     data = json.loads(json_for_script(page_data(df, out, {"r0": ["mi", "inferior"]})))
@@ -191,7 +193,9 @@ def test_page_data_decodes_back_to_the_rows(tmp_path: Path) -> None:
         assert dicts["risk_band"][cols["risk_band"][k]] == row["risk_band"]
         assert dicts["top_leads"][cols["top_leads"][k]] == "III; aVF"
         assert cols["source_path"][k] == row["source_path"] and cols["record_id"][k] == row["record_id"]
-        assert cols["flagged_leads"][k] == -1 and cols["device"][k] == -1  # none: no code
+        assert cols["flagged_leads"][k] == -1  # none: no code
+        assert (dicts["device"][cols["device"][k]] if cols["device"][k] >= 0 else None) == row["device"]
+    assert df["device"].tolist() == ["MAC 5500", None, "MAC 5500"]  # the scores' device, by risk
     assert len(dicts["site"]) == 2  # repeated text travels once
     assert data["decisions"] == {"r0": ["mi", "inferior"]}
     assert "anterior" in data["territories"] and data["decision_names"] == ["mi", "not_mi", "unreadable"]
