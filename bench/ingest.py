@@ -3,7 +3,7 @@
 WFDB: archives of copies of the shared real data (LUDB + CinC 2021) at two sizes against a bare
 `wfdb.rdrecord` loop. Hospital formats: for each format, archives of copies of the shared exports
 of `shared/data/hospital` at two sizes against a loop of the format's reader alone
-(`tasks.readers.read` on the file's bytes, file read included, as `rdrecord` reads its files).
+(`tasks.ingest.readers.read` on the file's bytes, file read included, as `rdrecord` reads its files).
 Each archive goes through `msaic ingest` end to end as a subprocess (Prefect flow, parallel
 workers, Parquet writes, GX validation) with the peak RSS of its whole process tree sampled; the
 rate once started is taken from the two sizes (the fixed start-up taken out). Prints JSON.
@@ -63,7 +63,7 @@ def run_ingest(archive: Path, store: Path, workers: int) -> tuple[float, float]:
 
 def hospital_files() -> dict[str, list[Path]]:
     """The shared exports that hold an ECG, by the format their content is read as."""
-    from tasks import readers
+    from tasks.ingest import readers
 
     files: dict[str, list[Path]] = {}
     for path in sorted(HOSPITAL.rglob("*")):
@@ -79,7 +79,7 @@ def hospital_files() -> dict[str, list[Path]]:
 
 def bare_decode(fmt: str, paths: list[Path], repeats: int) -> float:
     """Records/s of the format's reader alone, file read included, over `repeats` passes."""
-    from tasks import readers
+    from tasks.ingest import readers
 
     t = time.perf_counter()
     for _ in range(repeats):

@@ -25,8 +25,8 @@ from flows.score import print_summary, score_archive
 from flows.summary import print_ingest
 from flows.synth import synth
 from flows.train import print_evaluation, train
-from tasks.pseudonym import KEY_FILE
 from tasks.settings import Settings
+from tasks.store.pseudonym import KEY_FILE
 
 DEMO_RECORDS = 600
 DEMO_SITES = 4

@@ -1,5 +1,5 @@
 """Prefect flow `ingest`: a raw ECG archive into the Parquet store (records/, waveforms/,
-quarantine/). The work is `tasks.ingest_run.ingest_archive`; this module wires it to Prefect
+quarantine/). The work is `tasks.ingest.run.ingest_archive`; this module wires it to Prefect
 and to the `msaic ingest` command."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 from flows.args import existing_path, output_dir, positive_int
 from flows.progress import counting
 from flows.summary import ingest_markdown, print_ingest
-from tasks.ingest import IngestTotals
-from tasks.ingest_run import ingest_archive
+from tasks.ingest.records import IngestTotals
+from tasks.ingest.run import ingest_archive
 from tasks.settings import Settings
 
 ingest_task = task(ingest_archive, name="ingest-archive", cache_policy=NO_CACHE)

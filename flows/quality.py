@@ -1,5 +1,5 @@
 """Prefect flow `quality`: the 12-lead signal-quality gate over a store (writes `quality/`).
-The work is `tasks.quality_run.run_quality`; this module wires it to Prefect and to `msaic qc`."""
+The work is `tasks.quality.run.run_quality`; this module wires it to Prefect and to `msaic qc`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.table import Table
 from data_contracts.schemas import QC_VERDICTS
 from flows.args import existing_dir, existing_path, positive_int
 from flows.progress import counting
-from tasks.quality_run import QualityTotals, run_quality
+from tasks.quality.run import QualityTotals, run_quality
 from tasks.settings import Settings
 
 quality_task = task(run_quality, name="quality-check", cache_policy=NO_CACHE)

@@ -1,5 +1,5 @@
 """Prefect flow `score_archive`: screen a whole archive with a registered model into OUT
-(scores/, quarantine/, worklist.csv, worklist.html). The work is `tasks.score_run`; this module
+(scores/, quarantine/, worklist.csv, worklist.html). The work is `tasks.scoring.run`; this module
 chooses where shards run (local processes by default, or shard-level Prefect tasks on Dask
 through prefect-dask's `DaskTaskRunner`) and wires the `msaic score` command."""
 
@@ -26,15 +26,9 @@ from rich.table import Table
 from rich.text import Text
 
 from flows.args import existing_path, model_dir, output_dir, positive_int
-from tasks.score_run import (
-    ScoreTotals,
-    expected_inputs,
-    run_shard,
-    score_archive_run,
-    start_worker_server,
-)
+from tasks.review.worklist import write_worklist
+from tasks.scoring.run import ScoreTotals, expected_inputs, run_shard, score_archive_run, start_worker_server
 from tasks.settings import Settings
-from tasks.worklist import write_worklist
 
 score_shard = task(run_shard, name="score-shard", cache_policy=NO_CACHE)
 score_local = task(score_archive_run, name="score-archive-local", cache_policy=NO_CACHE)

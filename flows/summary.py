@@ -7,7 +7,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from tasks.ingest import IngestTotals
+from tasks.ingest.records import IngestTotals
 
 
 def ingest_table(totals: IngestTotals) -> Table:

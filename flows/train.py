@@ -8,7 +8,8 @@ registers `STORE/models/<model_id>/`. A `cv` run also pools the folds' test pred
 labelled record tested once) into one AUROC/AUPRC with intervals, written to
 `STORE/models/<model>-cv-<stamp>.json`.
 `evaluate` re-evaluates a registered model at its saved threshold on its own split or on another
-store. The work lives in `tasks.training_data`, `tasks.splits` and `msaic_model.training_run`.
+store. The work lives in `msaic_model.training.eligible`, `msaic_model.training.splits` and
+`msaic_model.training.run`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.args import existing_dir, existing_path, positive_int
-from msaic_model.evaluate import load_evaluation_config, pooled_out_of_fold
-from msaic_model.registry import model_dir, new_model_id
-from msaic_model.training_run import (
+from msaic_model.training.eligible import check_contracts, eligible_records
+from msaic_model.training.evaluate import load_evaluation_config, pooled_out_of_fold
+from msaic_model.training.registry import model_dir, new_model_id
+from msaic_model.training.run import (
     MODEL_CHOICES,
     RunSpec,
     finish_fold,
@@ -37,8 +39,7 @@ from msaic_model.training_run import (
     model_arguments,
     reevaluate,
 )
-from tasks.splits import MODES, make_split
-from tasks.training_data import check_contracts, eligible_records
+from msaic_model.training.splits import MODES, make_split
 
 check_task = task(check_contracts, name="check-contracts", cache_policy=NO_CACHE)
 eligible_task = task(eligible_records, name="eligible-records", cache_policy=NO_CACHE)
@@ -56,7 +57,8 @@ class TrainedModel:
     path: Path
     fold: int
     metrics: dict[str, Any]
-    adjudications: dict[str, int]  # what the adjudicated labels did (tasks.training_data.adjudicated)
+    # what the adjudicated labels did (msaic_model.training.eligible.adjudicated)
+    adjudications: dict[str, int]
     cross_validation: dict[str, Any] | None = None  # cv: the pooled figure (with its "path"), every fold
 
 

@@ -1,4 +1,4 @@
-"""Fit the cable-reversal score (tasks/lead_reversal.py) and write data_contracts/lead_reversal.json.
+"""Fit the cable-reversal score (tasks/quality/lead_reversal.py) and write data_contracts/lead_reversal.json.
 
 Fitted on clean records only: a synthetic archive without artifacts (its own seed, not the one
 bench/qc.py scores) and the fitting part of the real benchmark (bench/qc_real.py: LUDB and the CinC
@@ -35,7 +35,7 @@ VERSION = "reversal/2"
 def clean_beats(signals: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray, int]:
     """Mean beats and P-window correlations of the windows whose 12 leads the gate trusts (none
     missing, flat, saturated or low_sqi: every lead can vote)."""
-    from tasks.quality import assess
+    from tasks.quality.gate import assess
 
     res = assess(signals.astype(np.float32), profile)
     dead = ("missing", "flat", "saturation", "low_sqi")
@@ -46,7 +46,7 @@ def clean_beats(signals: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray, i
 def synthetic_signals(records: int, seed: int) -> np.ndarray:
     """The windows of a synthetic archive without artifacts, ingested."""
     from tasks import store as st
-    from tasks.ingest_run import ingest_archive
+    from tasks.ingest.run import ingest_archive
     from tasks.settings import Settings
     from tasks.synth.archive import SynthConfig, write_archive
     from tasks.synth.sites import first_sites
@@ -69,7 +69,7 @@ def out_of_fold(synth: tuple, real: tuple, swaps: tuple[str, ...], args, p, p_mi
     """Per candidate margin: the share of real windows as recorded whose best limb (chest) swap
     beats "no swap" by more than it, scored by weights fitted without their fold, and per swap the
     share applied to them that is found (the right swap, by more than the margin)."""
-    from tasks import lead_reversal as lr
+    from tasks.quality import lead_reversal as lr
 
     fold = np.arange(len(real[0])) % args.folds
     names = (None, *swaps)
@@ -116,8 +116,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from qc_real import SPLIT_SEED, base_set
 
-    from tasks import lead_reversal as lr
-    from tasks.quality import load_profile
+    from tasks.quality import lead_reversal as lr
+    from tasks.quality.gate import load_profile
 
     profile = load_profile()
     p, p_min = profile.indices, profile.reversal.p_wave_min_corr
@@ -144,7 +144,8 @@ def main() -> None:
     }
     raw = {
         "version": VERSION,
-        "_doc": "Linear score of tasks/lead_reversal.py (conditional logit over 'no swap' and the swaps): "
+        "_doc": "Linear score of tasks/quality/lead_reversal.py (conditional logit over 'no swap' and the "
+        "swaps): "
         "weights over the per-hypothesis features in the order of lead_reversal.hypothesis_features (the "
         "correlations of each limb lead with each chest lead and of each pair of chest leads, over the "
         "beat, then in the QRS, T and P windows; then each lead's QRS, T and P polarity). Written by "

@@ -20,11 +20,11 @@ from flows.cli import main
 from flows.features import features
 from flows.quality import quality
 from flows.train import evaluate, train
-from msaic_model.calibration import calibrate, load_calibration_config
-from msaic_model.config import load_config, with_overrides
-from msaic_model.evaluate import choose_threshold, load_evaluation_config
-from msaic_model.registry import load_model
-from msaic_model.training_run import signals_for
+from msaic_model.model.config import load_config, with_overrides
+from msaic_model.training.calibration import calibrate, load_calibration_config
+from msaic_model.training.evaluate import choose_threshold, load_evaluation_config
+from msaic_model.training.registry import load_model
+from msaic_model.training.run import signals_for
 from tasks import store as st
 from tasks.settings import Settings
 from tests.helpers import copy_store
@@ -190,7 +190,8 @@ def test_model_card_is_self_contained(trained: Path) -> None:
 def test_feature_baseline_through_the_cli(
     store: Path, evaluation_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kind = "logreg"  # gradient boosting takes the same path (its arrays: tests/msaic_model/test_registry.py)
+    # gradient boosting takes the same path (its arrays: tests/msaic_model/training/test_registry.py)
+    kind = "logreg"
     args = ["--model", kind, "--split", "patient", "--evaluation-config", str(evaluation_config)]
     assert main(["train", "--store", str(store), *args]) == 0
     (path,) = (store / "models").glob(f"{kind}-patient-*")

@@ -1,0 +1,3 @@
+"""Training: runs, losses, metrics, calibration, evaluation, registry, model card, promotion."""
+
+from __future__ import annotations

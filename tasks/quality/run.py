@@ -1,0 +1,265 @@
+"""The driver of a quality run over a store: which windows need checking, shards of waveform part
+files to a process pool, validated commits of `quality/`.
+
+Incremental: a window is checked when it has no quality row of the current profile version, or
+when its row is older than its ingest (the source changed). Rows that are stale or whose record
+is gone are removed in the first commit, before any new row, so readers never see two rows for
+one record. Workers read their part file in batches, write staged Parquet and hand back paths.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, QUARANTINE, SITE_FIELD
+from data_contracts.suites import require_valid
+from tasks import store as st
+from tasks.quality.gate import QcProfile, assess, load_profile, result_table
+from tasks.settings import Settings
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Windows of one waveform part file to check (all of them when `record_ids` is None)."""
+
+    path: Path
+    site: str
+    record_ids: frozenset[str] | None
+    windows: int  # to check (0 when the file cannot be read here)
+
+
+@dataclass
+class ShardResult:
+    moves: list[tuple[Path, Path]] = field(default_factory=list)
+    verdicts: Counter = field(default_factory=Counter)  # (site, verdict) → windows
+    flags: Counter = field(default_factory=Counter)  # (lead, flag) → windows
+    problem: dict | None = None  # a quarantine row when the part file could not be read
+    rows: int = 0
+
+
+@dataclass
+class QualityTotals:
+    """What a quality run did, for the summary."""
+
+    qc_version: str = ""
+    checked: int = 0
+    up_to_date: int = 0
+    removed: int = 0  # stale rows dropped (older profile, re-ingested source, record gone)
+    verdicts: Counter = field(default_factory=Counter)  # (site, verdict) → windows
+    flags: Counter = field(default_factory=Counter)  # (lead, flag) → windows
+    quarantined: Counter = field(default_factory=Counter)  # reason → waveform part files
+
+    def flag_totals(self) -> Counter:
+        """Flagged leads per flag name, over all leads."""
+        out: Counter = Counter()
+        for (_, flag), n in self.flags.items():
+            out[flag] += n
+        return out
+
+
+def _signals(batch: pa.RecordBatch) -> np.ndarray:
+    """The `signal` column of a waveforms batch as (n, 12, samples) float32, without a copy."""
+    col = batch.column("signal")
+    values = col.flatten().flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(len(batch), N_LEADS, -1)
+
+
+def check_shard(shard: Shard, profile: QcProfile, store: Path, batch_records: int) -> ShardResult:
+    """Assess the windows of one waveform part file and stage their quality rows (in a worker)."""
+    result = ShardResult()
+    tables = []
+    try:
+        reader = pq.ParquetFile(shard.path)
+        for batch in reader.iter_batches(batch_size=batch_records, columns=["record_id", "signal"]):
+            if shard.record_ids is not None:
+                batch = batch.filter(pc.is_in(batch.column("record_id"), pa.array(sorted(shard.record_ids))))
+            if not len(batch):
+                continue
+            ids = batch.column("record_id").to_pylist()
+            res = assess(_signals(batch), profile)
+            tables.append(result_table(ids, [shard.site] * len(ids), res, profile.version))
+    except Exception as exc:  # an unreadable part file is quarantined; the run goes on
+        result.problem = {
+            "source_path": str(shard.path.relative_to(store)),
+            "site": shard.site,
+            "stage": "quality",
+            "reason": "unreadable_waveforms",
+            "detail": f"{type(exc).__name__}: {exc}"[:2000],
+            "content_sha256": None,
+            "at": datetime.now(UTC),
+        }
+        return result
+    if tables:
+        rows = pa.concat_tables(tables)
+        result.rows = rows.num_rows
+        result.moves = st.stage_parts(store, "quality", rows)
+        result.verdicts.update((shard.site, v) for v in rows["verdict"].to_pylist())
+        for col in FLAG_COLUMNS:
+            lead = col.removeprefix("flags_")
+            for flags in rows[col].to_pylist():
+                result.flags.update((lead, f) for f in flags.split(",") if f)
+    return result
+
+
+def plan(store: Path, version: str) -> tuple[list[Shard], list[Path], dict[Path, pa.Table], QualityTotals]:
+    """Shards to check, quality part files to rewrite (path → rows kept) and to drop."""
+    totals = QualityTotals(qc_version=version)
+    records = st.read_table(store, "records", ["record_id", "ingested_at"])
+    ingested = dict(zip(records["record_id"].to_pylist(), records["ingested_at"].to_pylist(), strict=True))
+    current: set[str] = set()
+    rewrite: dict[Path, pa.Table] = {}
+    drop: list[Path] = []
+    dset = st.dataset(store, "quality")
+    for frag in dset.get_fragments() if dset is not None else []:
+        path = Path(frag.path)
+        rows = pq.read_table(path, columns=["record_id", "qc_version", "checked_at"])
+        fresh = [
+            rid in ingested and ver == version and checked >= ingested[rid]
+            for rid, ver, checked in zip(
+                rows["record_id"].to_pylist(),
+                rows["qc_version"].to_pylist(),
+                rows["checked_at"].to_pylist(),
+                strict=True,
+            )
+        ]
+        kept = rows.filter(pa.array(fresh, pa.bool_()))
+        current.update(kept["record_id"].to_pylist())
+        totals.removed += rows.num_rows - kept.num_rows
+        if kept.num_rows == 0:
+            drop.append(path)
+        elif kept.num_rows < rows.num_rows:
+            rewrite[path] = st.read_table_file(path).filter(pa.array(fresh, pa.bool_()))
+    totals.up_to_date = len(current)
+    shards = []
+    waves = st.dataset(store, "waveforms")
+    for frag in waves.get_fragments() if waves is not None else []:
+        path = Path(frag.path)
+        site = st.site_of_part(path)
+        try:
+            ids = pq.read_table(path, columns=["record_id"])["record_id"].to_pylist()
+        except Exception:  # the worker meets the same error and quarantines the file
+            shards.append(Shard(path, site, None, 0))
+            continue
+        todo = [rid for rid in ids if rid not in current]
+        if todo:
+            shards.append(Shard(path, site, None if len(todo) == len(ids) else frozenset(todo), len(todo)))
+    return shards, drop, rewrite, totals
+
+
+def _quarantine_key(row: dict) -> tuple[str, str, str, str]:
+    return row["site"], row["source_path"], row["stage"], row["reason"]
+
+
+class _Committer:
+    """Collects staged quality parts in the parent and publishes them in validated commits."""
+
+    def __init__(self, store: Path, totals: QualityTotals, first: st.Commit) -> None:
+        self.store, self.totals, self._first = store, totals, first
+        self._pending: list[ShardResult] = []
+        known = st.read_table(store, "quarantine", ["site", "source_path", "stage", "reason"])
+        self._quarantined = {_quarantine_key(r) for r in known.to_pylist()}
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(r.rows for r in self._pending)
+
+    def add(self, result: ShardResult) -> None:
+        self._pending.append(result)
+        self.totals.verdicts.update(result.verdicts)
+        self.totals.flags.update(result.flags)
+        self.totals.checked += result.rows
+
+    def commit(self) -> None:
+        results, self._pending = self._pending, []
+        commit, self._first = self._first, st.Commit()
+        moves = [m for r in results for m in r.moves]
+        try:
+            if moves:
+                batch = pa.concat_tables(
+                    st.read_table_file(staged).append_column(
+                        SITE_FIELD.name, pa.array([st.site_of_part(final)] * st.row_count(staged))
+                    )
+                    for staged, final in moves
+                )
+                require_valid("quality", batch.to_pandas())
+            commit.moves += moves
+            problems = [r.problem for r in results if r.problem]
+            for row in problems:
+                self.totals.quarantined[row["reason"]] += 1
+            fresh = [r for r in problems if _quarantine_key(r) not in self._quarantined]
+            if fresh:
+                self._quarantined.update(_quarantine_key(r) for r in fresh)
+                schema = QUARANTINE.append(SITE_FIELD)
+                commit.moves += st.stage_parts(self.store, "quarantine", pa.Table.from_pylist(fresh, schema))
+        except Exception:
+            for staged, _ in moves:
+                staged.unlink(missing_ok=True)
+            raise
+        commit.publish(self.store)
+
+
+def _results(
+    shards: list[Shard], profile: QcProfile, store: Path, settings: Settings
+) -> Iterator[ShardResult]:
+    """Shard results in order; at most 2 x workers shards in flight. A worker process costs seconds
+    to start, so there is one per `qc_windows_per_worker` windows to check, at most `workers`."""
+    workers = min(
+        settings.workers, len(shards), -(-sum(s.windows for s in shards) // settings.qc_windows_per_worker)
+    )
+    if workers <= 1:
+        for shard in shards:
+            yield check_shard(shard, profile, store, settings.qc_batch_records)
+        return
+    ctx = mp.get_context("forkserver")
+    # workers fork from a server that imported this module once (numpy, scipy, pyarrow), instead of
+    # each importing it afresh; no effect when the process already started its fork server
+    ctx.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        in_flight: deque[Future[ShardResult]] = deque()
+        for shard in shards:
+            in_flight.append(pool.submit(check_shard, shard, profile, store, settings.qc_batch_records))
+            if len(in_flight) >= 2 * workers:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
+
+
+def run_quality(
+    store: Path,
+    settings: Settings,
+    profile: QcProfile | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> QualityTotals:
+    """Check every window of the store that has no current quality row; returns what the run did."""
+    store = Path(store).resolve()
+    if not (store / "records").is_dir():
+        raise FileNotFoundError(f"{store} holds no ingested records (run `msaic ingest` first)")
+    profile = profile or load_profile(settings.qc_profile)
+    with st.store_lock(store):
+        shards, drop, rewrite, totals = plan(store, profile.version)
+        first = st.Commit(deletes=[*drop, *rewrite])
+        for path, kept in rewrite.items():
+            site = st.site_of_part(path)
+            first.moves += st.stage_parts(
+                store, "quality", kept.append_column(SITE_FIELD.name, pa.array([site] * kept.num_rows))
+            )
+        committer = _Committer(store, totals, first)
+        for result in _results(shards, profile, store, settings):
+            committer.add(result)
+            if on_progress:
+                on_progress(result.rows)
+            if committer.pending_rows >= settings.qc_commit_records:
+                committer.commit()
+        committer.commit()
+    return totals

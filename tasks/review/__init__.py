@@ -1,0 +1,3 @@
+"""Clinician review: the screening worklist, ECG rendering and adjudications."""
+
+from __future__ import annotations
