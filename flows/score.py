@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, task
+from prefect import Task, flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,6 +38,20 @@ score_local = task(score_archive_run, name="score-archive-local", cache_policy=N
 worklist_task = task(write_worklist, name="worklist", cache_policy=NO_CACHE)
 
 
+class TaskExecutor:
+    """The shard runner's executor for shards run as Prefect tasks of `task` on the flow's task
+    runner (Dask): `submit(partial(task.fn, **kw), job)` becomes `task.submit(job, **kw)`."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> PrefectFuture:
+        call = fn if isinstance(fn, partial) else partial(fn)
+        if call.func is not self.task.fn:
+            raise ValueError(f"{self.task.name} runs {self.task.fn.__name__}, not {call.func.__name__}")
+        return self.task.submit(*call.args, *args, **call.keywords)
+
+
 class _RateColumn(ProgressColumn):
     def render(self, task) -> Text:
         return Text(f"{task.speed or 0:.0f} records/s")
@@ -56,7 +73,7 @@ def score_archive(
     def run(on_progress: Callable[[int], None] | None) -> ScoreTotals:
         if use_dask:  # one Prefect task per shard, on the flow's DaskTaskRunner
             return score_archive_run(
-                archive, model, out, settings, score_shard.submit, on_progress=on_progress, site=site
+                archive, model, out, settings, TaskExecutor(score_shard), on_progress=on_progress, site=site
             )
         return score_local(archive, model, out, settings, on_progress=on_progress, site=site)
 

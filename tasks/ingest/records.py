@@ -22,8 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_contracts.schemas import QUARANTINE, RECORDS, SIGNAL_TYPE, WAVEFORMS
-from data_contracts.suites import require_valid
+from data_contracts.schemas import RECORDS, SIGNAL_TYPE, WAVEFORMS
 from tasks import store as st
 from tasks.ingest import readers
 from tasks.ingest.archive import ArchiveProblem, RecordUnit
@@ -34,6 +33,7 @@ from tasks.ingest.labels import label_version
 from tasks.ingest.record_meta import RecordMeta, from_export
 from tasks.ingest.wfdb_reader import RawRecord, decode, read_header
 from tasks.settings import Settings
+from tasks.store.commit import Committer, quarantine_row
 from tasks.store.pseudonym import keyed_hash, load_key
 
 T = TypeVar("T")
@@ -92,20 +92,6 @@ def content_sha256(files: dict[str, bytes]) -> str:
         h.update(name.encode() + b"\0" + len(files[name]).to_bytes(8, "little"))
         h.update(files[name])
     return h.hexdigest()
-
-
-def quarantine_row(
-    source_path: str, site: str, stage: str, reason: str, detail: str, sha: str | None
-) -> dict:
-    return {
-        "source_path": source_path,
-        "site": site,
-        "stage": stage,
-        "reason": reason,
-        "detail": detail[:2000],
-        "content_sha256": sha,
-        "at": datetime.now(UTC),
-    }
 
 
 def decode_unit(unit: RecordUnit, max_duration_s: float) -> tuple[RawRecord, RecordMeta]:
@@ -257,7 +243,7 @@ class Ingestor:
         self.store = store
         self.totals = IngestTotals()
         self._stored = self._load_index()
-        self._quarantined = self._load_quarantine_index()
+        self._committer = Committer(store, "records")
         self._pending: list[ShardResult] = []
         self._problems: list[dict[str, Any]] = []
 
@@ -276,15 +262,6 @@ class Ingestor:
                 _remember(index, site, path, sha, Path(fname))
         return index
 
-    def _load_quarantine_index(self) -> set[tuple[str, str, str, str, str]]:
-        table = st.read_table(
-            self.store, "quarantine", ["site", "source_path", "stage", "reason", "content_sha256"]
-        )
-        return {
-            (r["site"], r["source_path"], r["stage"], r["reason"], r["content_sha256"] or "")
-            for r in table.to_pylist()
-        }
-
     def stored_sha(self, site: str, source_path: str) -> str | None:
         entry = self._stored.get((site, source_path))
         return entry[0] if entry else None
@@ -302,33 +279,31 @@ class Ingestor:
         return sum(r.windows for r in self._pending)
 
     def commit(self) -> None:
-        """Validate the pending batch against the records contract, then publish it whole."""
+        """Validate the pending batch against the records contract, then publish it whole, with
+        the rewrites of replaced sources and the quarantine rows, in one commit."""
         results, self._pending = self._pending, []
         problems, self._problems = self._problems, []
-        staged = [(site, paths) for r in results for site, paths in r.staged.items()]
-        commit = st.Commit()
-        try:
-            if staged:
-                batch = pa.concat_tables(
-                    st.read_table_file(p[0]).append_column("site", pa.array([s] * st.row_count(p[0])))
-                    for s, p in staged
-                )
-                require_valid("records", batch.to_pandas())
-                self._count(batch)
-            for site, (rec_path, wav_path) in staged:
+        moves = []
+        for r in results:
+            for site, (rec_path, wav_path) in r.staged.items():
                 part = st.new_part_id()
-                commit.moves += [
+                moves += [
                     (wav_path, st.part_path(self.store, "waveforms", site, part)),
                     (rec_path, st.part_path(self.store, "records", site, part)),
                 ]
+        commit = st.Commit()
+        quarantine = [q for r in results for q in r.quarantine] + problems
+        for row in quarantine:
+            self.totals.quarantined[(row["stage"], row["reason"])] += 1
+        try:
             self._drop_replaced([key for r in results for key in r.replaced], commit)
-            self._stage_quarantine([q for r in results for q in r.quarantine] + problems, commit)
         except Exception:
-            for _, paths in staged:
-                for p in paths:
-                    p.unlink(missing_ok=True)
+            for staged, _ in moves:
+                staged.unlink(missing_ok=True)
             raise
-        commit.publish(self.store)
+        batch = self._committer.publish(moves, quarantine, commit)
+        if batch is not None:
+            self._count(batch)
         self._index_commit(commit)
         self.totals.unchanged += sum(r.unchanged for r in results)
 
@@ -392,22 +367,6 @@ class Ingestor:
                         st.part_path(self.store, "records", site, new),
                     ),
                 ]
-
-    def _stage_quarantine(self, rows: list[dict[str, Any]], commit: st.Commit) -> None:
-        fresh: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            key = (row["site"], row["source_path"], row["stage"], row["reason"], row["content_sha256"] or "")
-            self.totals.quarantined[(row["stage"], row["reason"])] += 1
-            if key not in self._quarantined:
-                self._quarantined.add(key)
-                fresh[row["site"]].append({k: v for k, v in row.items() if k != "site"})
-        for site, site_rows in fresh.items():
-            part = st.new_part_id()
-            path = st.write_parquet(
-                pa.Table.from_pylist(site_rows, schema=QUARANTINE),
-                st.staging_dir(self.store) / f"{part}.q.parquet",
-            )
-            commit.moves.append((path, st.part_path(self.store, "quarantine", site, part)))
 
 
 def shards(items: Iterable[T], size: int, max_bytes: int, nbytes: Callable[[T], int]) -> Iterator[list[T]]:

@@ -1,14 +1,12 @@
 """The driver of an ingest run: open the archive, name each record's site, stream shards to a
-process pool, and commit batches as they come back. Memory stays flat: at most a few shards are
+shard runner, and commit batches as they come back. Memory stays flat: at most a few shards are
 in flight, and workers hand back file paths, not signals."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from tasks.ingest.records import (
     process_shard,
     shards,
 )
+from tasks.runner import run_sharded
 from tasks.settings import Settings
 
 
@@ -59,6 +58,12 @@ def walk_archive(archive_path: Path, settings: Settings) -> Iterator[Item]:
 
 def _task_bytes(task: Task) -> int:
     return task.unit.nbytes
+
+
+def _ingest_shard(job: tuple[list[Task], str], cfg: IngestConfig, staging: Path) -> ShardResult:
+    """One shard in a worker: (its tasks, its id) → staged parts and counts."""
+    shard, shard_id = job
+    return process_shard(shard, cfg, staging, shard_id)
 
 
 def ingest_archive(
@@ -103,19 +108,9 @@ def ingest_archive(
                 ingestor.commit()
 
         run_id = st.new_part_id()[:8]
-        work = enumerate(shards(tasks(), settings.shard_size, settings.shard_max_mb << 20, _task_bytes))
-        if settings.workers == 1:
-            for i, shard in work:
-                collect(process_shard(shard, cfg, staging, f"{run_id}-{i}"))
-        else:
-            ctx = mp.get_context("forkserver")
-            with ProcessPoolExecutor(settings.workers, mp_context=ctx) as pool:
-                in_flight: deque[Future[ShardResult]] = deque()
-                for i, shard in work:
-                    in_flight.append(pool.submit(process_shard, shard, cfg, staging, f"{run_id}-{i}"))
-                    if len(in_flight) >= 2 * settings.workers:
-                        collect(in_flight.popleft().result())
-                while in_flight:
-                    collect(in_flight.popleft().result())
+        work = shards(tasks(), settings.shard_size, settings.shard_max_mb << 20, _task_bytes)
+        jobs = ((shard, f"{run_id}-{i}") for i, shard in enumerate(work))
+        for result in run_sharded(jobs, partial(_ingest_shard, cfg=cfg, staging=staging), settings.workers):
+            collect(result)
         ingestor.commit()
         return ingestor.totals

@@ -1,5 +1,5 @@
 """The driver of a quality run over a store: which windows need checking, shards of waveform part
-files to a process pool, validated commits of `quality/`.
+files to the shard runner, validated commits of `quality/`.
 
 Incremental: a window is checked when it has no quality row of the current profile version, or
 when its row is older than its ingest (the source changed). Rows that are stale or whose record
@@ -9,12 +9,10 @@ one record. Workers read their part file in batches, write staged Parquet and ha
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, QUARANTINE, SITE_FIELD
-from data_contracts.suites import require_valid
+from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, SITE_FIELD
 from tasks import store as st
 from tasks.quality.gate import QcProfile, assess, load_profile, result_table
+from tasks.runner import run_sharded, worker_count
 from tasks.settings import Settings
+from tasks.store.commit import Committer, quarantine_row
 
 
 @dataclass(frozen=True)
@@ -90,15 +89,9 @@ def check_shard(shard: Shard, profile: QcProfile, store: Path, batch_records: in
             res = assess(_signals(batch), profile)
             tables.append(result_table(ids, [shard.site] * len(ids), res, profile.version))
     except Exception as exc:  # an unreadable part file is quarantined; the run goes on
-        result.problem = {
-            "source_path": str(shard.path.relative_to(store)),
-            "site": shard.site,
-            "stage": "quality",
-            "reason": "unreadable_waveforms",
-            "detail": f"{type(exc).__name__}: {exc}"[:2000],
-            "content_sha256": None,
-            "at": datetime.now(UTC),
-        }
+        where = str(shard.path.relative_to(store))
+        detail = f"{type(exc).__name__}: {exc}"
+        result.problem = quarantine_row(where, shard.site, "quality", "unreadable_waveforms", detail)
         return result
     if tables:
         rows = pa.concat_tables(tables)
@@ -157,82 +150,16 @@ def plan(store: Path, version: str) -> tuple[list[Shard], list[Path], dict[Path,
     return shards, drop, rewrite, totals
 
 
-def _quarantine_key(row: dict) -> tuple[str, str, str, str]:
-    return row["site"], row["source_path"], row["stage"], row["reason"]
-
-
-class _Committer:
-    """Collects staged quality parts in the parent and publishes them in validated commits."""
-
-    def __init__(self, store: Path, totals: QualityTotals, first: st.Commit) -> None:
-        self.store, self.totals, self._first = store, totals, first
-        self._pending: list[ShardResult] = []
-        known = st.read_table(store, "quarantine", ["site", "source_path", "stage", "reason"])
-        self._quarantined = {_quarantine_key(r) for r in known.to_pylist()}
-
-    @property
-    def pending_rows(self) -> int:
-        return sum(r.rows for r in self._pending)
-
-    def add(self, result: ShardResult) -> None:
-        self._pending.append(result)
-        self.totals.verdicts.update(result.verdicts)
-        self.totals.flags.update(result.flags)
-        self.totals.checked += result.rows
-
-    def commit(self) -> None:
-        results, self._pending = self._pending, []
-        commit, self._first = self._first, st.Commit()
-        moves = [m for r in results for m in r.moves]
-        try:
-            if moves:
-                batch = pa.concat_tables(
-                    st.read_table_file(staged).append_column(
-                        SITE_FIELD.name, pa.array([st.site_of_part(final)] * st.row_count(staged))
-                    )
-                    for staged, final in moves
-                )
-                require_valid("quality", batch.to_pandas())
-            commit.moves += moves
-            problems = [r.problem for r in results if r.problem]
-            for row in problems:
-                self.totals.quarantined[row["reason"]] += 1
-            fresh = [r for r in problems if _quarantine_key(r) not in self._quarantined]
-            if fresh:
-                self._quarantined.update(_quarantine_key(r) for r in fresh)
-                schema = QUARANTINE.append(SITE_FIELD)
-                commit.moves += st.stage_parts(self.store, "quarantine", pa.Table.from_pylist(fresh, schema))
-        except Exception:
-            for staged, _ in moves:
-                staged.unlink(missing_ok=True)
-            raise
-        commit.publish(self.store)
-
-
 def _results(
     shards: list[Shard], profile: QcProfile, store: Path, settings: Settings
 ) -> Iterator[ShardResult]:
-    """Shard results in order; at most 2 x workers shards in flight. A worker process costs seconds
-    to start, so there is one per `qc_windows_per_worker` windows to check, at most `workers`."""
-    workers = min(
-        settings.workers, len(shards), -(-sum(s.windows for s in shards) // settings.qc_windows_per_worker)
-    )
-    if workers <= 1:
-        for shard in shards:
-            yield check_shard(shard, profile, store, settings.qc_batch_records)
-        return
-    ctx = mp.get_context("forkserver")
-    # workers fork from a server that imported this module once (numpy, scipy, pyarrow), instead of
-    # each importing it afresh; no effect when the process already started its fork server
-    ctx.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        in_flight: deque[Future[ShardResult]] = deque()
-        for shard in shards:
-            in_flight.append(pool.submit(check_shard, shard, profile, store, settings.qc_batch_records))
-            if len(in_flight) >= 2 * workers:
-                yield in_flight.popleft().result()
-        while in_flight:
-            yield in_flight.popleft().result()
+    """Shard results in order. A worker process costs seconds to start, so there is one per
+    `qc_windows_per_worker` windows to check, at most `workers`; they fork from a server that
+    imported this module once (numpy, scipy, pyarrow)."""
+    windows = sum(s.windows for s in shards)
+    workers = worker_count(settings.workers, len(shards), windows, settings.qc_windows_per_worker)
+    check = partial(check_shard, profile=profile, store=store, batch_records=settings.qc_batch_records)
+    return run_sharded(shards, check, workers, preload=[__name__])
 
 
 def run_quality(
@@ -254,12 +181,25 @@ def run_quality(
             first.moves += st.stage_parts(
                 store, "quality", kept.append_column(SITE_FIELD.name, pa.array([site] * kept.num_rows))
             )
-        committer = _Committer(store, totals, first)
+        committer, pending = Committer(store, "quality"), []
+
+        def commit() -> None:
+            nonlocal first
+            results, pending[:] = list(pending), []
+            problems = [r.problem for r in results if r.problem]
+            for row in problems:
+                totals.quarantined[row["reason"]] += 1
+            committer.publish([m for r in results for m in r.moves], problems, first)
+            first = st.Commit()
+
         for result in _results(shards, profile, store, settings):
-            committer.add(result)
+            pending.append(result)
+            totals.verdicts.update(result.verdicts)
+            totals.flags.update(result.flags)
+            totals.checked += result.rows
             if on_progress:
                 on_progress(result.rows)
-            if committer.pending_rows >= settings.qc_commit_records:
-                committer.commit()
-        committer.commit()
+            if sum(r.rows for r in pending) >= settings.qc_commit_records:
+                commit()
+        commit()
     return totals

@@ -17,15 +17,13 @@ import hashlib
 import json
 import multiprocessing as mp
 import multiprocessing.forkserver
-import os
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
@@ -44,6 +42,7 @@ from tasks.ingest.archive import (
 from tasks.ingest.records import IngestConfig, shards
 from tasks.ingest.run import archive_name, site_of, walk_archive
 from tasks.quality.gate import load_profile
+from tasks.runner import Executor, limit_threads, process_pool, run_sharded, worker_threads
 from tasks.scoring.score import (
     SCORE_VERSION,
     ProbabilityModel,
@@ -53,6 +52,7 @@ from tasks.scoring.score import (
     score_units,
 )
 from tasks.settings import Settings
+from tasks.store.commit import Committer
 from tasks.store.model_files import ModelFiles, read_model_files
 
 RUN_FILE = "score_run.json"
@@ -101,13 +101,6 @@ class ScoreTotals:
     @property
     def records_per_s(self) -> float:
         return self.counts["records"] / self.wall_s if self.wall_s else 0.0
-
-
-class Submit(Protocol):
-    """Hands a shard to a worker; the result comes back through `.result()` (a concurrent,
-    Prefect or Dask future)."""
-
-    def __call__(self, job: ShardJob, cfg: ScoreConfig, out: Path) -> Any: ...
 
 
 def shard_key(items: list[Item]) -> str:
@@ -179,12 +172,10 @@ def start_worker_server() -> None:
 @cache
 def _resources(model_dir: str, threads: int) -> tuple[ProbabilityModel, Any, Any]:
     """The model, QC profile and explainer, loaded once per worker process."""
-    import torch
-
     from msaic_model.model.inference import for_cpu_scoring
     from msaic_model.training.registry import load_model
 
-    torch.set_num_threads(threads)
+    limit_threads(threads)
     model = load_model(Path(model_dir))
     if model.net is not None and next(model.net.parameters()).device.type == "cpu":
         for_cpu_scoring(model.net)  # inference only: the same probabilities to float rounding, faster
@@ -199,8 +190,7 @@ def check_model(model_dir: Path, settings: Settings) -> ModelFiles:
     if settings.workers == 1:
         _check_loads(str(model_dir))
     else:
-        start_worker_server()
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("forkserver")) as pool:
+        with process_pool(1, WORKER_MODULES) as pool:
             pool.submit(_check_loads, str(model_dir)).result()
     return files
 
@@ -289,8 +279,7 @@ def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
 
 def score_config(out: Path, model_dir: Path, settings: Settings) -> ScoreConfig:
     ingest = IngestConfig.for_store(out, settings)
-    threads = max(1, (os.cpu_count() or 1) // settings.workers)
-    return ScoreConfig(ingest, model_dir.resolve(), threads)
+    return ScoreConfig(ingest, model_dir.resolve(), worker_threads(settings.workers))
 
 
 def score_archive_run(
@@ -298,14 +287,14 @@ def score_archive_run(
     model_dir: Path,
     out: Path,
     settings: Settings,
-    submit: Submit | None = None,
+    executor: Executor | None = None,
     on_progress: Callable[[int], None] | None = None,
     site: str | None = None,
 ) -> ScoreTotals:
     """Score every record of an archive into OUT, resuming whatever an earlier run left.
 
-    `submit` runs shards elsewhere (Prefect tasks on Dask); by default they run in a pool of
-    `settings.workers` local processes (in this process when workers is 1)."""
+    `executor` runs shards elsewhere (Prefect tasks on Dask); by default they run in a pool of
+    `settings.workers` local processes (in this process when workers is 1): `run_sharded`."""
     if not archive.exists():
         raise FileNotFoundError(f"archive {archive} does not exist")
     out = out.resolve()
@@ -339,8 +328,10 @@ def score_archive_run(
                 yield ShardJob(job.index, job.key, todo)
                 t = time.perf_counter()
 
+        committer = Committer(out, "scores")
+
         def collect(done: ShardDone) -> None:
-            st.Commit(moves=done.moves).publish(out)
+            committer.publish(done.moves)
             totals.shards_done += 1
             totals.counts.update(done.counts)
             totals.seconds.update(done.seconds)
@@ -348,37 +339,12 @@ def score_archive_run(
             if on_progress:
                 on_progress(done.counts["records"] + done.counts["quarantined"])
 
-        if submit is not None:
-            _drain(jobs(), lambda job: submit(job, cfg, out), collect, 2 * settings.workers)
-        elif settings.workers == 1:
-            for job in jobs():
-                collect(run_shard(job, cfg, out))
-        else:
-            start_worker_server()
-            ctx = mp.get_context("forkserver")
-            with ProcessPoolExecutor(settings.workers, mp_context=ctx) as pool:
-                _drain(
-                    jobs(), lambda job: pool.submit(run_shard, job, cfg, out), collect, 2 * settings.workers
-                )
+        work = partial(run_shard, cfg=cfg, out=out)
+        for done in run_sharded(jobs(), work, settings.workers, preload=WORKER_MODULES, executor=executor):
+            collect(done)
     totals.wall_s = time.perf_counter() - start
     _write_summary(out, totals)
     return totals
-
-
-def _drain(
-    jobs: Iterator[ShardJob],
-    submit: Callable[[ShardJob], Any],
-    collect: Callable[[ShardDone], None],
-    depth: int,
-) -> None:
-    """Keep at most `depth` shards in flight; commit results in plan order as they finish."""
-    in_flight: deque[Future[ShardDone] | Any] = deque()
-    for job in jobs:
-        in_flight.append(submit(job))
-        if len(in_flight) >= depth:
-            collect(in_flight.popleft().result())
-    while in_flight:
-        collect(in_flight.popleft().result())
 
 
 def risk_note(totals: ScoreTotals) -> str:

@@ -23,8 +23,9 @@ import numpy as np
 from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 from tasks.ingest.archive import ArchiveProblem, RecordUnit
-from tasks.ingest.records import IngestConfig, Task, _classify, content_sha256, quarantine_row, record_rows
+from tasks.ingest.records import IngestConfig, Task, _classify, content_sha256, record_rows
 from tasks.quality.gate import QcProfile, assess
+from tasks.store.commit import quarantine_row
 from tasks.store.model_files import Calibration
 
 SCORE_VERSION = "score/3"  # 2: explanations from log-odds drops (score_explain/3); 3: logit, risk, risk_band
