@@ -88,6 +88,7 @@ class ScoreTotals:
     """What a run did (this run's shards, plus what earlier runs had already done)."""
 
     model_id: str = ""
+    qc_version: str = ""  # the quality gate's profile version (`--profile`, else the packaged one)
     calibration: str | None = None  # the model's calibration method; None: scored without a risk
     counts: Counter = field(default_factory=Counter)  # records, windows, scored, calibrated, ...
     quarantined: Counter = field(default_factory=Counter)  # "stage:reason" → inputs
@@ -170,7 +171,7 @@ def start_worker_server() -> None:
 
 
 @cache
-def _resources(model_dir: str, threads: int) -> tuple[ProbabilityModel, Any, Any]:
+def _resources(model_dir: str, threads: int, qc_profile: Path | None) -> tuple[ProbabilityModel, Any, Any]:
     """The model, QC profile and explainer, loaded once per worker process."""
     from msaic_model.model.inference import for_cpu_scoring
     from msaic_model.training.registry import load_model
@@ -179,7 +180,7 @@ def _resources(model_dir: str, threads: int) -> tuple[ProbabilityModel, Any, Any
     model = load_model(Path(model_dir))
     if model.net is not None and next(model.net.parameters()).device.type == "cpu":
         for_cpu_scoring(model.net)  # inference only: the same probabilities to float rounding, faster
-    return model, load_profile(), load_explainer()
+    return model, load_profile(qc_profile), load_explainer()
 
 
 def check_model(model_dir: Path, settings: Settings) -> ModelFiles:
@@ -203,7 +204,7 @@ def _check_loads(model_dir: str) -> None:
 
 def run_shard(job: ShardJob, cfg: ScoreConfig, out: Path) -> ShardDone:
     """Score one shard in a worker and stage its rows and ledger entry under OUT/.staging."""
-    model, profile, explainer = _resources(str(cfg.model_dir), cfg.torch_threads)
+    model, profile, explainer = _resources(str(cfg.model_dir), cfg.torch_threads, cfg.qc_profile)
     result = score_units(job.items, cfg, model, profile, explainer)
     t0 = time.perf_counter()
     moves: list[tuple[Path, Path]] = []
@@ -279,7 +280,8 @@ def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
 
 def score_config(out: Path, model_dir: Path, settings: Settings) -> ScoreConfig:
     ingest = IngestConfig.for_store(out, settings)
-    return ScoreConfig(ingest, model_dir.resolve(), worker_threads(settings.workers))
+    profile = settings.qc_profile.resolve() if settings.qc_profile else None
+    return ScoreConfig(ingest, model_dir.resolve(), worker_threads(settings.workers), profile)
 
 
 def score_archive_run(
@@ -303,10 +305,11 @@ def score_archive_run(
     start = time.perf_counter()
     model = check_model(model_dir, settings)  # a broken model is refused before OUT is touched
     decision_threshold(model)
+    qc_version = load_profile(settings.qc_profile).version  # a broken profile too
     out.mkdir(parents=True, exist_ok=True)
     cfg = score_config(out, model_dir, settings)  # OUT/.pseudonym_key appears here, inputs checked
     method = model.calibration.method if model.calibration else None
-    totals = ScoreTotals(model_id=model.model_id, calibration=method)
+    totals = ScoreTotals(model_id=model.model_id, qc_version=qc_version, calibration=method)
     with st.store_lock(out):
         shard_size = _run_file(out, archive, totals.model_id, settings.score_shard_size)
         ledger = _ledger(out)
@@ -360,6 +363,7 @@ def risk_note(totals: ScoreTotals) -> str:
 def _write_summary(out: Path, totals: ScoreTotals) -> None:
     data = {
         "model_id": totals.model_id,
+        "qc_version": totals.qc_version,
         "calibration": totals.calibration,
         "risk": risk_note(totals),
         "counts": dict(totals.counts),

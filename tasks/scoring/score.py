@@ -89,6 +89,7 @@ class ScoreConfig:
     ingest: IngestConfig
     model_dir: Path
     torch_threads: int
+    qc_profile: Path | None = None  # the quality gate's profile (None: the packaged one)
 
 
 @dataclass
