@@ -16,8 +16,7 @@ from data_contracts.suites import ValidationSummary
 from flows.options import add_store, add_workers, settings_of
 from flows.progress import counting
 from flows.summary import Summary, SummaryTable, markdown, print_summary
-from tasks.features.contract import validate_features
-from tasks.features.run import FeatureTotals, build_features
+from tasks.features import FeatureTotals, build_features, validate_features
 from tasks.settings import Settings
 
 features_task = task(build_features, name="build-features", cache_policy=NO_CACHE)

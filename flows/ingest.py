@@ -15,8 +15,7 @@ from flows.args import existing_path
 from flows.options import add_site, add_store, add_workers, settings_of
 from flows.progress import counting
 from flows.summary import ingest_summary, markdown, print_summary
-from tasks.ingest.records import IngestTotals
-from tasks.ingest.run import ingest_archive
+from tasks.ingest import IngestTotals, ingest_archive
 from tasks.settings import Settings
 
 ingest_task = task(ingest_archive, name="ingest-archive", cache_policy=NO_CACHE)

@@ -14,7 +14,7 @@ from data_contracts.schemas import QC_VERDICTS
 from flows.options import add_profile, add_store, add_workers, settings_of
 from flows.progress import counting
 from flows.summary import Summary, SummaryTable, markdown, print_summary
-from tasks.quality.run import QualityTotals, run_quality
+from tasks.quality import QualityTotals, run_quality
 from tasks.settings import Settings
 
 quality_task = task(run_quality, name="quality-check", cache_policy=NO_CACHE)

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 
 from flows.args import existing_dir
-from tasks.report.quality import QualityReport, build_report, load_inputs, summary_line, write_report
+from tasks.report import QualityReport, build_report, load_inputs, summary_line, write_report
 from tasks.settings import Settings
 
 build_task = task(build_report, name="build-quality-report", cache_policy=NO_CACHE)

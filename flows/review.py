@@ -33,18 +33,22 @@ import pyarrow.dataset as ds
 from flows.args import existing_dir
 from tasks import store as st
 from tasks.ingest.errors import RecordError
-from tasks.review.adjudication import (
+from tasks.review import (
     AdjudicationError,
+    CallInfo,
     Decision,
     StoreBusy,
     adjudication_row,
     append_decisions,
+    decisions_by_row,
     latest_decisions,
+    page_data,
+    render_page,
+    render_record,
     reviewer_key,
+    worklist,
 )
-from tasks.review.ecg_render import CallInfo, render_record
-from tasks.review.worklist import decisions_by_row, page_data, render_page, worklist
-from tasks.scoring.run import RUN_FILE
+from tasks.scoring import RUN_FILE
 from tasks.settings import Settings
 from tasks.store.pseudonym import KEY_FILE, PseudonymKeyError, load_key
 

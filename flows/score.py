@@ -29,8 +29,8 @@ from rich.text import Text
 from flows.args import existing_path, model_dir, output_dir
 from flows.options import add_profile, add_site, add_workers, settings_of
 from flows.summary import Summary, SummaryTable, markdown, print_summary
-from tasks.review.worklist import write_worklist
-from tasks.scoring.run import ScoreTotals, expected_inputs, run_shard, score_archive_run, start_worker_server
+from tasks.review import write_worklist
+from tasks.scoring import ScoreTotals, expected_inputs, run_shard, score_archive_run, start_worker_server
 from tasks.settings import Settings
 
 score_shard = task(run_shard, name="score-shard", cache_policy=NO_CACHE)

@@ -35,7 +35,7 @@ from flows.report import quality_report
 from flows.score import score_archive
 from flows.train import adjudication_line, train
 from msaic_model.training.promotion import gate, promoted_model
-from tasks.ingest.run import archive_name
+from tasks.ingest import archive_name
 from tasks.settings import Settings
 
 

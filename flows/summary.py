@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from tasks.ingest.records import IngestTotals
+from tasks.ingest import IngestTotals
 
 
 @dataclass(frozen=True)

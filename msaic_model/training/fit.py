@@ -1,8 +1,8 @@
-"""The training loop shared by MSAIC-Net and the neural baselines, and batched inference.
+"""The training loop shared by MSAIC-Net and the neural baselines.
 
 `fit` trains on windows streamed from the store (random crops, augmentation, optional class-balanced
 sampling; epochs of at least `min_windows_per_epoch` windows, see `TrainConfig`), scores every
-validation window after every epoch (mean over its crops, as at inference) and keeps the weights of
+validation window after every epoch (`msaic_model.model.inference`, as scoring does) and keeps the weights of
 the epoch with the best validation AUPRC (early stopping after `patience` epochs without a gain; the
 validation log loss decides when the validation set holds a single class). Seeds make a run
 repeatable on the same device. The threshold is not chosen here: the caller picks it from
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +22,12 @@ import pandas as pd
 import torch
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from torch import nn
-from torch.nn import functional as F
 
 from msaic_model.model.config import ModelConfig
-from msaic_model.model.data import WaveformStream, crop_samples, prepare
+from msaic_model.model.data import WaveformStream
+from msaic_model.model.inference import predict_proba, predict_stream, resolve_device
 from msaic_model.model.net import build_model
 from msaic_model.training.losses import MsaicLoss, positive_class_weight
-
-
-def resolve_device(choice: str) -> torch.device:
-    """`auto` → the GPU when one is present, else the CPU."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -43,176 +36,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _crops(config: ModelConfig, x: torch.Tensor) -> torch.Tensor:
-    """(n, k, 12, crop): crops of the training length that tile each prepared window (n, 12, T),
-    the last one aligned to its end; one crop, the whole window, when training used no crop."""
-    t = x.shape[-1]
-    crop = min(t, crop_samples(config))
-    starts = list(range(0, t - crop + 1, crop))
-    if starts[-1] != t - crop:
-        starts.append(t - crop)  # cover the end of the window
-    return torch.stack([x[:, :, s : s + crop] for s in starts], dim=1)
-
-
-def crop_logits(model: nn.Module, crops: torch.Tensor) -> torch.Tensor:
-    """(n, k) MI logit (log-odds) of each crop of prepared crops (n, k, 12, crop)."""
-    logits = model(crops.flatten(0, 1).to(_device_of(model), non_blocking=True)).logits.float()
-    return logits.reshape(crops.shape[:2]).cpu()
-
-
-def _mean_probability(logits: torch.Tensor) -> np.ndarray:
-    """(n,) window probability from its crops' logits (n, k): the mean of the crops' probabilities."""
-    return torch.sigmoid(logits).mean(dim=1).numpy()
-
-
-def window_logit(logits: torch.Tensor) -> np.ndarray:
-    """(n,) float64 log-odds of the window probability (the mean of its crops' probabilities) from
-    the crops' logits (n, k), computed in log space: log Σσ(z) − log Σσ(−z). It stays finite and
-    distinct where the float32 probability reads 1, so it ranks confident calls and is what the
-    calibration reads; a single crop's log-odds is its logit."""
-    z = logits.double()
-    return (torch.logsumexp(F.logsigmoid(z), dim=1) - torch.logsumexp(F.logsigmoid(-z), dim=1)).numpy()
-
-
-@dataclass(frozen=True)
-class WindowScores:
-    """Per window: the MI probability (float32, the mean over its crops, as scoring stores it) and
-    its log-odds (float64, `window_logit`)."""
-
-    probability: np.ndarray
-    logit: np.ndarray
-
-    @classmethod
-    def of(cls, logits: torch.Tensor) -> WindowScores:
-        """Scores of windows from their crops' logits (n, k)."""
-        return cls(_mean_probability(logits), window_logit(logits))
-
-
-def window_probability(model: nn.Module, config: ModelConfig, x: torch.Tensor) -> np.ndarray:
-    """MI probability of whole prepared windows (n, 12, T): the mean probability over crops of the
-    training length that tile the window, so that the network sees inputs as long as in training
-    and every sample once (half-overlapping crops cost 1.75x the compute; on a held-out-site
-    synthetic test set they gave AUROC 0.874 vs 0.875 for tiles)."""
-    return _mean_probability(crop_logits(model, _crops(config, x)))
-
-
-def _crop_batches(
-    model: nn.Module, config: ModelConfig, signals: np.ndarray, batch_size: int | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Stored windows (n, 12, 5000) mV 500 Hz (NaN allowed) prepared as in training, batch by
-    batch, as their tiling crops (b, k, 12, crop) and the crops' logits (b, k); the model in eval
-    mode, no gradients."""
-    model.eval()
-    size = batch_size or config.train.eval_batch_size
-    with torch.inference_mode():
-        for start in range(0, len(signals), size):
-            crops = _crops(config, prepare(signals[start : start + size], config))
-            yield crops, crop_logits(model, crops)
-
-
-def predict_stream(model: nn.Module, stream: WaveformStream) -> WindowScores:
-    """MI probability and log-odds per window of an evaluation stream, aligned with its `record_ids`."""
-    model.eval()
-    probabilities = np.full(len(stream.record_ids), np.nan, np.float32)
-    logits = np.full(len(stream.record_ids), np.nan, np.float64)
-    with torch.inference_mode():
-        for batch in stream:
-            scores = WindowScores.of(crop_logits(model, _crops(stream.config, batch.x)))
-            probabilities[batch.position.numpy()] = scores.probability
-            logits[batch.position.numpy()] = scores.logit
-    return WindowScores(probabilities, logits)
-
-
-def predict_prepared(
-    model: nn.Module, config: ModelConfig, x: np.ndarray, batch_size: int | None = None
-) -> np.ndarray:
-    """MI probability of already prepared windows (n, 12, T), as `prepare_array` gives them:
-    `window_probability` in batches, no gradients; the model is put in eval mode."""
-    model.eval()
-    size = batch_size or config.train.eval_batch_size
-    with torch.inference_mode():
-        parts = [
-            window_probability(model, config, torch.from_numpy(x[s : s + size]))
-            for s in range(0, len(x), size)
-        ]
-    return np.concatenate([np.empty(0, np.float32), *parts])
-
-
-def predict_proba(
-    model: nn.Module, config: ModelConfig, signals: np.ndarray, batch_size: int | None = None
-) -> np.ndarray:
-    """MI probability per stored window (n, 12, 5000) mV 500 Hz (NaN allowed): prepared as in
-    training, the mean over its tiling crops (`window_probability`), in batches, no gradients; the
-    model is put in eval mode."""
-    batches = _crop_batches(model, config, signals, batch_size)
-    probabilities = (_mean_probability(z) for _, z in batches)
-    return np.concatenate([np.empty(0, np.float32), *probabilities])
-
-
-@dataclass
-class CropOcclusion:
-    """A network's scores of windows and the occlusion behind the explanation of a positive call.
-    `probability` is each window's MI probability (as `predict_proba`); occlusion looks at the crop
-    of each window with the highest probability, the part of the window behind a positive call, and
-    speaks log-odds (`base_logit`, nothing removed), which keep measuring a lead's weight where the
-    probability has saturated at 1. Removing a lead sets its prepared input to zero, as a missing
-    (NaN) lead is prepared, so each window is prepared and scored once and an occlusion costs one
-    crop-sized forward pass. Median-beat input is one crop; its other leads keep the beats found
-    with every lead (a lead missing from the record would also be left out of beat detection)."""
-
-    model: nn.Module
-    config: ModelConfig
-    crops: torch.Tensor  # (n, 12, crop) prepared
-    probability: np.ndarray  # (n,) window probability, the mean over its crops
-    logit: np.ndarray  # (n,) its log-odds (`window_logit`; with one crop, `base_logit`)
-    base_logit: np.ndarray  # (n,) logit of each strongest crop, nothing removed
-    no_input: np.ndarray  # (n,) the prepared window is all zero: no median beat, or no lead at all
-
-    @classmethod
-    def of(cls, model: nn.Module, config: ModelConfig, signals: np.ndarray) -> CropOcclusion:
-        """Score stored windows (n, 12, 5000) mV 500 Hz (NaN allowed) and keep their strongest crops."""
-        crops, logits, empty = [], [], []
-        for batch, z in _crop_batches(model, config, signals):
-            crops.append(batch[torch.arange(len(batch)), z.argmax(dim=1)])
-            logits.append(z)
-            empty.append((batch == 0).flatten(1).all(dim=1).numpy())
-        z = torch.cat(logits) if logits else torch.empty(0, 1)
-        scores = WindowScores.of(z)
-        return cls(
-            model,
-            config,
-            torch.cat(crops) if crops else torch.empty(0),
-            scores.probability,
-            scores.logit,
-            z.amax(dim=1).numpy(),
-            np.concatenate([np.empty(0, bool), *empty]),
-        )
-
-    def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Logit of the crops `rows` with the leads where `masks` (m, 12) is True removed."""
-        size = self.config.train.eval_batch_size
-        keep = torch.from_numpy(~np.asarray(masks, dtype=bool)).to(self.crops.dtype)[:, :, None]
-        out = [np.empty(0, np.float32)]
-        self.model.eval()
-        with torch.inference_mode():
-            for start in range(0, len(rows), size):
-                part = slice(start, start + size)
-                occluded = (self.crops[rows[part]] * keep[part])[:, None]  # (b, 1 crop, 12, crop)
-                out.append(crop_logits(self.model, occluded)[:, 0].numpy())
-        return np.concatenate(out)
-
-
-def predict_store(
-    model: nn.Module, config: ModelConfig, store: Path, record_ids: list[str] | pd.Series
-) -> WindowScores:
-    """MI probability and log-odds per record id (aligned with `record_ids`), streamed from the store."""
-    return predict_stream(model, WaveformStream(store, list(record_ids), None, config, train=False))
 
 
 @dataclass

@@ -40,8 +40,8 @@ from msaic_model.model.feature_baselines import (
     TreeEnsemble,
     feature_model_from_arrays,
 )
+from msaic_model.model.inference import CropOcclusion, WindowScores, predict_proba, resolve_device
 from msaic_model.model.net import build_model
-from msaic_model.training.fit import CropOcclusion, WindowScores, predict_proba, resolve_device
 from tasks import store as st
 from tasks.store.model_files import (
     CONFIG,

@@ -28,10 +28,11 @@ from msaic_model.model.blocks import parameter_count
 from msaic_model.model.config import ModelConfig, load_config, with_overrides
 from msaic_model.model.data import prepare_array, signals_of
 from msaic_model.model.feature_baselines import fit_feature_model
+from msaic_model.model.inference import WindowScores, predict_prepared, predict_store
 from msaic_model.training.calibration import calibrate, load_calibration_config
 from msaic_model.training.eligible import Eligible, feature_matrix
 from msaic_model.training.evaluate import EvaluationConfig, evaluate_predictions, validation_threshold
-from msaic_model.training.fit import WindowScores, fit, predict_prepared, predict_store
+from msaic_model.training.fit import fit
 from msaic_model.training.importance import lead_groups, permutation_importance
 from msaic_model.training.metrics import compute_metrics
 from msaic_model.training.model_card import CardData, render_card, synthetic_sites

@@ -14,8 +14,8 @@ import torch
 
 from msaic_model.model.config import ModelConfig
 from msaic_model.model.data import crop_samples, prepare, prepare_array, signals_of
+from msaic_model.model.inference import CropOcclusion, predict_prepared, predict_proba
 from msaic_model.model.net import build_model
-from msaic_model.training.fit import CropOcclusion, predict_prepared, predict_proba
 from msaic_model.training.importance import permutation_importance
 from tasks.store import read_table
 from tests.msaic_model.training.test_fit import tiny

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from msaic_model.model.inference import WindowScores, window_logit
 from msaic_model.training.calibration import calibrate, fit_isotonic, fit_platt, load_calibration_config
-from msaic_model.training.fit import WindowScores, window_logit
 from tasks.store.model_files import Calibration, ModelError, RiskBands, read_calibration
 
 CONFIG = load_calibration_config()

@@ -14,7 +14,8 @@ from sklearn.metrics import roc_auc_score
 
 from msaic_model.model.config import ModelConfig, load_config, with_overrides
 from msaic_model.model.data import signals_of
-from msaic_model.training.fit import FitResult, fit, predict_store
+from msaic_model.model.inference import predict_store
+from msaic_model.training.fit import FitResult, fit
 from tasks.store import read_table
 
 TINY_MSAIC = {

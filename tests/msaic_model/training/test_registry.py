@@ -24,8 +24,8 @@ from msaic_model.model.feature_baselines import (
     fit_feature_model,
     load_feature_model_config,
 )
+from msaic_model.model.inference import predict_proba
 from msaic_model.model.net import build_model
-from msaic_model.training.fit import predict_proba
 from msaic_model.training.registry import WEIGHTS, Registration, data_snapshot, load_model, register
 
 EXPECTED_FILES = {
