@@ -17,8 +17,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from data_contracts.catalog import table as catalog_table
 from data_contracts.schemas import QUARANTINE, SITE_FIELD
-from data_contracts.suites import SUITES, require_valid
+from data_contracts.suites import require_valid
 from tasks.store.tables import Commit, read_table, read_table_file, row_count, site_of_part, stage_parts
 
 Move = tuple[Path, Path]  # (staged, final)
@@ -61,12 +62,12 @@ def staged_batch(moves: Iterable[Move], table: str, store: Path) -> pa.Table | N
 
 class Committer:
     """Commits of one stage into one store (see the module docstring). `table` is the stage's
-    output table, validated with its suite when it has one; `validate` False leaves the suite to
-    the stage (features are checked whole after the run)."""
+    output table, validated with the suites the catalog names for it; `validate` False leaves
+    them to the stage (features are checked whole after the run)."""
 
     def __init__(self, store: Path, table: str, validate: bool = True) -> None:
         self.store, self.table = store, table
-        self.validate = validate and table in SUITES
+        self.suites = catalog_table(table).suites if validate else ()
         known = read_table(store, "quarantine", _KEY)
         self._quarantined = {_key(r) for r in known.to_pylist()}
 
@@ -91,9 +92,11 @@ class Committer:
         Returns the validated batch (None when `moves` hold no rows of the table)."""
         commit = commit or Commit()
         try:
-            batch = staged_batch(moves, self.table, self.store) if self.validate else None
+            batch = staged_batch(moves, self.table, self.store) if self.suites else None
             if batch is not None:
-                require_valid(self.table, batch.to_pandas())
+                frame = batch.to_pandas()
+                for suite in self.suites:
+                    require_valid(suite, frame)
             commit.moves += moves
             fresh = self.fresh(quarantine)
             if fresh:

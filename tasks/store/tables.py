@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from data_contracts.schemas import SITE_FIELD, TABLES
+from data_contracts.catalog import table as catalog_table
+from data_contracts.schemas import SITE_FIELD
 
 STAGING = ".staging"
 _JOURNAL_SUFFIX = ".commit.json"
@@ -178,8 +179,8 @@ def stage_parts(store: Path, table: str, rows: pa.Table) -> list[tuple[Path, Pat
     moves = []
     for site in pc.unique(rows[SITE_FIELD.name]).to_pylist():
         part = rows.filter(pc.equal(rows[SITE_FIELD.name], site)).drop_columns([SITE_FIELD.name])
-        if table in TABLES:
-            part = part.select(TABLES[table].names).cast(TABLES[table])
+        schema = catalog_table(table).schema
+        part = part.select(schema.names).cast(schema)
         part_id = new_part_id()
         staged = write_parquet(part, staging_dir(store) / f"{part_id}.{table}.parquet")
         moves.append((staged, part_path(store, table, site, part_id)))
@@ -210,11 +211,11 @@ def _is_float(t: pa.DataType) -> bool:
 
 
 def dataset(store: Path, table: str) -> ds.Dataset | None:
-    """The committed dataset of a table, or None before its first commit."""
+    """The committed dataset of a table (named in the catalog), or None before its first commit."""
+    schema = catalog_table(table).schema.append(SITE_FIELD)
     path = table_dir(store, table)
     if not path.is_dir() or not any(path.rglob("*.parquet")):
         return None
-    schema = TABLES[table].append(SITE_FIELD) if table in TABLES else None
     return ds.dataset(path, format="parquet", partitioning=_PARTITIONING, schema=schema)
 
 
@@ -224,7 +225,7 @@ def read_table(
     """A table (or some of its columns), empty with the right schema when nothing is stored."""
     dset = dataset(store, table)
     if dset is None:
-        schema = TABLES[table].append(SITE_FIELD)
+        schema = catalog_table(table).schema.append(SITE_FIELD)
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
     return dset.to_table(columns=columns, filter=filter)
