@@ -125,9 +125,7 @@ class Review:
         )
         data = svg.replace("<svg ", f"<svg {variant.decode()} ", 1).encode()
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        st.write_atomic(path, data)
         return data
 
     def adjudicate(self, record_id: str, decision: str, territory: str | None) -> datetime:

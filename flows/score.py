@@ -133,9 +133,11 @@ def score_summary(totals: ScoreTotals, out: Path) -> Summary:
         [
             f"{c['records']} records in {totals.wall_s:.1f} s "
             f"({totals.records_per_s:.1f} records/s); worker time: {split}",
+            f"quality gate: QC profile {totals.qc_profile['version']} ({totals.qc_profile['sha256'][:12]})",
             f"scores:   {out / 'scores'}",
             f"worklist: {out / 'worklist.csv'}\n          {out / 'worklist.html'}",
             f"quarantine: {out / 'quarantine'}",
+            *([f"warning: {totals.qc_warning}"] if totals.qc_warning else []),
         ],
     )
 
@@ -190,7 +192,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dask-address", help="run shards on this Dask scheduler (tcp://host:8786)")
     p.add_argument("--dask-local", action="store_true", help="run shards on a local Dask cluster")
     add_site(p)
-    add_profile(p, "QC profile JSON of the quality gate (default: the packaged one)")
+    add_profile(p, "QC profile JSON of the quality gate (default: the model's, else the packaged one)")
     p.set_defaults(func=run, warm_up=warm_up)
 
 

@@ -40,6 +40,7 @@ from msaic_model.training.run import (
     reevaluate,
 )
 from msaic_model.training.splits import MODES, make_split
+from tasks import store as st
 
 check_task = task(check_contracts, name="check-contracts", cache_policy=NO_CACHE)
 eligible_task = task(eligible_records, name="eligible-records", cache_policy=NO_CACHE)
@@ -137,9 +138,7 @@ def evaluate(
 def _write_json(path: Path, content: dict[str, Any]) -> None:
     """Write atomically (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2))
-    tmp.replace(path)
+    st.write_atomic(path, json.dumps(content, indent=2))
 
 
 def _cell(metric: dict[str, Any]) -> str:

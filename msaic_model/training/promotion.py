@@ -103,7 +103,5 @@ def gate(store: Path, candidate_id: str) -> Decision:
         with (models / LOG).open("a") as log:
             log.write(json.dumps(asdict(decision)) + "\n")
         if promoted:
-            tmp = models / f"{POINTER}.tmp"
-            tmp.write_text(candidate_id + "\n")
-            tmp.replace(models / POINTER)
+            st.write_atomic(models / POINTER, candidate_id + "\n")
     return decision

@@ -8,6 +8,8 @@ A registered directory holds only data, nothing that executes on load:
 - `metrics.json`: evaluation with intervals, training history, permutation importance;
 - `snapshot.json`: what data trained it (hash and count of the record ids of each part, the
   store part files read); `split.parquet`: the record → part assignment itself;
+- `qc_profile.json`: the QC profile of the store it was trained on (when the store keeps one),
+  which `msaic score` applies unless given another;
 - `model_card.html`.
 The directory is written under STORE/.staging and renamed into place, so a reader never sees a
 half-registered model.
@@ -18,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from msaic_model.model.feature_baselines import (
 from msaic_model.model.inference import CropOcclusion, WindowScores, predict_proba, resolve_device
 from msaic_model.model.net import build_model
 from tasks import store as st
+from tasks.quality.profile_file import PROFILE_FILE, ProfileId, recorded_profile
 from tasks.store.model_files import (
     CONFIG,
     MODELS,
@@ -76,7 +80,9 @@ def sha256_of(values: list[str]) -> str:
 
 def data_snapshot(store: Path, assignment: pd.DataFrame) -> dict[str, Any]:
     """Identifiers of the data a model saw: per part and fold, the count and hash of its sorted
-    record ids; per table, the store part files present (their relative paths and hash)."""
+    record ids; per table, the store part files present (their relative paths and hash); the QC
+    profile its quality rows were checked with (version and hash; None for a store checked
+    before the profile was kept)."""
     parts = {
         f"{part}/fold{fold}": {"records": len(g), "record_ids_sha256": sha256_of(sorted(g["record_id"]))}
         for (fold, part), g in assignment.groupby(["fold", "part"], sort=True)
@@ -86,7 +92,9 @@ def data_snapshot(store: Path, assignment: pd.DataFrame) -> dict[str, Any]:
         found = sorted(str(p.relative_to(store)) for p in (Path(store) / table).rglob("*.parquet"))
         if found:
             files[table] = {"files": len(found), "files_sha256": sha256_of(found), "paths": found}
-    return {"parts": parts, "store_files": files}
+    profile = recorded_profile(Path(store))
+    qc = asdict(ProfileId.of(profile.read_bytes())) if profile else None
+    return {"parts": parts, "store_files": files, "qc_profile": qc}
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,9 @@ def register(store: Path, reg: Registration) -> Path:
     ):
         (staged / name).write_text(json.dumps(payload, indent=2, default=_json_default))
     reg.split.to_parquet(staged / SPLIT_FILE, index=False)
+    profile = recorded_profile(Path(store))
+    if profile is not None:  # the QC profile of the store it was trained on: what scoring applies
+        shutil.copyfile(profile, staged / PROFILE_FILE)
     (staged / "model_card.html").write_text(reg.card_html, encoding="utf-8")
     final.parent.mkdir(parents=True, exist_ok=True)
     staged.replace(final)

@@ -23,7 +23,6 @@ AUROC need them); a split that cannot give them fails with an error naming the f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_contracts import load_json
+from data_contracts import load_contract
 
 EVALUATION_CONFIG = "evaluation.json"  # the packaged one, in data_contracts/
 PARTS: tuple[str, ...] = ("train", "val", "test")
@@ -54,7 +53,7 @@ class SplitConfig:
 def read_evaluation_file(path: Path | None = None) -> dict[str, Any]:
     """The evaluation config (splits, threshold rule, metrics, importance): the packaged file, or
     another file of the same layout (a site that wants another target sensitivity, say)."""
-    return load_json(EVALUATION_CONFIG) if path is None else json.loads(Path(path).read_text())
+    return load_contract(EVALUATION_CONFIG, path)
 
 
 def load_split_config(path: Path | None = None) -> SplitConfig:

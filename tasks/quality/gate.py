@@ -7,7 +7,6 @@ signal: a flat, all-NaN or pure-noise record gets flags and a verdict, not an ex
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import combinations
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from data_contracts import load_json
+from data_contracts import load_contract
 from data_contracts.leads import CANONICAL_LEADS
 from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, QC_FLAGS, QC_VERDICTS, QUALITY
 from tasks.quality import lead_reversal
@@ -124,7 +123,7 @@ def parse_profile(raw: dict[str, Any]) -> QcProfile:
 
 def load_profile(path: Path | None = None) -> QcProfile:
     """The QC profile at `path`, or the one shipped in data_contracts/qc_profile.json."""
-    raw = load_json("qc_profile.json") if path is None else json.loads(Path(path).read_text(encoding="utf-8"))
+    raw = load_contract("qc_profile.json", path)
     return parse_profile(raw)
 
 

@@ -16,7 +16,6 @@ low_sqi do not vote, and P-wave features count only where a P wave leads the bea
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import combinations
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from data_contracts import load_json
+from data_contracts import load_contract
 from data_contracts.leads import CANONICAL_LEADS
 from tasks.quality.indices import IndexParams, beat_windows, masked_median
 
@@ -156,7 +155,7 @@ def parse_model(raw: dict[str, Any], params: IndexParams) -> ReversalModel:
 def load_model(name: str, params: IndexParams) -> ReversalModel:
     """The model in data_contracts (a bare file name) or at a path."""
     path = Path(name)
-    raw = load_json(name) if path.parent == Path() else json.loads(path.read_text(encoding="utf-8"))
+    raw = load_contract(path.name, None if path.parent == Path() else path)
     return parse_model(raw, params)
 
 

@@ -1,6 +1,7 @@
 """The driver of a quality run over a store: which windows need checking, shards of waveform part
 files to the shard runner, validated commits of `quality/`.
 
+The profile file the run checks with is kept as STORE/qc_profile.json (`profile_file`).
 Incremental: a window is checked when it has no quality row of the current profile version, or
 when its row is older than its ingest (the source changed). Rows that are stale or whose record
 is gone are removed in the first commit, before any new row, so readers never see two rows for
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, SITE_FIELD
 from tasks import store as st
 from tasks.quality.gate import QcProfile, assess, load_profile, result_table
+from tasks.quality.profile_file import PROFILE_FILE, profile_bytes
 from tasks.runner import run_sharded, worker_count
 from tasks.settings import Settings
 from tasks.store.commit import Committer, quarantine_row
@@ -172,10 +174,15 @@ def run_quality(
     store = Path(store).resolve()
     if not (store / "records").is_dir():
         raise FileNotFoundError(f"{store} holds no ingested records (run `msaic ingest` first)")
+    given = profile
     profile = profile or load_profile(settings.qc_profile)
     with st.store_lock(store):
         shards, drop, rewrite, totals = plan(store, profile.version)
         first = st.Commit(deletes=[*drop, *rewrite])
+        if given is None:  # the profile file the rows are checked with, kept beside them
+            staged = st.staging_dir(store) / f"{st.new_part_id()}.{PROFILE_FILE}"
+            staged.write_bytes(profile_bytes(settings.qc_profile))
+            first.moves.append((staged, store / PROFILE_FILE))
         for path, kept in rewrite.items():
             site = st.site_of_part(path)
             first.moves += st.stage_parts(

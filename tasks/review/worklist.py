@@ -131,13 +131,10 @@ def write_worklist(out: Path) -> tuple[Path, Path, int]:
     The page carries the decisions already in OUT/adjudications."""
     df = worklist(out)
     csv_path, html_path = out / "worklist.csv", out / "worklist.html"
-    tmp = csv_path.with_suffix(".csv.tmp")
     # RFC 4180 line ends, so that a cell holding a bare CR is quoted too, not a line break
-    spreadsheet_safe(csv_frame(df)).to_csv(tmp, index=False, float_format="%.4f", lineterminator="\r\n")
-    tmp.replace(csv_path)
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(render_page(page_data(df, out, decisions_by_row(df, latest_decisions(out)))))
-    tmp.replace(html_path)
+    text = spreadsheet_safe(csv_frame(df)).to_csv(index=False, float_format="%.4f", lineterminator="\r\n")
+    st.write_atomic(csv_path, text)
+    st.write_atomic(html_path, render_page(page_data(df, out, decisions_by_row(df, latest_decisions(out)))))
     return csv_path, html_path, len(df)
 
 

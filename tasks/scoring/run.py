@@ -18,9 +18,10 @@ import json
 import multiprocessing as mp
 import multiprocessing.forkserver
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from tasks.ingest.archive import (
 from tasks.ingest.records import IngestConfig, shards
 from tasks.ingest.run import archive_name, site_of, walk_archive
 from tasks.quality.gate import load_profile
+from tasks.quality.profile_file import scoring_profile
 from tasks.runner import Executor, limit_threads, process_pool, run_sharded, worker_threads
 from tasks.scoring.score import (
     SCORE_VERSION,
@@ -88,7 +90,8 @@ class ScoreTotals:
     """What a run did (this run's shards, plus what earlier runs had already done)."""
 
     model_id: str = ""
-    qc_version: str = ""  # the quality gate's profile version (`--profile`, else the packaged one)
+    qc_profile: dict[str, str] = field(default_factory=dict)  # version and sha256 of the profile applied
+    qc_warning: str | None = None  # the profile applied is not the model's
     calibration: str | None = None  # the model's calibration method; None: scored without a risk
     counts: Counter = field(default_factory=Counter)  # records, windows, scored, calibrated, ...
     quarantined: Counter = field(default_factory=Counter)  # "stage:reason" → inputs
@@ -266,22 +269,19 @@ def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
         if version != SCORE_VERSION:
             raise ValueError(f"{out} holds scores of {version}; use another --out")
         return int(meta["shard_size"])
-    tmp = path.with_suffix(".tmp")
     meta = {
         "archive": str(archive.resolve()),
         "model_id": model_id,
         "shard_size": shard_size,
         "score_version": SCORE_VERSION,
     }
-    tmp.write_text(json.dumps(meta))
-    tmp.replace(path)
+    st.write_atomic(path, json.dumps(meta))
     return shard_size
 
 
-def score_config(out: Path, model_dir: Path, settings: Settings) -> ScoreConfig:
+def score_config(out: Path, model_dir: Path, settings: Settings, qc_profile: Path | None) -> ScoreConfig:
     ingest = IngestConfig.for_store(out, settings)
-    profile = settings.qc_profile.resolve() if settings.qc_profile else None
-    return ScoreConfig(ingest, model_dir.resolve(), worker_threads(settings.workers), profile)
+    return ScoreConfig(ingest, model_dir.resolve(), worker_threads(settings.workers), qc_profile)
 
 
 def score_archive_run(
@@ -305,11 +305,20 @@ def score_archive_run(
     start = time.perf_counter()
     model = check_model(model_dir, settings)  # a broken model is refused before OUT is touched
     decision_threshold(model)
-    qc_version = load_profile(settings.qc_profile).version  # a broken profile too
+    profile = scoring_profile(model_dir, settings.qc_profile)  # given, else the model's, else packaged
+    load_profile(profile.path)  # a broken profile is refused too
     out.mkdir(parents=True, exist_ok=True)
-    cfg = score_config(out, model_dir, settings)  # OUT/.pseudonym_key appears here, inputs checked
+    # OUT/.pseudonym_key appears here, inputs checked
+    cfg = score_config(out, model_dir, settings, profile.path)
     method = model.calibration.method if model.calibration else None
-    totals = ScoreTotals(model_id=model.model_id, qc_version=qc_version, calibration=method)
+    totals = ScoreTotals(
+        model_id=model.model_id,
+        qc_profile=asdict(profile.profile),
+        qc_warning=profile.warning,
+        calibration=method,
+    )
+    if profile.warning:
+        warnings.warn(profile.warning, stacklevel=2)
     with st.store_lock(out):
         shard_size = _run_file(out, archive, totals.model_id, settings.score_shard_size)
         ledger = _ledger(out)
@@ -363,7 +372,8 @@ def risk_note(totals: ScoreTotals) -> str:
 def _write_summary(out: Path, totals: ScoreTotals) -> None:
     data = {
         "model_id": totals.model_id,
-        "qc_version": totals.qc_version,
+        "qc_profile": totals.qc_profile,
+        "qc_warning": totals.qc_warning,
         "calibration": totals.calibration,
         "risk": risk_note(totals),
         "counts": dict(totals.counts),
@@ -376,6 +386,4 @@ def _write_summary(out: Path, totals: ScoreTotals) -> None:
         "wall_s": totals.wall_s,
         "records_per_s": totals.records_per_s,
     }
-    path = out / SUMMARY_FILE
-    path.with_suffix(".tmp").write_text(json.dumps(data, indent=2, default=str))
-    path.with_suffix(".tmp").replace(path)
+    st.write_atomic(out / SUMMARY_FILE, json.dumps(data, indent=2, default=str))

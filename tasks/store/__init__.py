@@ -25,6 +25,7 @@ from tasks.store.tables import (
     staging_dir,
     store_lock,
     table_dir,
+    write_atomic,
     write_parquet,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "staging_dir",
     "store_lock",
     "table_dir",
+    "write_atomic",
     "write_parquet",
 ]

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -152,6 +153,16 @@ def _discard_uncommitted(store: Path) -> None:
         _remove(entry)
 
 
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write a whole file under a temporary name of this process and thread, then rename it into
+    place: a reader sees the old file or the new one, never part of it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    tmp.replace(path)
+    return path
+
+
 def write_parquet(table: pa.Table, path: Path) -> Path:
     """Write one Parquet file; it is complete on disk before it is ever renamed into a dataset.
     Float columns use byte-stream-split, which suits sampled signals, with LZ4: on 12-lead
@@ -243,13 +254,11 @@ class Commit:
         if not self.moves and not self.deletes:
             return
         journal = staging_dir(store) / f"{uuid.uuid4().hex}{_JOURNAL_SUFFIX}"
-        tmp = journal.with_suffix(".tmp")
         payload = {
             "moves": [[str(a), str(b)] for a, b in self.moves],
             "deletes": [str(p) for p in self.deletes],
         }
-        tmp.write_text(json.dumps(payload))
-        tmp.replace(journal)
+        write_atomic(journal, json.dumps(payload))
         _apply(journal)
 
 
