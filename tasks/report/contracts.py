@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from data_contracts.catalog import CATALOG
 from data_contracts.suites import SUITES, validate
 from tasks import store as st
 
@@ -15,7 +16,8 @@ def validation_results(store: Path) -> pd.DataFrame:
     """Run the suite of every stored table that has one; a table not stored yet says so."""
     rows = []
     for name in SUITES:
-        if st.dataset(store, name) is None:
+        # `feature_leads` checks a view of features/, not a table: reported as before, not stored
+        if name not in CATALOG or st.dataset(store, name) is None:
             rows.append({"table": name, "rows": 0, "evaluated": 0, "failed": 0, "success": "no rows stored"})
             continue
         frame = st.read_table(store, name).to_pandas()
