@@ -37,9 +37,12 @@ demo: setup
 bench: setup
 	for b in bench/[!_]*.py; do $(BIN)/python $$b || exit 1; done
 
+# ruff; the layer contract of pyproject.toml (import-linter); no copy-pasted logic outside tests
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/pylint --disable=all --enable=duplicate-code --score=n flows tasks msaic_model data_contracts
 
 format: setup
 	$(BIN)/ruff check --fix .

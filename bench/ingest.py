@@ -3,7 +3,7 @@
 WFDB: archives of copies of the shared real data (LUDB + CinC 2021) at two sizes against a bare
 `wfdb.rdrecord` loop over the larger archive's records. Hospital formats: for each format, archives
 of copies of the shared exports of `shared/data/hospital` at two sizes against a loop of the
-format's reader alone over the larger archive's files (`tasks.readers.read` on the file's bytes,
+format's reader alone over the larger archive's files (`tasks.ingest.readers.read` on the file's bytes,
 file read included, as `rdrecord` reads its files). Both kinds are measured alike: site folders
 holding as many records as the WFDB archive's folders on average, and the bare loop over the same
 files the pipeline reads. The rate once started (`once_started`, the goal's measure for both) is
@@ -75,7 +75,7 @@ def run_ingest(archive: Path, store: Path, workers: int) -> tuple[float, float]:
 
 def hospital_files() -> dict[str, list[Path]]:
     """The shared exports that hold an ECG, by the format their content is read as."""
-    from tasks import readers
+    from tasks.ingest import readers
 
     files: dict[str, list[Path]] = {}
     for path in sorted(HOSPITAL.rglob("*")):
@@ -91,7 +91,7 @@ def hospital_files() -> dict[str, list[Path]]:
 
 def bare_decode(fmt: str, paths: list[Path]) -> float:
     """Records/s of the format's reader alone over these files, file read included."""
-    from tasks import readers
+    from tasks.ingest import readers
 
     t = time.perf_counter()
     for path in paths:
@@ -128,7 +128,7 @@ def once_started(
     pool's start-up cancels in the difference. Bare and pipeline alternate and the medians over
     the rounds are taken, so that a change of machine load hits both; Prefect's start-up (10-20 s
     per command, and the largest source of run-to-run spread on a loaded machine) stays out."""
-    from tasks.ingest_run import ingest_archive
+    from tasks.ingest.run import ingest_archive
     from tasks.settings import Settings
 
     settings = Settings(workers=workers)

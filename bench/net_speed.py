@@ -25,12 +25,12 @@ import numpy as np
 import torch
 import wfdb
 
-from msaic_model.blocks import parameter_count
-from msaic_model.config import load_config
-from msaic_model.data import crop_samples, prepare_array, random_crop
-from msaic_model.losses import MsaicLoss
-from msaic_model.net import build_model
-from msaic_model.train import predict_proba
+from msaic_model.model.blocks import parameter_count
+from msaic_model.model.config import load_config
+from msaic_model.model.data import crop_samples, prepare_array, random_crop
+from msaic_model.model.inference import predict_proba
+from msaic_model.model.net import build_model
+from msaic_model.training.losses import MsaicLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 

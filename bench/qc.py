@@ -104,7 +104,7 @@ def agreement(ref: np.ndarray, flags: np.ndarray) -> dict[str, object]:
 
 def confusion(frame: pd.DataFrame, flags: np.ndarray, archive: Path, unusable: dict[str, float]) -> dict:
     from data_contracts.leads import CANONICAL_LEADS
-    from tasks.quality import FLAGS
+    from tasks.quality.gate import FLAGS
 
     truth = pd.read_parquet(archive / "truth.parquet")[["ecg_id", "fs"]]
     arts = pd.read_parquet(archive / "truth_artifacts.parquet").merge(truth, on="ecg_id")
@@ -165,8 +165,8 @@ def swapped_reversal(signals: np.ndarray, profile) -> dict[str, object]:
     algebra: per swap, the share flagged with that swap's leads (recall), with another swap's leads
     (wrong swap), or not flagged; as recorded, the share flagged at all (false alarms)."""
     from data_contracts.leads import CANONICAL_LEADS
-    from tasks.lead_reversal import apply_swap, leads_changed
-    from tasks.quality import assess
+    from tasks.quality.gate import assess
+    from tasks.quality.lead_reversal import apply_swap, leads_changed
 
     def flagged_leads(x: np.ndarray) -> list[frozenset[str]]:
         mask = assess(x, profile).masks["reversal"]
@@ -191,7 +191,7 @@ def time_flow(store: Path, workers: int) -> dict[str, float]:
     """Cold flow (starts the Prefect API), the same work warm (worker processes as the settings
     decide), warm with a pool of `workers` processes forced, and one process without Prefect."""
     from flows.quality import quality
-    from tasks.quality_run import run_quality
+    from tasks.quality.run import run_quality
     from tasks.settings import Settings
 
     times = {}
@@ -238,8 +238,8 @@ def main() -> None:
     from flows.cli import quiet_prefect_defaults
 
     quiet_prefect_defaults()
-    from tasks.ingest_run import ingest_archive
-    from tasks.quality import load_profile
+    from tasks.ingest.run import ingest_archive
+    from tasks.quality.gate import load_profile
     from tasks.settings import Settings
     from tasks.synth.archive import SynthConfig, write_archive
     from tasks.synth.sites import first_sites

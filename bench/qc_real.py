@@ -77,8 +77,8 @@ def load_windows() -> Windows:
     """LUDB and the CinC sample through the project's harmonization; full windows only."""
     import wfdb
 
-    from tasks.harmonize import harmonize
-    from tasks.wfdb_reader import RawRecord
+    from tasks.ingest.harmonize import harmonize
+    from tasks.ingest.wfdb_reader import RawRecord
 
     heads = sorted((SHARED / "ludb" / "data").glob("*.hea"), key=lambda p: int(p.stem))
     heads += sorted((SHARED / "cinc2021").glob("*/*.hea"))
@@ -253,7 +253,7 @@ class GateRun:
 
 def run_gate(batches, profile) -> GateRun:
     """The gate over batches of (b, 12, 5000) windows; only `assess` is timed."""
-    from tasks.quality import FLAGS, assess
+    from tasks.quality.gate import FLAGS, assess
 
     masks, verdict, reasons, indices, seconds = [], [], [], [], 0.0
     for x in batches:
@@ -313,7 +313,7 @@ def _rate(hit: np.ndarray) -> float | None:
 def confusion(run: GateRun, truths: list[Truth], clean: np.ndarray, unusable: dict[str, float]) -> dict:
     """Per kind: truth leads (at or above unusable), the flags they received, own-flag recall; flags
     on the untouched clean leads (`clean`, per injected window) of the same windows."""
-    from tasks.quality import FLAGS
+    from tasks.quality.gate import FLAGS
 
     out: dict[str, dict] = {}
     for kind in KINDS:
@@ -358,7 +358,7 @@ def confusion(run: GateRun, truths: list[Truth], clean: np.ndarray, unusable: di
 
 def clean_scores(run: GateRun, clean: np.ndarray, records: np.ndarray) -> dict:
     """Flags on the clean leads of the windows as recorded, and verdicts of the clean records."""
-    from tasks.quality import FLAGS
+    from tasks.quality.gate import FLAGS
 
     on_clean = run.masks[clean]
     verdicts = [v for v, c in zip(run.verdict, records, strict=True) if c]
@@ -379,7 +379,7 @@ def clean_scores(run: GateRun, clean: np.ndarray, records: np.ndarray) -> dict:
 def side_by_side(x, ok, records, as_recorded: GateRun, jobs, truths: list[Truth], args, profile):
     """neurokit2's zhao2018 rating next to the gate's flags: on the clean records as recorded and on
     `args.nk_per_kind` injected windows per kind; its ms per window. (None, None, 0) when skipped."""
-    from tasks.quality import FLAGS
+    from tasks.quality.gate import FLAGS
 
     if args.nk_per_kind <= 0:
         return None, None, 0
@@ -492,7 +492,7 @@ def main() -> None:
     if args.write_profile and (args.part != "held_out" or args.profile):
         parser.error("--write-profile records the packaged profile's held-out figures only")
 
-    from tasks.quality import load_profile
+    from tasks.quality.gate import load_profile
 
     profile = load_profile(args.profile)
     base = base_set(profile)

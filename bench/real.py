@@ -5,7 +5,7 @@ CPSC_CPSC-Extra, ChapmanShaoxing_Ningbo, G12EC) are ingested, quality checked an
 the product's own flows into a store built once per --workdir. Every model trains through the
 flow's own step (`fit_fold`: early stopping and, for the figures here, the threshold on the
 validation part only) on the same splits:
-- `cv`: patient-grouped 5-fold cross-validation (`tasks.splits` mode `cv`), repeated with seeds
+- `cv`: patient-grouped 5-fold cross-validation (`msaic_model.training.splits` mode `cv`), repeated with seeds
   seed .. seed+R-1 (partition and model seed). Each repeat tests every labelled patient once; the
   figure is AUROC / AUPRC by patient (a patient's probability is the mean over its windows) of
   the pooled out-of-fold predictions, averaged over the repeats. Its 95 % interval is a stratified
@@ -20,7 +20,7 @@ AUROC by patient), AUROC and AUPRC, CV, pooled LOSO and per source, with paired 
 Models: `msaic` (the packaged config), `msaic_fused` (the packaged `msaic_fused` config: the
 feature-store measurements and criteria as a second input, late fusion), `msaic_pretrained` (the
 packaged config starting from weights pretrained on a synthetic archive of --synthetic-records
-records, `msaic_model.pretrain`, built once per workdir, then fine-tuned on each real training
+records, `msaic_model.training.pretrain`, built once per workdir, then fine-tuned on each real training
 fold exactly as `msaic` trains), `gbm` and `logreg` (feature store), and, on request (rhythm
 input, several times slower), `resnet1d` and `inception1d`.
 
@@ -117,7 +117,7 @@ def build_synthetic_store(work: Path, records: int, seed: int) -> Path:
 def pretraining_config(seed: int) -> Any:
     """The packaged MSAIC-Net config for pretraining: one pass over the synthetic training part
     per epoch (thousands of windows: no epoch floor needed), at most 10 epochs, patience 3."""
-    from msaic_model.config import load_config, with_overrides
+    from msaic_model.model.config import load_config, with_overrides
 
     overrides = {
         "train.seed": seed,
@@ -131,7 +131,7 @@ def pretraining_config(seed: int) -> Any:
 def pretrained_weights(work: Path, records: int, seed: int) -> tuple[Path, dict[str, Any]]:
     """Weights of MSAIC-Net pretrained on the synthetic store (made once per workdir) and what the
     pretraining did (validation AUROC per epoch, best epoch, seconds)."""
-    from msaic_model.pretrain import pretrain, save_weights
+    from msaic_model.training.pretrain import pretrain, save_weights
 
     path = work / f"pretrained_msaic_synth{records}_seed{seed}.safetensors"
     report_path = path.with_suffix(".json")
@@ -155,8 +155,8 @@ def pretrained_weights(work: Path, records: int, seed: int) -> tuple[Path, dict[
 
 def model_spec_arguments(model: str, seed: int, init_weights: Path | None) -> tuple[str, dict[str, Any]]:
     """The `fit_fold` kind and `RunSpec` arguments of a bench model."""
-    from msaic_model.config import with_overrides
-    from msaic_model.training_run import model_arguments, network_config
+    from msaic_model.model.config import with_overrides
+    from msaic_model.training.run import model_arguments, network_config
 
     if model == "msaic_fused":
         return "msaic", {"model_config": network_config("msaic", Path("msaic_fused"), None, seed)}
@@ -180,8 +180,8 @@ def fold_predictions(
 ) -> pd.DataFrame:
     """The test rows of one fold with their probability and the fold's validation threshold
     (cached by model configuration, split, seed and fold)."""
-    from msaic_model.evaluate import validation_threshold
-    from msaic_model.training_run import RunSpec, fit_fold
+    from msaic_model.training.evaluate import validation_threshold
+    from msaic_model.training.run import RunSpec, fit_fold
 
     kind, arguments = model_spec_arguments(model, split.seed, init_weights)
     path = cache / f"{_key(model, arguments, split.mode, split.seed, fold)}.parquet"
@@ -248,8 +248,8 @@ def every_fold(
 
 def patient_metrics(rows: pd.DataFrame, evaluation: Any) -> Any:
     """AUROC, AUPRC, ... by patient of test rows, with the bench's one bootstrap seed."""
-    from msaic_model.evaluate import by_patient
-    from msaic_model.metrics import compute_metrics
+    from msaic_model.training.evaluate import by_patient
+    from msaic_model.training.metrics import compute_metrics
 
     patients = by_patient(rows)
     y, p = patients["mi_label"].to_numpy(int), patients["probability"].to_numpy(float)
@@ -268,7 +268,7 @@ def ranking(result: Any) -> dict[str, Any]:
 
 def paired(a: Any, b: Any) -> dict[str, Any]:
     """a − b, AUROC and AUPRC, with the paired bootstrap interval (same patients, same resamples)."""
-    from msaic_model.metrics import difference
+    from msaic_model.training.metrics import difference
 
     diff = difference(a, b)
     return {k: _figure(diff[k]) for k in ("auroc", "auprc")}
@@ -302,11 +302,11 @@ def choose_default(cv_auroc: dict[str, float]) -> dict[str, Any]:
 
 
 def write_summary(out: dict[str, Any], command: str) -> Path:
-    """The model card's headline figures (`msaic_model.model_card`, section "Real-data benchmark"):
+    """The model card's headline figures (`msaic_model.training.model_card`, section "Real-data benchmark"):
     per model the CV and pooled LOSO figures by patient and the paired CV AUROC difference to the
     best baseline, with the data and the command, as data_contracts/real_benchmark.json."""
     from data_contracts import __file__ as contracts
-    from msaic_model.model_card import REAL_BENCHMARK
+    from msaic_model.training.model_card import REAL_BENCHMARK
 
     models = {
         name: {
@@ -359,10 +359,10 @@ def main() -> None:
     import torch
 
     from data_contracts.suites import ContractError
-    from msaic_model.evaluate import load_evaluation_config, pooled_out_of_fold
-    from msaic_model.metrics import mean_of
-    from tasks.splits import make_split
-    from tasks.training_data import check_contracts, eligible_records
+    from msaic_model.training.eligible import check_contracts, eligible_records
+    from msaic_model.training.evaluate import load_evaluation_config, pooled_out_of_fold
+    from msaic_model.training.metrics import mean_of
+    from msaic_model.training.splits import make_split
 
     torch.set_num_threads(args.threads)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="msaic-bench-real-"))

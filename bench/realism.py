@@ -55,8 +55,8 @@ def log(**fields: Any) -> None:
 def build_store(store: Path, archives: list[tuple[Path, str | None]]) -> Path:
     """Ingest, quality-check and measure `archives` (path, site override) into `store`, unless done."""
     from tasks.features.run import build_features
-    from tasks.ingest_run import ingest_archive
-    from tasks.quality_run import run_quality
+    from tasks.ingest.run import ingest_archive
+    from tasks.quality.run import run_quality
     from tasks.settings import Settings
 
     if (store / "features").is_dir():
@@ -90,8 +90,8 @@ def synthetic_store(work: Path, records: int, seed: int) -> tuple[Path, float]:
 def measured(store: Path) -> pd.DataFrame:
     """Eligible windows with their features, the first window of each patient only."""
     from data_contracts.feature_columns import CRITERIA_COLUMNS, FEATURE_COLUMNS
+    from msaic_model.training.eligible import eligible_records
     from tasks import store as st
-    from tasks.training_data import eligible_records
 
     records = eligible_records(store).records
     windows = st.read_table(store, "records", ["record_id", "window"]).to_pandas()
@@ -207,7 +207,7 @@ def _figure(metric: dict[str, Any]) -> dict[str, float | None]:
 
 def _auroc(frame: pd.DataFrame, evaluation: Any, seed: int) -> dict[str, float | None]:
     """AUROC of a frame's `probability` for its `mi_label`, with its bootstrap interval."""
-    from msaic_model.metrics import compute_metrics
+    from msaic_model.training.metrics import compute_metrics
 
     y, p = frame["mi_label"].to_numpy(int), frame["probability"].to_numpy(float)
     return _figure(compute_metrics(y, p, 0.5, evaluation.metrics, seed).to_dict()["auroc"])
@@ -234,10 +234,10 @@ def train_on_synthetic(
     """Every model trained on a patient split of the synthetic store (one split and model seed per
     run), scored on the real labelled records: AUROC by patient, with its interval per run, for
     LUDB and CinC apart, and on the synthetic test part for comparison."""
-    from msaic_model.evaluate import load_evaluation_config
-    from msaic_model.training_run import RunSpec, fit_fold, model_arguments, predict_rows
-    from tasks.splits import labelled_records, make_split
-    from tasks.training_data import eligible_records
+    from msaic_model.training.eligible import eligible_records
+    from msaic_model.training.evaluate import load_evaluation_config
+    from msaic_model.training.run import RunSpec, fit_fold, model_arguments, predict_rows
+    from msaic_model.training.splits import labelled_records, make_split
 
     evaluation = load_evaluation_config()
     test = labelled_records(eligible_records(real).records)
@@ -294,10 +294,10 @@ def synthetic_held_out(
     """Gradient boosting's held-out-site AUROC with `train_records` training records, every site
     held out in turn (the validation part subsampled in proportion, as bench/train.py does), against
     the archive's statements (what a benchmark scores) and against the heart's truth."""
-    from msaic_model.evaluate import load_evaluation_config
-    from msaic_model.training_run import RunSpec, fit_fold, model_arguments
-    from tasks.splits import make_split, subsample_parts
-    from tasks.training_data import eligible_records
+    from msaic_model.training.eligible import eligible_records
+    from msaic_model.training.evaluate import load_evaluation_config
+    from msaic_model.training.run import RunSpec, fit_fold, model_arguments
+    from msaic_model.training.splits import make_split, subsample_parts
 
     evaluation = load_evaluation_config()
     records = eligible_records(store).records
@@ -327,10 +327,10 @@ def synthetic_held_out(
 def real_cross_validated(store: Path, repeats: int, seed: int, model: str = "gbm") -> dict[str, Any]:
     """`model`'s patient-grouped K-fold cross-validated AUROC on the real records, pooled by patient,
     for `repeats` fold draws."""
-    from msaic_model.evaluate import load_evaluation_config, pooled_out_of_fold, validation_threshold
-    from msaic_model.training_run import RunSpec, fit_fold, model_arguments
-    from tasks.splits import make_split
-    from tasks.training_data import eligible_records
+    from msaic_model.training.eligible import eligible_records
+    from msaic_model.training.evaluate import load_evaluation_config, pooled_out_of_fold, validation_threshold
+    from msaic_model.training.run import RunSpec, fit_fold, model_arguments
+    from msaic_model.training.splits import make_split
 
     evaluation = load_evaluation_config()
     records = eligible_records(store).records

@@ -27,7 +27,7 @@ import json, sys, time
 from datetime import UTC, datetime
 from pathlib import Path
 t0 = time.perf_counter()
-from tasks.report_quality import build_report
+from tasks.report.quality import build_report
 from tasks.settings import Settings
 t1 = time.perf_counter()
 build_report(Path(sys.argv[1]), Settings(), datetime.now(UTC))
@@ -48,8 +48,8 @@ def timed(store: Path) -> dict[str, float]:
 
 
 def make_store(root: Path, records: int, sites: int, workers: int) -> Path:
-    from tasks.ingest_run import ingest_archive
-    from tasks.quality_run import run_quality
+    from tasks.ingest.run import ingest_archive
+    from tasks.quality.run import run_quality
     from tasks.synth.archive import SynthConfig, write_archive
     from tasks.synth.sites import all_sites
 
@@ -64,7 +64,7 @@ def make_store(root: Path, records: int, sites: int, workers: int) -> Path:
 def bench_fetch(store: Path, n: int) -> dict[str, float]:
     """The worst records' signals as the report fetches them, against a plain dataset filter and a
     read of the whole waveforms table."""
-    from tasks import report_quality as rq
+    from tasks.report import quality as rq
 
     ids = rq.worst_records(rq.load_inputs(store).windows, n)["record_id"].tolist()
     wanted = ds.field("record_id").isin(ids)

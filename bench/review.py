@@ -102,7 +102,7 @@ def synthetic_scores(rows: int, seed: int = 0) -> pa.Table:
 def scored_out(out: Path, rows: int) -> None:
     """A scored OUT of `rows` flagged records (scores/ committed as a run does, score_run.json)."""
     from tasks import store as st
-    from tasks.score_run import RUN_FILE
+    from tasks.scoring.run import RUN_FILE
 
     moves = st.stage_parts(out, "scores", synthetic_scores(rows))
     st.Commit(moves=moves).publish(out)
@@ -196,11 +196,18 @@ def _ms(values: list[float]) -> dict:
 
 def ecg_figures(records: int) -> dict:
     """Render times and sizes on real LUDB windows."""
-    from tasks.archive import ArchiveLimits
-    from tasks.ecg_render import CallInfo, median_marks, record_unit, record_window, render_ecg, render_record
     from tasks.features.beats import FeatureSkip
     from tasks.features.measure import measure_record
-    from tasks.ingest import content_sha256
+    from tasks.ingest.archive import ArchiveLimits
+    from tasks.ingest.records import content_sha256
+    from tasks.review.ecg_render import (
+        CallInfo,
+        median_marks,
+        record_unit,
+        record_window,
+        render_ecg,
+        render_record,
+    )
     from tasks.settings import Settings
 
     settings = Settings()

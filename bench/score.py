@@ -35,7 +35,7 @@ TARGET_RECORDS_PER_S = 200.0
 
 def base_records(base: Path, rate: int | None) -> list[Path]:
     """The base archive's headers, those sampled at `rate` Hz only when given."""
-    from tasks.wfdb_header import header_text, parse_header
+    from tasks.ingest.wfdb_header import header_text, parse_header
 
     units = sorted(base.rglob("*.hea"))
     if rate is None:
@@ -61,9 +61,9 @@ def replicate(units: list[Path], base: Path, out: Path, records: int) -> int:
 def read_floor(archive: Path, limit: int = 300) -> float:
     """Records/s of decode + harmonize alone (the ingest path scoring reuses), one process, on the
     first `limit` records of the scored archive."""
-    from tasks.archive import RecordUnit
-    from tasks.ingest import IngestConfig, Task, content_sha256, record_rows
-    from tasks.ingest_run import walk_archive
+    from tasks.ingest.archive import RecordUnit
+    from tasks.ingest.records import IngestConfig, Task, content_sha256, record_rows
+    from tasks.ingest.run import walk_archive
     from tasks.settings import Settings
 
     cfg = IngestConfig.for_store(archive, Settings(pseudonym_key="bench"))

@@ -81,8 +81,8 @@ def run_model(
     config: Path | None,
 ) -> dict:
     """Train one model on `fold` of `split`, threshold on val, evaluate the test part."""
-    from msaic_model.evaluate import evaluate_predictions, validation_threshold
-    from msaic_model.training_run import RunSpec, fit_fold, model_arguments
+    from msaic_model.training.evaluate import evaluate_predictions, validation_threshold
+    from msaic_model.training.run import RunSpec, fit_fold, model_arguments
 
     arguments = model_arguments(model, config if model == "msaic" else None, epochs, seed)
     spec = RunSpec(store, model, split, fold, split.excluded, evaluation, **arguments)
@@ -232,9 +232,9 @@ def main() -> None:
 
     import torch
 
-    from msaic_model.evaluate import load_evaluation_config
-    from tasks.splits import make_split, subsample_parts
-    from tasks.training_data import check_contracts, eligible_records
+    from msaic_model.training.eligible import check_contracts, eligible_records
+    from msaic_model.training.evaluate import load_evaluation_config
+    from msaic_model.training.splits import make_split, subsample_parts
 
     torch.set_num_threads(args.threads)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="msaic-bench-train-"))

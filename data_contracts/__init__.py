@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 
@@ -18,3 +19,11 @@ def package_json(package: str, name: str) -> Any:
 def load_json(name: str) -> dict[str, Any]:
     """A versioned JSON contract file of this package."""
     return package_json(__package__, name)
+
+
+def load_contract(name: str, path: Path | str | None = None) -> dict[str, Any]:
+    """The packaged contract file `name`, or the file at `path` in the same layout (a site's own
+    QC profile or evaluation config, say)."""
+    if path is None:
+        return load_json(name)
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from tasks.model_files import CONFIG, WEIGHTS
+from tasks.store.model_files import CONFIG, WEIGHTS
 
 
 def existing_path(value: str) -> Path:
@@ -43,7 +43,7 @@ def output_dir(value: str) -> Path:
 
 def model_dir(value: str) -> Path:
     """A registered model directory (STORE/models/<model_id>): its contents are checked when the
-    run loads it (`msaic_model.registry.load_model`)."""
+    run loads it (`msaic_model.training.registry.load_model`)."""
     path = existing_dir(value)
     if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
         raise argparse.ArgumentTypeError(

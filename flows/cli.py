@@ -152,8 +152,8 @@ def _add_debug(sub: argparse._SubParsersAction) -> None:
 
 def settings_problem() -> str | None:
     """Why the MSAIC_* environment cannot serve (one line), or None."""
-    from tasks.pseudonym import PseudonymKeyError, check_configured
     from tasks.settings import Settings
+    from tasks.store.pseudonym import PseudonymKeyError, check_configured
 
     try:
         settings = Settings()

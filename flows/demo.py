@@ -17,16 +17,16 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from flows.args import output_dir, positive_int
-from flows.features import features, print_features
+from flows.features import features, features_summary
 from flows.ingest import ingest
-from flows.quality import print_quality, quality
+from flows.quality import quality, quality_summary
 from flows.report import quality_report
-from flows.score import print_summary, score_archive
-from flows.summary import print_ingest
+from flows.score import score_archive, score_summary
+from flows.summary import ingest_summary, print_summary
 from flows.synth import synth
 from flows.train import print_evaluation, train
-from tasks.pseudonym import KEY_FILE
 from tasks.settings import Settings
+from tasks.store.pseudonym import KEY_FILE
 
 DEMO_RECORDS = 600
 DEMO_SITES = 4
@@ -57,14 +57,14 @@ def run(args: argparse.Namespace) -> int:
     if settings.pseudonym_key is None and synthetic and not (store / KEY_FILE).exists():
         # synthetic patients in a new store: a fixed key makes every run draw the same split
         settings = settings.model_copy(update={"pseudonym_key": SecretStr(DEMO_PSEUDONYM_KEY)})
-    print_ingest(ingest(archive, store, settings=settings, show_progress=True), console)
-    print_quality(quality(store, settings, show_progress=True), console)
+    print_summary(ingest_summary(ingest(archive, store, settings=settings, show_progress=True)), console)
+    print_summary(quality_summary(quality(store, settings, show_progress=True)), console)
     report = quality_report(store, settings)
-    print_features(*features(store, settings, show_progress=True), console)
+    print_summary(features_summary(*features(store, settings, show_progress=True)), console)
     model = train(store, model="msaic", split="site", epochs=args.epochs)[0]
     print_evaluation(model.model_id, model.metrics["evaluation"], console)
     scored = score_archive(archive, model.path, screening, settings, show_progress=True)
-    print_summary(scored, screening, console)
+    print_summary(score_summary(scored, screening.resolve()), console)
     console.print(
         f"\nquality report: {report.resolve()}\n"
         f"model card:     {(model.path / 'model_card.html').resolve()}\n"

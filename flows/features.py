@@ -10,15 +10,13 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from rich.console import Console
-from rich.table import Table
 
 from data_contracts.feature_columns import FEATURE_VERSION
 from data_contracts.suites import ValidationSummary
-from flows.args import existing_dir, positive_int
+from flows.options import add_store, add_workers, settings_of
 from flows.progress import counting
-from tasks.features.contract import validate_features
-from tasks.features.run import FeatureTotals, build_features
+from flows.summary import Summary, SummaryTable, markdown, print_summary
+from tasks.features import FeatureTotals, build_features, validate_features
 from tasks.settings import Settings
 
 features_task = task(build_features, name="build-features", cache_policy=NO_CACHE)
@@ -44,23 +42,11 @@ def _closing(totals: FeatureTotals) -> str:
     )
 
 
-def features_markdown(totals: FeatureTotals, contract: dict[str, ValidationSummary]) -> str:
-    lines = ["| site | measured | skipped | contract |", "|---|---|---|---|"]
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(totals, contract)]
-    return "\n".join([*lines, "", _closing(totals)])
-
-
-def print_features(
-    totals: FeatureTotals, contract: dict[str, ValidationSummary], console: Console | None = None
-) -> None:
-    table = Table(title="msaic features")
-    for col in ("site", "measured", "skipped", "contract"):
-        table.add_column(col, justify="right" if col == "measured" else "left")
-    for row in _rows(totals, contract):
-        table.add_row(*row)
-    console = console or Console()
-    console.print(table)
-    console.print(_closing(totals))
+def features_summary(totals: FeatureTotals, contract: dict[str, ValidationSummary]) -> Summary:
+    """Records measured and skipped per site and the contract's verdict, then the closing line."""
+    columns = ("site", "measured", "skipped", "contract")
+    table = SummaryTable("msaic features", columns, _rows(totals, contract), right=("measured",))
+    return Summary([table], [_closing(totals)])
 
 
 @flow(name="features")
@@ -73,22 +59,22 @@ def features(
         totals = features_task(store, settings, on_progress=advance)
     contract = contract_task(store)
     create_markdown_artifact(
-        features_markdown(totals, contract), key="features-summary", description=f"features of {store}"
+        markdown(features_summary(totals, contract)),
+        key="features-summary",
+        description=f"features of {store}",
     )
     return totals, contract
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="median-beat intervals, amplitudes and MI criteria per record")
-    p.add_argument(
-        "--store", type=existing_dir, required=True, help="store directory (ingested and checked by qc)"
-    )
-    p.add_argument("--workers", type=positive_int, help="worker processes (default: CPU count)")
+    add_store(p, "store directory (ingested and checked by qc)")
+    add_workers(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"workers": args.workers} if args.workers else {}
-    totals, contract = features(args.store, Settings(**overrides), show_progress=True)
-    print_features(totals, contract)  # a broken contract is reported here and enforced by `msaic train`
+    totals, contract = features(args.store, settings_of(args), show_progress=True)
+    # a broken contract is reported here and enforced by `msaic train`
+    print_summary(features_summary(totals, contract))
     return 0

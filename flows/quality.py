@@ -1,5 +1,5 @@
 """Prefect flow `quality`: the 12-lead signal-quality gate over a store (writes `quality/`).
-The work is `tasks.quality_run.run_quality`; this module wires it to Prefect and to `msaic qc`."""
+The work is `tasks.quality.run.run_quality`; this module wires it to Prefect and to `msaic qc`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from rich.console import Console
-from rich.table import Table
 
 from data_contracts.schemas import QC_VERDICTS
-from flows.args import existing_dir, existing_path, positive_int
+from flows.options import add_profile, add_store, add_workers, settings_of
 from flows.progress import counting
-from tasks.quality_run import QualityTotals, run_quality
+from flows.summary import Summary, SummaryTable, markdown, print_summary
+from tasks.quality import QualityTotals, run_quality
 from tasks.settings import Settings
 
 quality_task = task(run_quality, name="quality-check", cache_policy=NO_CACHE)
@@ -43,22 +42,11 @@ def _closing(totals: QualityTotals) -> str:
     )
 
 
-def quality_markdown(totals: QualityTotals) -> str:
-    header = ["site", *QC_VERDICTS, "checked"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(totals)]
-    return "\n".join([*lines, "", _closing(totals)])
-
-
-def print_quality(totals: QualityTotals, console: Console | None = None) -> None:
-    table = Table(title="msaic qc")
-    for col in ("site", *QC_VERDICTS, "checked"):
-        table.add_column(col, justify="left" if col == "site" else "right")
-    for row in _rows(totals):
-        table.add_row(*row)
-    console = console or Console()
-    console.print(table)
-    console.print(_closing(totals))
+def quality_summary(totals: QualityTotals) -> Summary:
+    """Windows checked in this run per site and verdict, then the closing line."""
+    columns = ("site", *QC_VERDICTS, "checked")
+    table = SummaryTable("msaic qc", columns, _rows(totals), right=columns[1:])
+    return Summary([table], [_closing(totals)])
 
 
 @flow(name="quality")
@@ -68,23 +56,20 @@ def quality(store: Path, settings: Settings | None = None, show_progress: bool =
     with counting("checking", "windows", show_progress) as advance:
         totals = quality_task(store, settings, on_progress=advance)
     create_markdown_artifact(
-        quality_markdown(totals), key="quality-summary", description=f"quality of {store}"
+        markdown(quality_summary(totals)), key="quality-summary", description=f"quality of {store}"
     )
     return totals
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("qc", help="flag noisy, flat, saturated or reversed leads; a verdict per window")
-    p.add_argument("--store", type=existing_dir, required=True, help="store directory (ingested)")
-    p.add_argument("--workers", type=positive_int, help="worker processes (default: CPU count)")
-    p.add_argument("--profile", type=existing_path, help="QC profile JSON (default: the packaged one)")
+    add_store(p, "store directory (ingested)")
+    add_workers(p)
+    add_profile(p, "QC profile JSON (default: the packaged one)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"workers": args.workers} if args.workers else {}
-    if args.profile:
-        overrides["qc_profile"] = args.profile
-    totals = quality(args.store, Settings(**overrides), show_progress=True)
-    print_quality(totals)
+    totals = quality(args.store, settings_of(args), show_progress=True)
+    print_summary(quality_summary(totals))
     return 0

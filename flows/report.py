@@ -1,6 +1,6 @@
 """Prefect flow `quality_report` and the `msaic report quality` command: the data-quality report
 of a store as a self-contained HTML page in STORE/reports/ and a Prefect markdown artifact. The
-work is in `tasks.report_quality`."""
+work is in `tasks.report.quality`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 
 from flows.args import existing_dir
-from tasks.report_quality import QualityReport, build_report, load_inputs, summary_line, write_report
+from tasks.report import QualityReport, build_report, load_inputs, summary_line, write_report
 from tasks.settings import Settings
 
 build_task = task(build_report, name="build-quality-report", cache_policy=NO_CACHE)

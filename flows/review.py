@@ -2,10 +2,10 @@
 of a scored archive in the browser.
 
 A small web server on 127.0.0.1 (standard library, one thread per request) serves the worklist page
-(`tasks.worklist`), the ECG of a record (`tasks.ecg_render`: rendered on first request from the
+(`tasks.review.worklist`), the ECG of a record (`tasks.review.ecg_render`: rendered on first request from the
 archive named in OUT/score_run.json, decoded and harmonized as scoring does, then cached as
 OUT/ecg/<record_id>.svg; with a store that holds features, with the median beats), and records
-each decision (`tasks.adjudication`) in STORE/adjudications/ (OUT/adjudications/ without
+each decision (`tasks.review.adjudication`) in STORE/adjudications/ (OUT/adjudications/ without
 --store) under the store lock, the reviewer as a keyed hash of the name.
 
 The server answers only requests addressed to 127.0.0.1 or localhost (a page of another site cannot
@@ -32,21 +32,25 @@ import pyarrow.dataset as ds
 
 from flows.args import existing_dir
 from tasks import store as st
-from tasks.adjudication import (
+from tasks.ingest.errors import RecordError
+from tasks.review import (
     AdjudicationError,
+    CallInfo,
     Decision,
     StoreBusy,
     adjudication_row,
     append_decisions,
+    decisions_by_row,
     latest_decisions,
+    page_data,
+    render_page,
+    render_record,
     reviewer_key,
+    worklist,
 )
-from tasks.ecg_render import CallInfo, render_record
-from tasks.errors import RecordError
-from tasks.pseudonym import KEY_FILE, PseudonymKeyError, load_key
-from tasks.score_run import RUN_FILE
+from tasks.scoring import RUN_FILE
 from tasks.settings import Settings
-from tasks.worklist import decisions_by_row, page_data, render_page, worklist
+from tasks.store.pseudonym import KEY_FILE, PseudonymKeyError, load_key
 
 DEFAULT_PORT = 8765
 ECG_DIR = "ecg"
@@ -121,9 +125,7 @@ class Review:
         )
         data = svg.replace("<svg ", f"<svg {variant.decode()} ", 1).encode()
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        st.write_atomic(path, data)
         return data
 
     def adjudicate(self, record_id: str, decision: str, territory: str | None) -> datetime:

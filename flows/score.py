@@ -1,5 +1,5 @@
 """Prefect flow `score_archive`: screen a whole archive with a registered model into OUT
-(scores/, quarantine/, worklist.csv, worklist.html). The work is `tasks.score_run`; this module
+(scores/, quarantine/, worklist.csv, worklist.html). The work is `tasks.scoring.run`; this module
 chooses where shards run (local processes by default, or shard-level Prefect tasks on Dask
 through prefect-dask's `DaskTaskRunner`) and wires the `msaic score` command."""
 
@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, task
+from prefect import Task, flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from rich.console import Console
+from prefect.futures import PrefectFuture
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,23 +24,32 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
-from flows.args import existing_path, model_dir, output_dir, positive_int
-from tasks.score_run import (
-    ScoreTotals,
-    expected_inputs,
-    run_shard,
-    score_archive_run,
-    start_worker_server,
-)
+from flows.args import existing_path, model_dir, output_dir
+from flows.options import add_profile, add_site, add_workers, settings_of
+from flows.summary import Summary, SummaryTable, markdown, print_summary
+from tasks.review import write_worklist
+from tasks.scoring import ScoreTotals, expected_inputs, run_shard, score_archive_run, start_worker_server
 from tasks.settings import Settings
-from tasks.worklist import write_worklist
 
 score_shard = task(run_shard, name="score-shard", cache_policy=NO_CACHE)
 score_local = task(score_archive_run, name="score-archive-local", cache_policy=NO_CACHE)
 worklist_task = task(write_worklist, name="worklist", cache_policy=NO_CACHE)
+
+
+class TaskExecutor:
+    """The shard runner's executor for shards run as Prefect tasks of `task` on the flow's task
+    runner (Dask): `submit(partial(task.fn, **kw), job)` becomes `task.submit(job, **kw)`."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> PrefectFuture:
+        call = fn if isinstance(fn, partial) else partial(fn)
+        if call.func is not self.task.fn:
+            raise ValueError(f"{self.task.name} runs {self.task.fn.__name__}, not {call.func.__name__}")
+        return self.task.submit(*call.args, *args, **call.keywords)
 
 
 class _RateColumn(ProgressColumn):
@@ -62,7 +73,7 @@ def score_archive(
     def run(on_progress: Callable[[int], None] | None) -> ScoreTotals:
         if use_dask:  # one Prefect task per shard, on the flow's DaskTaskRunner
             return score_archive_run(
-                archive, model, out, settings, score_shard.submit, on_progress=on_progress, site=site
+                archive, model, out, settings, TaskExecutor(score_shard), on_progress=on_progress, site=site
             )
         return score_local(archive, model, out, settings, on_progress=on_progress, site=site)
 
@@ -81,16 +92,16 @@ def score_archive(
     else:
         totals = run(None)
     _, _, n = worklist_task(out.resolve())
-    create_markdown_artifact(summary_markdown(totals, n), key="score-summary", description=f"{archive}")
+    summary = score_summary(totals, out.resolve())
+    summary.lines.append(f"worklist: {n} rows")
+    create_markdown_artifact(markdown(summary), key="score-summary", description=f"{archive}")
     return totals
 
 
-def summary_table(totals: ScoreTotals) -> Table:
+def score_summary(totals: ScoreTotals, out: Path) -> Summary:
+    """Counts of the run, quarantined inputs by stage and reason, speed and where the outputs are."""
     c = totals.counts
-    table = Table(title=f"msaic score · model {totals.model_id}")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    rows = [
+    counts = [
         ("records read", c["records"]),
         ("windows", c["windows"]),
         ("scored: pass", c["pass"]),
@@ -102,41 +113,32 @@ def summary_table(totals: ScoreTotals) -> Table:
         ("inputs already in OUT (resumed)", totals.records_resumed),
         ("files without a recording (skipped)", sum(totals.skipped.values())),
     ]
-    for what, n in rows:
-        table.add_row(what, str(n))
-    return table
-
-
-def summary_markdown(totals: ScoreTotals, worklist_len: int) -> str:
-    lines = ["| what | count |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(totals.counts.items())]
-    lines += [f"| inputs already in OUT | {totals.records_resumed} |", f"| worklist | {worklist_len} |"]
-    lines += [f"| skipped: {k} | {v} |" for k, v in sorted(totals.skipped.items())]
-    lines += ["", "| stage:reason | inputs |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(totals.quarantined.items())]
-    lines += ["", f"{totals.records_per_s:.1f} records/s over {totals.wall_s:.1f} s"]
-    return "\n".join(lines)
-
-
-def print_summary(totals: ScoreTotals, out: Path, console: Console | None = None) -> None:
-    console = console or Console()
-    console.print(summary_table(totals))
-    if totals.quarantined:
-        q = Table(title="quarantined")
-        q.add_column("stage:reason")
-        q.add_column("inputs", justify="right")
-        for reason, n in sorted(totals.quarantined.items()):
-            q.add_row(reason, str(n))
-        console.print(q)
     busy = sum(v for k, v in totals.seconds.items() if k != "walk") or 1.0
     split = ", ".join(f"{k} {100 * v / busy:.0f}%" for k, v in sorted(totals.seconds.items()) if k != "walk")
-    console.print(
-        f"{totals.counts['records']} records in {totals.wall_s:.1f} s "
-        f"({totals.records_per_s:.1f} records/s); worker time: {split}"
-    )
-    console.print(
-        f"scores:   {out / 'scores'}\nworklist: {out / 'worklist.csv'}\n          {out / 'worklist.html'}\n"
-        f"quarantine: {out / 'quarantine'}"
+    return Summary(
+        [
+            SummaryTable(
+                f"msaic score · model {totals.model_id}",
+                ("what", "count"),
+                [(what, str(n)) for what, n in counts],
+                right=("count",),
+            ),
+            SummaryTable(
+                "quarantined",
+                ("stage:reason", "inputs"),
+                [(reason, str(n)) for reason, n in sorted(totals.quarantined.items())],
+                right=("inputs",),
+            ),
+        ],
+        [
+            f"{c['records']} records in {totals.wall_s:.1f} s "
+            f"({totals.records_per_s:.1f} records/s); worker time: {split}",
+            f"quality gate: QC profile {totals.qc_profile['version']} ({totals.qc_profile['sha256'][:12]})",
+            f"scores:   {out / 'scores'}",
+            f"worklist: {out / 'worklist.csv'}\n          {out / 'worklist.html'}",
+            f"quarantine: {out / 'quarantine'}",
+            *([f"warning: {totals.qc_warning}"] if totals.qc_warning else []),
+        ],
     )
 
 
@@ -186,17 +188,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model", type=model_dir, required=True, help="registered model directory (STORE/models/<id>)"
     )
     p.add_argument("--out", type=output_dir, required=True, help="output directory; rerun with it to resume")
-    p.add_argument(
-        "--workers", type=positive_int, help="worker processes or Dask workers (default: CPU count)"
-    )
+    add_workers(p, "worker processes or Dask workers (default: CPU count)")
     p.add_argument("--dask-address", help="run shards on this Dask scheduler (tcp://host:8786)")
     p.add_argument("--dask-local", action="store_true", help="run shards on a local Dask cluster")
-    p.add_argument("--site", help="site name for every record (default: metadata, else subfolder name)")
+    add_site(p)
+    add_profile(p, "QC profile JSON of the quality gate (default: the model's, else the packaged one)")
     p.set_defaults(func=run, warm_up=warm_up)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings(**({"workers": args.workers} if args.workers else {}))
 
 
 def warm_up(args: argparse.Namespace) -> None:
@@ -204,7 +201,7 @@ def warm_up(args: argparse.Namespace) -> None:
     local workers, whose imports (torch) then overlap the boot instead of following it. Invalid
     settings are left for `run` to report."""
     try:
-        workers = _settings(args).workers
+        workers = settings_of(args).workers
     except ValueError:
         return
     if workers > 1 and not (args.dask_address or args.dask_local):
@@ -212,9 +209,9 @@ def warm_up(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_of(args)
     totals = run_score(
         args.archive, args.model, args.out, settings, args.dask_address, args.dask_local, args.site, True
     )
-    print_summary(totals, args.out.resolve())
+    print_summary(score_summary(totals, args.out.resolve()))
     return 0

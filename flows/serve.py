@@ -8,7 +8,7 @@ Three deployments, each on a cron schedule from the settings (`MSAIC_SERVE_*_CRO
 - `weekly-retrain` (flow `weekly_retrain`, default Sundays 03:00): features brought up to date,
   a model trained and registered on the labels as the reviewers adjudicated them
   (STORE/adjudications/; how many it used is logged and kept with each decision), then the
-  promotion gate (`tasks.promotion`): promoted only if its held-out-site AUROC interval is not
+  promotion gate (`msaic_model.training.promotion`): promoted only if its held-out-site AUROC interval is not
   worse than the promoted model's; every decision goes to STORE/models/promotions.jsonl;
 - `nightly-screening` (flow `nightly_screen`, default 05:00 daily): score each screening archive
   with the promoted model into OUT/<archive>/<model_id>/; OUT is resumable, so each night scores
@@ -34,8 +34,8 @@ from flows.quality import quality
 from flows.report import quality_report
 from flows.score import score_archive
 from flows.train import adjudication_line, train
-from tasks.ingest_run import archive_name
-from tasks.promotion import gate, promoted_model
+from msaic_model.training.promotion import gate, promoted_model
+from tasks.ingest import archive_name
 from tasks.settings import Settings
 
 

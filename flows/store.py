@@ -1,4 +1,4 @@
-"""`msaic store check` and `msaic store repair` (the work is `tasks.store_repair`).
+"""`msaic store check` and `msaic store repair` (the work is `tasks.store.repair`).
 
 They run without Prefect on purpose: they are what an operator reaches for when a store is
 damaged or its disk full, when the temporary Prefect API (a SQLite database of its own) may not
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from flows.args import existing_dir
-from tasks.store_repair import LOST_FILE, Finding, check_store, repair_store
+from tasks.store.repair import LOST_FILE, Finding, check_store, repair_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,6 +10,7 @@ from prefect import flow
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flows.args import output_dir, positive_int
+from flows.options import add_workers, settings_of
 from tasks.settings import Settings
 from tasks.synth.archive import Summary, SynthConfig, write_archive
 from tasks.synth.sites import first_sites
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sites", type=int, default=DEFAULT_SITES, help="number of site profiles (1-6)")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same archive, byte for byte")
     p.add_argument("--mi-prevalence", type=float, default=None, help="mean MI prevalence over the sites")
-    p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    add_workers(p)
     p.set_defaults(func=run)
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         sites=args.sites,
         seed=args.seed,
         mi_prevalence=args.mi_prevalence,
-        workers=args.workers,
+        workers=settings_of(args).workers,
     )
     sites = ", ".join(f"{name} {n}" for name, n in sorted(summary.per_site.items()))
     print(

@@ -12,7 +12,8 @@ store; with `--all`, on every eligible labelled record of a store (a hospital's 
 records that trained or validated the model left out), per source and per device, by window and
 by patient, with the calibration on those records, and the figures are added to the model's card
 (`STORE/models/<id>/external/`).
-The work lives in `tasks.training_data`, `tasks.splits` and `msaic_model.training_run`.
+The work lives in `msaic_model.training.eligible`, `msaic_model.training.splits` and
+`msaic_model.training.run`.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.args import existing_dir, existing_path, positive_int
-from msaic_model.evaluate import load_evaluation_config, pooled_out_of_fold
-from msaic_model.registry import model_dir, new_model_id
-from msaic_model.training_run import (
+from msaic_model.training.eligible import check_contracts, eligible_records
+from msaic_model.training.evaluate import load_evaluation_config, pooled_out_of_fold
+from msaic_model.training.registry import model_dir, new_model_id
+from msaic_model.training.run import (
     MODEL_CHOICES,
     RunSpec,
     card_description,
@@ -43,8 +45,8 @@ from msaic_model.training_run import (
     record_external,
     reevaluate,
 )
-from tasks.splits import MODES, make_split
-from tasks.training_data import check_contracts, eligible_records
+from msaic_model.training.splits import MODES, make_split
+from tasks import store as st
 
 check_task = task(check_contracts, name="check-contracts", cache_policy=NO_CACHE)
 eligible_task = task(eligible_records, name="eligible-records", cache_policy=NO_CACHE)
@@ -63,7 +65,8 @@ class TrainedModel:
     path: Path
     fold: int
     metrics: dict[str, Any]
-    adjudications: dict[str, int]  # what the adjudicated labels did (tasks.training_data.adjudicated)
+    # what the adjudicated labels did (msaic_model.training.eligible.adjudicated)
+    adjudications: dict[str, int]
     cross_validation: dict[str, Any] | None = None  # cv: the pooled figure (with its "path"), every fold
 
 
@@ -149,9 +152,7 @@ def evaluate(
 def _write_json(path: Path, content: dict[str, Any]) -> None:
     """Write atomically (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2))
-    tmp.replace(path)
+    st.write_atomic(path, json.dumps(content, indent=2))
 
 
 def _cell(metric: dict[str, Any]) -> str:

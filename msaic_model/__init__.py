@@ -1,37 +1,10 @@
-"""PyTorch side of the pipeline: MSAIC-Net, baselines, losses, training and evaluation.
+"""PyTorch side of the pipeline, in two layers: `msaic_model.model` (MSAIC-Net and the baselines,
+their configs, input preparation, inference: how a window is scored) and `msaic_model.training`
+(fitting, splits, metrics, evaluation, calibration, the registry, the model card, promotion),
+which builds on the model and never the other way round. Each re-exports its public names.
 
-The names below are the public API; the submodules hold the details.
+Importing this package imports nothing else, so that `msaic_model.training.splits` (say) costs no
+torch import in a process that does not need it.
 """
 
 from __future__ import annotations
-
-from msaic_model.blocks import NetOutput, parameter_count
-from msaic_model.config import ModelConfig, available_configs, load_config, with_overrides
-from msaic_model.data import WaveformStream, prepare
-from msaic_model.importance import TERRITORIES, lead_groups, permutation_importance
-from msaic_model.losses import MsaicLoss, imbalance_aware_supcon
-from msaic_model.net import MsaicNet, build_model
-from msaic_model.train import FitResult, fit, predict_proba, predict_store, resolve_device
-
-__all__ = [
-    "TERRITORIES",
-    "FitResult",
-    "ModelConfig",
-    "MsaicLoss",
-    "MsaicNet",
-    "NetOutput",
-    "WaveformStream",
-    "available_configs",
-    "build_model",
-    "fit",
-    "imbalance_aware_supcon",
-    "lead_groups",
-    "load_config",
-    "parameter_count",
-    "permutation_importance",
-    "predict_proba",
-    "predict_store",
-    "prepare",
-    "resolve_device",
-    "with_overrides",
-]

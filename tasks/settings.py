@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(
         default=600.0, gt=0, description="longer recordings (Holter-like) are quarantined"
     )
-    # Archive limits: what one member may cost before it is read (see tasks/archive.py)
+    # Archive limits: what one member may cost before it is read (see tasks/ingest/archive.py)
     max_member_mb: int = Field(default=64, ge=1, description="largest archive member read, MiB")
     max_compression_ratio: float = Field(
         default=200.0, gt=1, description="largest expansion of a zip member over 1 MiB"

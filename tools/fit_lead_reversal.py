@@ -1,4 +1,4 @@
-"""Fit the cable-reversal score (tasks/lead_reversal.py) and write data_contracts/lead_reversal.json.
+"""Fit the cable-reversal score (tasks/quality/lead_reversal.py) and write data_contracts/lead_reversal.json.
 
 Fitted on clean records only: a synthetic archive without artifacts (its own seed, not the one
 bench/qc.py scores; its Mason-Likar, high V1-V2, paced and conduction-disorder records count as
@@ -42,7 +42,7 @@ SYNTH_FALSE_ALARMS = 0.0025  # 1 in 400
 def clean_beats(signals: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray, int]:
     """Mean beats and P-window correlations of the windows whose 12 leads the gate trusts (none
     missing, flat, saturated or low_sqi: every lead can vote)."""
-    from tasks.quality import assess
+    from tasks.quality.gate import assess
 
     res = assess(signals.astype(np.float32), profile)
     dead = ("missing", "flat", "saturation", "low_sqi")
@@ -53,7 +53,7 @@ def clean_beats(signals: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray, i
 def synthetic_signals(records: int, seed: int) -> np.ndarray:
     """The windows of a synthetic archive without artifacts, ingested."""
     from tasks import store as st
-    from tasks.ingest_run import ingest_archive
+    from tasks.ingest.run import ingest_archive
     from tasks.settings import Settings
     from tasks.synth.archive import SynthConfig, write_archive
     from tasks.synth.sites import first_sites
@@ -75,7 +75,7 @@ MARGINS = tuple(k / 2 for k in range(17))  # 0, 0.5, ..., 8
 def _scored(model, template, p_corr, names, p, p_min) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per hypothesis shown (rows) and window: the best swap's lead over "no swap", whether the best
     swap is the one shown, whether it is a chest swap."""
-    from tasks import lead_reversal as lr
+    from tasks.quality import lead_reversal as lr
 
     trusted = np.ones(template.shape[:2], dtype=bool)
     lead, right, kind = (np.zeros((len(names), len(template))) for _ in range(3))
@@ -93,7 +93,7 @@ def out_of_fold(synth: tuple, real: tuple, swaps: tuple[str, ...], args, p, p_mi
     swap beats "no swap" by more than it, scored by weights fitted without their fold, and per swap
     the share of the real windows with it applied that is found (the right swap, by more than the
     margin); and the margins the rule chooses."""
-    from tasks import lead_reversal as lr
+    from tasks.quality import lead_reversal as lr
 
     names = (None, *swaps)
     parts = {"real": real, "synthetic": synth}
@@ -147,8 +147,8 @@ def _profile():
     """The packaged QC profile, its reversal model replaced by an all-zero one of the current feature
     layout: the fit needs only which leads the gate trusts, and the model file on disk may be of an
     older layout (the one being replaced)."""
-    from tasks import lead_reversal as lr
-    from tasks.quality import parse_profile
+    from tasks.quality import lead_reversal as lr
+    from tasks.quality.gate import parse_profile
 
     raw = json.loads((ROOT / "data_contracts" / "qc_profile.json").read_text(encoding="utf-8"))
     model = json.loads(MODEL.read_text(encoding="utf-8"))
@@ -173,7 +173,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from qc_real import SPLIT_SEED, base_set
 
-    from tasks import lead_reversal as lr
+    from tasks.quality import lead_reversal as lr
 
     profile = _profile()
     p, p_min = profile.indices, profile.reversal.p_wave_min_corr
@@ -200,7 +200,8 @@ def main() -> None:
     }
     raw = {
         "version": VERSION,
-        "_doc": "Linear score of tasks/lead_reversal.py (conditional logit over 'no swap' and the swaps): "
+        "_doc": "Linear score of tasks/quality/lead_reversal.py (conditional logit over 'no swap' and the "
+        "swaps): "
         "weights over the per-hypothesis features in the order of lead_reversal.hypothesis_features (the "
         "correlations of each limb lead with each chest lead and of each pair of chest leads, over the "
         "beat, then in the QRS, T and P windows; then each lead's QRS, T and P polarity; then each limb "

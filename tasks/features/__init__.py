@@ -12,5 +12,14 @@ For models: `FEATURE_COLUMNS` lists the numeric columns (float32/int16, null = n
 from __future__ import annotations
 
 from data_contracts.feature_columns import CRITERIA_COLUMNS, FEATURE_COLUMNS, FEATURE_VERSION
+from tasks.features.contract import validate_features
+from tasks.features.run import FeatureTotals, build_features
 
-__all__ = ["CRITERIA_COLUMNS", "FEATURE_COLUMNS", "FEATURE_VERSION"]
+__all__ = [
+    "CRITERIA_COLUMNS",
+    "FEATURE_COLUMNS",
+    "FEATURE_VERSION",
+    "FeatureTotals",
+    "build_features",
+    "validate_features",
+]

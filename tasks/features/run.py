@@ -11,13 +11,12 @@ before their record was re-ingested or re-checked, are dropped and measured agai
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import traceback
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_contracts.feature_columns import FEATURE_VERSION, FEATURES
-from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, QUARANTINE, SITE_FIELD, WINDOW_SAMPLES
+from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, SITE_FIELD, WINDOW_SAMPLES
 from tasks import store as st
 from tasks.features.beats import FeatureSkip
 from tasks.features.criteria import criteria
 from tasks.features.measure import criteria_config, measure_record
+from tasks.runner import run_sharded, worker_count
 from tasks.settings import Settings
+from tasks.store.commit import Committer, quarantine_row
 
 STAGE = "features"
 REJECT = "reject"
@@ -133,16 +134,9 @@ def read_signals(part: Path, wanted: set[str], batch_size: int = 64) -> Iterator
                 return
 
 
-def _problem(source_path: str, reason: str, exc: BaseException) -> dict[str, Any]:
-    detail = "".join(traceback.format_exception_only(exc)).strip()[:2000]
-    return {
-        "source_path": source_path,
-        "stage": STAGE,
-        "reason": reason,
-        "detail": detail,
-        "content_sha256": None,
-        "at": datetime.now(UTC),
-    }
+def _problem(source_path: str, site: str, reason: str, exc: BaseException) -> dict[str, Any]:
+    detail = "".join(traceback.format_exception_only(exc)).strip()
+    return quarantine_row(source_path, site, STAGE, reason, detail)
 
 
 def process_shard(shard: Shard, store: Path) -> ShardResult:
@@ -155,10 +149,11 @@ def process_shard(shard: Shard, store: Path) -> ShardResult:
                 rows.append(feature_row(signal, meta[rid]))
             except Exception as exc:  # a bug or a pathological signal must not stop the run
                 rows.append({"record_id": rid, "skip_reason": "error"})
-                quarantine.append(_problem(meta[rid].source_path, type(exc).__name__, exc))
+                quarantine.append(_problem(meta[rid].source_path, shard.site, type(exc).__name__, exc))
     except Exception as exc:  # an unreadable waveforms part: its records wait, the run goes on
         rows = []
-        quarantine = [_problem(str(shard.part.relative_to(store)), "unreadable_waveforms", exc)]
+        where = str(shard.part.relative_to(store))
+        quarantine = [_problem(where, shard.site, "unreadable_waveforms", exc)]
     skipped = Counter(r["skip_reason"] for r in rows if r["skip_reason"])
     moves = st.stage_parts(store, "features", rows_table(rows, shard.site, datetime.now(UTC))) if rows else []
     return ShardResult(moves, len(rows) - sum(skipped.values()), skipped, quarantine, shard.site)
@@ -245,8 +240,9 @@ def plan(
         try:
             stored = pq.read_table(part, columns=["record_id"]).column(0).to_pylist()
         except Exception as exc:  # unreadable: quarantined by the driver, its records wait
-            problem = _problem(str(part.relative_to(store)), "unreadable_waveforms", exc)
-            unreadable.append(ShardResult([], 0, Counter(), [problem], st.site_of_part(part)))
+            site = st.site_of_part(part)
+            problem = _problem(str(part.relative_to(store)), site, "unreadable_waveforms", exc)
+            unreadable.append(ShardResult([], 0, Counter(), [problem], site))
             continue
         ids = [rid for rid in stored if rid in meta]
         for start in range(0, len(ids), shard_size):
@@ -255,13 +251,8 @@ def plan(
     return shards, cleanup, unreadable
 
 
-def _commit(store: Path, result: ShardResult, totals: FeatureTotals) -> None:
-    commit = st.Commit(moves=list(result.moves))
-    if result.quarantine:
-        quarantine = pa.Table.from_pylist(result.quarantine, schema=QUARANTINE)
-        site = pa.array([result.site] * quarantine.num_rows, pa.string())
-        commit.moves += st.stage_parts(store, "quarantine", quarantine.append_column(SITE_FIELD, site))
-    commit.publish(store)
+def _commit(committer: Committer, result: ShardResult, totals: FeatureTotals) -> None:
+    committer.publish(list(result.moves), result.quarantine)
     totals.measured[result.site] += result.measured
     for reason, n in result.skipped.items():
         totals.skipped[(result.site, reason)] += n
@@ -281,26 +272,14 @@ def build_features(
     with st.store_lock(store):
         shards, cleanup, unreadable = plan(store, settings.shard_size, totals)
         cleanup.publish(store)
+        committer = Committer(store, "features", validate=False)  # checked whole after the run
         for problem in unreadable:
-            _commit(store, problem, totals)
-
-        def collect(result: ShardResult) -> None:
-            _commit(store, result, totals)
+            _commit(committer, problem, totals)
+        work = partial(process_shard, store=store)
+        for result in run_sharded(
+            shards, work, worker_count(settings.workers, len(shards)), preload=[__name__]
+        ):
+            _commit(committer, result, totals)
             if on_progress:
                 on_progress(result.measured + sum(result.skipped.values()))
-
-        if settings.workers == 1 or len(shards) <= 1:
-            for shard in shards:
-                collect(process_shard(shard, store))
-        else:
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["tasks.features.run"])  # workers fork with the imports done
-            with ProcessPoolExecutor(min(settings.workers, len(shards)), mp_context=ctx) as pool:
-                in_flight: deque[Future[ShardResult]] = deque()
-                for shard in shards:
-                    in_flight.append(pool.submit(process_shard, shard, store))
-                    if len(in_flight) >= 2 * settings.workers:
-                        collect(in_flight.popleft().result())
-                while in_flight:
-                    collect(in_flight.popleft().result())
     return totals

@@ -1,4 +1,4 @@
-"""Writes a synthetic archive in the PTB-XL layout, streamed shard by shard over a process pool.
+"""Writes a synthetic archive in the PTB-XL layout, streamed shard by shard through the shard runner.
 
 Output (OUT): `records<fs>/<thousands>/<ecg_id>_hr.hea/.dat` per record at the site's native
 rate, `ptbxl_database.csv` (its `scp_codes` are the reader's statements), `scp_statements.csv`,
@@ -12,12 +12,10 @@ flight.
 from __future__ import annotations
 
 import csv
-import multiprocessing
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.runner import run_sharded
 from tasks.synth.pathology import NONE, scp_codes, territories
 from tasks.synth.record import RecordSpec, plan_shard, render
 from tasks.synth.resources import load_json
@@ -206,20 +205,10 @@ def synth_shard(config: SynthConfig, shard: int, out: Path) -> tuple[list[list[A
 
 
 def _results(config: SynthConfig, out: Path, workers: int) -> Iterator[tuple[list, list, list]]:
-    """Shard results in shard order; with several workers at most 2 x workers shards in flight."""
-    if workers <= 1:
-        for shard in range(config.n_shards):
-            yield synth_shard(config, shard, out)
-        return
-    ctx = multiprocessing.get_context("spawn")  # no fork of the caller's threads (Prefect, logging)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: deque[Future] = deque()
-        for shard in range(config.n_shards):
-            if len(pending) == 2 * workers:
-                yield pending.popleft().result()
-            pending.append(pool.submit(synth_shard, config, shard, out))
-        while pending:
-            yield pending.popleft().result()
+    """Shard results in shard order; workers are spawned, so that no thread of the caller
+    (Prefect, logging) is forked."""
+    shard = partial(synth_shard, config, out=out)
+    return run_sharded(range(config.n_shards), shard, workers, start_method="spawn")
 
 
 def write_scp_statements(out: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import wfdb
 
 from data_contracts.suites import ContractError, require_valid, validate
-from tasks.quality import assess, load_profile, result_table
+from tasks.quality.gate import assess, load_profile, result_table
 from tests.conftest import LUDB
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from data_contracts.suites import ContractError, require_valid, validate
 from tasks import store as st
-from tasks.archive import open_archive
-from tasks.ingest import IngestConfig, Ingestor, Task, process_shard
-from tasks.ingest_run import ingest_archive
+from tasks.ingest.archive import open_archive
+from tasks.ingest.records import IngestConfig, Ingestor, Task, process_shard
+from tasks.ingest.run import ingest_archive
 from tasks.settings import Settings
 from tests.helpers import write_record
 

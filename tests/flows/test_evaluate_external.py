@@ -23,13 +23,13 @@ from flows.features import features
 from flows.ingest import ingest
 from flows.quality import quality
 from flows.train import evaluate, train
-from msaic_model.config import load_config, with_overrides
-from msaic_model.registry import load_model
-from msaic_model.training_run import signals_for
+from msaic_model.model.config import load_config, with_overrides
+from msaic_model.training.eligible import eligible_records
+from msaic_model.training.registry import load_model
+from msaic_model.training.run import signals_for
+from msaic_model.training.splits import labelled_records
 from tasks import store as st
 from tasks.settings import Settings
-from tasks.splits import labelled_records
-from tasks.training_data import eligible_records
 from tests.conftest import CINC, LUDB
 from tests.flows.scoring_setup import TINY_CONFIG
 

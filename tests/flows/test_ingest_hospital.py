@@ -14,7 +14,7 @@ import pytest
 
 from flows.ingest import ingest
 from tasks import store as st
-from tasks.ingest import IngestTotals
+from tasks.ingest.records import IngestTotals
 from tasks.settings import Settings
 from tests.conftest import SHARED_DATA
 

@@ -11,7 +11,7 @@ import wfdb
 
 from flows.ingest import ingest
 from tasks import store as st
-from tasks.harmonize import resample
+from tasks.ingest.harmonize import resample
 from tasks.settings import Settings
 from tests.conftest import CINC, LUDB
 

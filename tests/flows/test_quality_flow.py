@@ -18,6 +18,7 @@ from data_contracts.suites import validate
 from flows.cli import main
 from flows.quality import quality
 from tasks import store as st
+from tasks.quality.profile_file import PROFILE_FILE, profile_bytes
 from tasks.settings import Settings
 from tests.helpers import copy_store
 
@@ -113,6 +114,7 @@ def test_msaic_qc_on_the_real_store(
     assert main(["qc", "--store", str(store), "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "msaic qc" in out and "windows checked (qc/4)" in out
+    assert (store / PROFILE_FILE).read_bytes() == profile_bytes(None)  # kept beside its rows
     frame = _quality(store)
     flags = _flags(frame)
     name = frame["source_path"].map(lambda p: Path(p).stem)

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from prefect.artifacts import Artifact
 
+from data_contracts.catalog import CATALOG
 from data_contracts.leads import CANONICAL_LEADS
 from data_contracts.suites import SUITES
 from flows.cli import main
@@ -171,7 +172,8 @@ def test_report_numbers_agree_with_the_store(checked_store: Path, report: tuple[
     assert set(validation.index) == set(SUITES)
     assert validation.loc["records", "success"] == "yes"
     for table in SUITES:  # the real pipeline's tables meet their contracts; later stages' are not there
-        row, stored = validation.loc[table], st.dataset(checked_store, table)
+        stored = st.dataset(checked_store, table) if table in CATALOG else None  # feature_leads: a view
+        row = validation.loc[table]
         if stored is None:
             assert row["success"] == "no rows stored", table
             continue

@@ -28,20 +28,20 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from flows.cli import main
 from flows.review import Review, serve, store_key
-from msaic_model.config import load_config
-from msaic_model.net import build_model
+from msaic_model.model.config import load_config
+from msaic_model.model.net import build_model
 from tasks import store as st
-from tasks.adjudication import latest_decisions, reviewer_key
 from tasks.features.run import build_features
-from tasks.ingest_run import ingest_archive
-from tasks.pseudonym import PseudonymKeyError
-from tasks.quality_run import run_quality
-from tasks.score_run import score_archive_run
+from tasks.ingest.run import ingest_archive
+from tasks.quality.run import run_quality
+from tasks.review.adjudication import latest_decisions, reviewer_key
+from tasks.review.worklist import write_worklist
+from tasks.scoring.run import score_archive_run
 from tasks.settings import Settings
-from tasks.worklist import write_worklist
+from tasks.store.pseudonym import PseudonymKeyError
 from tests.conftest import LUDB
 from tests.flows.scoring_setup import TINY_CONFIG
-from tests.msaic_model.test_model_validation import register_model
+from tests.msaic_model.training.test_model_validation import register_model
 
 HOSTILE_SITE = "=1+1 <b>south"  # a formula start and markup (no slash: a folder name)
 SITES = {"north": (1, 2, 3), HOSTILE_SITE: (4, 5, 7)}  # LUDB 6: a clean record the qc/2 gate rejected

@@ -48,8 +48,8 @@ def _waveforms(store: Path, ids: list[str]) -> np.ndarray:
 def test_every_record_scored_once_as_the_store_sees_it(
     scored: Path, synth_store: Path, model_dir: Path
 ) -> None:
-    from msaic_model.registry import load_model
-    from tasks.quality import assess, load_profile
+    from msaic_model.training.registry import load_model
+    from tasks.quality.gate import assess, load_profile
 
     scores = st.read_table(scored, "scores").to_pandas()
     records = st.read_table(synth_store, "records", ["record_id", "site", "source_path"]).to_pandas()
@@ -99,9 +99,9 @@ def test_territory_is_the_group_whose_masking_lowers_the_probability_most(
 
     import torch
 
-    from msaic_model.data import prepare
-    from msaic_model.registry import load_model
-    from tasks.scoring import explain, load_explainer
+    from msaic_model.model.data import prepare
+    from msaic_model.training.registry import load_model
+    from tasks.scoring.score import explain, load_explainer
 
     scores = st.read_table(scored, "scores").to_pandas()
     assert scores["flagged"].sum() > 0
@@ -111,7 +111,8 @@ def test_territory_is_the_group_whose_masking_lowers_the_probability_most(
 
     # the occlusion on the real model, every window explained (no minimum drop), checked by
     # zeroing leads of the prepared input and scoring it directly (log-odds); the packaged input
-    # kind, one median beat per lead, is a single crop (rhythm crops: tests/msaic_model/test_occlusion.py)
+    # kind, one median beat per lead, is a single crop (rhythm crops:
+    # tests/msaic_model/model/test_occlusion.py)
     model = load_model(model_dir)
     explainer = replace(load_explainer(), min_drop=-1.0, top_leads=12)
     ids = scores.loc[scores["verdict"] != "reject", "record_id"].head(6).tolist()
@@ -168,7 +169,7 @@ def test_worklist_ranks_flagged_records(scored: Path) -> None:
 def test_a_model_registered_before_calibration_scores_without_a_risk(
     synth_archive: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    from tasks.score_run import score_archive_run
+    from tasks.scoring.run import score_archive_run
     from tasks.settings import Settings
 
     old = tmp_path / "models" / model_dir.name
@@ -234,7 +235,7 @@ def test_cli_refuses_bad_usage(
 
 
 def test_recording_date_from_the_record_line() -> None:
-    from tasks.wfdb_header import parse_header
+    from tasks.ingest.wfdb_header import parse_header
 
     line = "rec.dat 16 200 16 0 0 0 0 I\n"
     assert parse_header(f"rec 1 500 5000 10:11:12 05/03/2021\n{line}").recorded_at == "2021-03-05T10:11:12"
@@ -247,7 +248,7 @@ def test_refuses_to_resume_scores_of_another_scoring_version(
 ) -> None:
     """An OUT written by score/1 (explanations from probability drops) is not continued by this
     version: its rows would mix two meanings of `territory` and `top_leads`."""
-    from tasks.score_run import score_archive_run
+    from tasks.scoring.run import score_archive_run
     from tasks.settings import Settings
 
     model_id = json.loads((model_dir / "config.json").read_text())["model_id"]

@@ -45,7 +45,7 @@ def test_shards_run_as_prefect_tasks_on_a_local_dask_cluster(
     from distributed import LocalCluster
 
     from flows.score import run_score
-    from tasks.score_run import score_archive_run
+    from tasks.scoring.run import score_archive_run
     from tasks.settings import Settings
 
     settings = Settings(workers=2, score_shard_size=SHARD)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tasks import store as st
-from tasks.archive import RecordUnit
-from tasks.ingest_run import walk_archive
+from tasks.ingest.archive import RecordUnit
+from tasks.ingest.run import walk_archive
 from tasks.settings import Settings
 from tests.flows.scoring_setup import trained_store
 

@@ -43,7 +43,7 @@ def test_each_deployment_is_scheduled_and_runs_once(
     prefect_harness: None, store: Path, synth_archive: Path, tmp_path: Path
 ) -> None:
     from flows.serve import deployments
-    from tasks.promotion import LOG, promoted_model
+    from msaic_model.training.promotion import LOG, promoted_model
     from tasks.settings import Settings
 
     settings = Settings(
@@ -83,7 +83,7 @@ def test_each_deployment_is_scheduled_and_runs_once(
 
 
 def test_promotion_rule() -> None:
-    from tasks.promotion import Interval, decide
+    from msaic_model.training.promotion import Interval, decide
 
     current = Interval(0.80, 0.70, 0.90)
     assert decide(None, current, 0.0) == (False, "candidate has no held-out-site interval")

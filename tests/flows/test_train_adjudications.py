@@ -2,7 +2,7 @@
 the source label ("mi" → 1, "not_mi" → 0), "unreadable" takes the record out, and the counts are
 kept in the model's snapshot, card and the command's summary. A tiny model (the logistic feature
 baseline) is trained on a copy of the session's synthetic store, written as the review page
-writes decisions (`tasks.adjudication`)."""
+writes decisions (`tasks.review.adjudication`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from data_contracts import load_json
-from tasks.adjudication import Decision, adjudication_row, append_decisions, reviewer_key
-from tasks.training_data import adjudicated, eligible_records
+from msaic_model.training.eligible import adjudicated, eligible_records
+from tasks.review.adjudication import Decision, adjudication_row, append_decisions, reviewer_key
 from tests.flows.scoring_setup import trained_store
 from tests.helpers import copy_store
 

@@ -19,12 +19,12 @@ from flows.features import features
 from flows.ingest import ingest
 from flows.quality import quality
 from flows.train import train
-from msaic_model.config import load_config, with_overrides
-from msaic_model.evaluate import load_evaluation_config, validation_threshold
-from msaic_model.registry import load_model
-from msaic_model.training_run import calibrated
+from msaic_model.model.config import load_config, with_overrides
+from msaic_model.training.eligible import eligible_records
+from msaic_model.training.evaluate import load_evaluation_config, validation_threshold
+from msaic_model.training.registry import load_model
+from msaic_model.training.run import calibrated
 from tasks.settings import Settings
-from tasks.training_data import eligible_records
 from tests.conftest import LUDB
 
 LUDB_RECORDS = range(1, 31)  # the first 30 of the 200 records, 8 of them MI-positive

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,13 @@ from flows.cli import main
 from flows.features import features
 from flows.quality import quality
 from flows.train import evaluate, train
-from msaic_model.calibration import calibrate, load_calibration_config
-from msaic_model.config import load_config, with_overrides
-from msaic_model.evaluate import choose_threshold, load_evaluation_config
-from msaic_model.registry import load_model
-from msaic_model.training_run import signals_for
+from msaic_model.model.config import load_config, with_overrides
+from msaic_model.training.calibration import calibrate, load_calibration_config
+from msaic_model.training.evaluate import choose_threshold, load_evaluation_config
+from msaic_model.training.registry import load_model
+from msaic_model.training.run import signals_for
 from tasks import store as st
+from tasks.quality.profile_file import ProfileId, profile_bytes
 from tasks.settings import Settings
 from tests.helpers import copy_store
 
@@ -83,8 +85,11 @@ def test_registered_directory(store: Path, trained: Path) -> None:
     files = {p.name for p in trained.iterdir()}
     assert files == {
         "weights.safetensors", "config.json", "thresholds.json", "metrics.json", "snapshot.json",
-        "split.parquet", "model_card.html",
+        "split.parquet", "model_card.html", "qc_profile.json",
     }  # fmt: skip
+    # the QC profile the store was checked with, kept with the model and named in its snapshot
+    assert (trained / "qc_profile.json").read_bytes() == (store / "qc_profile.json").read_bytes()
+    assert (store / "qc_profile.json").read_bytes() == profile_bytes(None)
     config = json.loads((trained / "config.json").read_text())
     assert config["kind"] == "net" and config["model"]["net"]["stem_width"] == 12
     assert config["model"]["train"]["seed"] == 1
@@ -98,6 +103,7 @@ def test_registered_directory(store: Path, trained: Path) -> None:
     assert config["split"]["excluded"]["quality_reject"] == int((verdicts == "reject").sum())
     assert len(split) == int((verdicts != "reject").sum())  # every usable window has a part
     snapshot = json.loads((trained / "snapshot.json").read_text())
+    assert snapshot["qc_profile"] == asdict(ProfileId.of(profile_bytes(None)))
     assert snapshot["parts"]["test/fold0"]["records"] == int((split["part"] == "test").sum())
     assert set(snapshot["store_files"]) == {"records", "waveforms", "quality", "features"}
     assert (
@@ -193,7 +199,8 @@ def test_model_card_is_self_contained(trained: Path) -> None:
 def test_feature_baseline_through_the_cli(
     store: Path, evaluation_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    kind = "logreg"  # gradient boosting takes the same path (its arrays: tests/msaic_model/test_registry.py)
+    # gradient boosting takes the same path (its arrays: tests/msaic_model/training/test_registry.py)
+    kind = "logreg"
     args = ["--model", kind, "--split", "patient", "--evaluation-config", str(evaluation_config)]
     assert main(["train", "--store", str(store), *args]) == 0
     (path,) = (store / "models").glob(f"{kind}-patient-*")

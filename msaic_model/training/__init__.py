@@ -1,0 +1,35 @@
+"""Training: fitting, losses, splits, metrics, evaluation, calibration, importance, the registry,
+the model card and promotion.
+
+Modules: `eligible` (the windows a training may use), `splits`, `fit` (the training loop), `losses`,
+`metrics`, `evaluate`, `calibration`, `importance`, `run` (one fold: fit, evaluate, register),
+`registry` (model directories: register, load and validate), `model_card`, `promotion`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name → the module that holds it; imported on first use (torch takes seconds to import)
+_EXPORTS = {
+    "FitResult": "msaic_model.training.fit",
+    "fit": "msaic_model.training.fit",
+    "MsaicLoss": "msaic_model.training.losses",
+    "imbalance_aware_supcon": "msaic_model.training.losses",
+    "lead_groups": "msaic_model.training.importance",
+    "permutation_importance": "msaic_model.training.importance",
+    "make_split": "msaic_model.training.splits",
+    "LoadedModel": "msaic_model.training.registry",
+    "load_model": "msaic_model.training.registry",
+    "register": "msaic_model.training.registry",
+    "gate": "msaic_model.training.promotion",
+    "promoted_model": "msaic_model.training.promotion",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

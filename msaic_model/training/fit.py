@@ -1,0 +1,189 @@
+"""The training loop shared by MSAIC-Net and the neural baselines.
+
+`fit` trains on windows streamed from the store (random crops, augmentation, optional class-balanced
+sampling; epochs of at least `min_windows_per_epoch` windows, see `TrainConfig`), scores every
+validation window after every epoch (`msaic_model.model.inference`, as scoring does) and keeps the weights of
+the epoch with the best validation AUPRC (early stopping after `patience` epochs without a gain; the
+validation log loss decides when the validation set holds a single class). Seeds make a run
+repeatable on the same device. A fused network (`net.fusion`) also reads each window's
+feature-store values (`store_features`); `train.init_weights` starts from pretrained weights.
+The threshold is not chosen here: the caller picks it from
+`FitResult.val_probabilities`, which come from the validation split only.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import safetensors.torch
+import torch
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+from torch import nn
+
+from msaic_model.model.config import ModelConfig
+from msaic_model.model.data import WaveformStream
+from msaic_model.model.inference import predict_proba, predict_stream, resolve_device
+from msaic_model.model.net import build_model
+from msaic_model.training.eligible import feature_matrix
+from msaic_model.training.losses import MsaicLoss, positive_class_weight
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (initialization, dropout; the data stream has its own generators) and ask cuDNN
+    for deterministic kernels."""
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+@dataclass
+class FitResult:
+    """The best model (eval mode), its config, one history row per epoch, the best epoch (1-based)
+    and the validation probabilities of the best model, aligned with the rows of `val`."""
+
+    model: nn.Module
+    config: ModelConfig
+    history: pd.DataFrame
+    best_epoch: int
+    val_probabilities: np.ndarray
+
+    def predict_proba(self, signals: np.ndarray) -> np.ndarray:
+        return predict_proba(self.model, self.config, signals)
+
+
+def store_features(store: Path, record_ids: list[str], config: ModelConfig) -> np.ndarray | None:
+    """A fused network's second input for stored records (None for any other network)."""
+    if not config.feature_columns:
+        return None
+    return feature_matrix(store, record_ids, config.feature_columns)
+
+
+def initial_weights(config: ModelConfig) -> dict[str, torch.Tensor] | None:
+    """The weights of the safetensors file `train.init_weights` names, if any."""
+    path = config.train.init_weights
+    return None if path is None else safetensors.torch.load_file(Path(path))
+
+
+def _labels(frame: pd.DataFrame, name: str) -> np.ndarray:
+    missing = {"record_id", "mi_label"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{name} frame lacks columns {sorted(missing)}")
+    if frame.empty:
+        raise ValueError(f"{name} frame is empty")
+    if frame["mi_label"].isna().any():
+        raise ValueError(
+            f"{name} frame has windows without mi_label; drop unlabelled windows before training"
+        )
+    return frame["mi_label"].to_numpy().astype(np.int64)
+
+
+def _validation_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    both = len(np.unique(y)) == 2
+    return {
+        "val_auprc": float(average_precision_score(y, p)) if both else float("nan"),
+        "val_auroc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "val_log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+    }
+
+
+def fit(
+    store: Path,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    config: ModelConfig,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """Train `config`'s network on the windows of `train` (record_id, mi_label 0/1, optional site)
+    and early-stop on `val`; see the module docstring."""
+    y_train, y_val = _labels(train, "train"), _labels(val, "val")
+    tc = config.train
+    seed_everything(tc.seed)
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    device = resolve_device(tc.device)
+    model = build_model(config)
+    start_from = initial_weights(config)
+    if start_from is not None:
+        model.load_state_dict(start_from)
+    train_features = store_features(store, train["record_id"].tolist(), config)
+    if train_features is not None:
+        model.features.set_normalization(torch.from_numpy(train_features).float())
+    model = model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    criterion = MsaicLoss(config.loss, positive_class_weight(y_train))
+    sites = train["site"].unique().tolist() if "site" in train.columns else None
+    stream = WaveformStream(
+        store,
+        train["record_id"].tolist(),
+        y_train,
+        config,
+        train=True,
+        sites=sites,
+        windows_per_epoch=tc.epoch_windows(len(train)),
+        features=train_features,
+    )
+    val_ids = val["record_id"].tolist()
+    val_stream = WaveformStream(
+        store,
+        val_ids,
+        y_val,
+        config,
+        train=False,
+        cache=True,
+        features=store_features(store, val_ids, config),
+    )
+    both_classes = len(np.unique(y_val)) == 2
+
+    rows: list[dict[str, float]] = []
+    best_score, best_epoch, best_state, best_probs = -np.inf, 0, None, None
+    for epoch in range(1, tc.epochs + 1):
+        stream.set_epoch(epoch)
+        model.train()
+        sums = np.zeros(3)
+        windows = 0
+        start = time.perf_counter()
+        for batch in stream:
+            if len(batch.y) < 2:  # batch norm needs two windows
+                continue
+            inputs = [batch.x.to(device, non_blocking=True)]
+            if batch.features is not None:
+                inputs.append(batch.features.to(device))
+            parts = criterion(model(*inputs), batch.y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            optimizer.step()
+            sums += [float(p.detach()) * len(batch.y) for p in parts]
+            windows += len(batch.y)
+        seconds = time.perf_counter() - start
+        probs = predict_stream(model, val_stream).probability
+        row = {
+            "epoch": epoch,
+            "train_loss": sums[0] / max(windows, 1),
+            "train_classification": sums[1] / max(windows, 1),
+            "train_contrastive": sums[2] / max(windows, 1),
+            "windows": windows,
+            "seconds": seconds,
+            "windows_per_s": windows / seconds if seconds > 0 else float("nan"),
+            **_validation_scores(y_val, probs),
+        }
+        rows.append(row)
+        score = row["val_auprc"] if both_classes else -row["val_log_loss"]
+        if log:
+            log(
+                f"epoch {epoch}: loss {row['train_loss']:.4f}, val AUPRC {row['val_auprc']:.3f}, "
+                f"AUROC {row['val_auroc']:.3f}, {row['windows_per_s']:.0f} windows/s"
+            )
+        if score > best_score:
+            best_score, best_epoch, best_probs = score, epoch, probs
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= tc.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(model, config, pd.DataFrame(rows), best_epoch, best_probs)

@@ -1,0 +1,111 @@
+"""The one shard runner of every stage: `run_sharded(jobs, fn, workers)` maps `fn` over shards.
+
+Bounded: at most `depth` shards (2 x workers by default) are in flight, so memory stays flat in
+archive size whatever the number of shards; workers hand back small results (paths, counts).
+Ordered (results in job order, what a resumable plan needs) or not (as they finish).
+The worker policy lives here and nowhere else: one process in this process when `workers` is 1,
+else a process pool forked from a forkserver that imported `preload` once (workers then start in
+a fraction of a second), `worker_threads` torch threads per worker. `executor` replaces the pool
+by anything with `submit(fn, job)` returning a future (a Dask client, a Prefect task runner's
+adapter): running stages on a cluster is a change here, not in each stage.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Protocol, TypeVar
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Where shards run when not in the local pool: `submit(fn, job)` returns a future."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any: ...
+
+
+def worker_count(workers: int, jobs: int | None = None, work: int | None = None, per_worker: int = 1) -> int:
+    """How many worker processes a stage starts: at most `workers`, no more than there are `jobs`,
+    and one per `per_worker` units of `work` (a worker costs about a second to start, so a small
+    run stays in one process)."""
+    n = workers
+    if jobs is not None:
+        n = min(n, jobs)
+    if work is not None:
+        n = min(n, -(-work // max(per_worker, 1)))
+    return max(n, 1)
+
+
+def worker_threads(workers: int) -> int:
+    """Torch threads per worker: the CPUs shared out between the workers, at least one."""
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
+def limit_threads(threads: int) -> None:
+    """Give this process's torch `threads` intra-op threads, when torch is loaded (a worker of a
+    stage that does not use torch never imports it)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def process_pool(workers: int, preload: Sequence[str] = (), start_method: str = "forkserver") -> Any:
+    """The local pool: `workers` processes forked from a forkserver that imported `preload` (no
+    effect on preloading once this process's forkserver runs), or spawned."""
+    ctx = mp.get_context(start_method)
+    if preload and start_method == "forkserver":
+        ctx.set_forkserver_preload(list(preload))
+    return ProcessPoolExecutor(workers, mp_context=ctx)
+
+
+def _bounded(
+    jobs: Iterable[J], fn: Callable[[J], R], executor: Executor, depth: int, ordered: bool
+) -> Iterator[R]:
+    in_flight: deque[Future[R]] = deque()
+    for job in jobs:
+        in_flight.append(executor.submit(fn, job))
+        if len(in_flight) >= depth:
+            yield from _take(in_flight, ordered)
+    while in_flight:
+        yield from _take(in_flight, ordered)
+
+
+def _take(in_flight: deque[Future[R]], ordered: bool) -> Iterator[R]:
+    """The oldest result (ordered), or every result finished by now (at least one)."""
+    if ordered:
+        yield in_flight.popleft().result()
+        return
+    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+    for future in [f for f in in_flight if f in done]:
+        in_flight.remove(future)
+        yield future.result()
+
+
+def run_sharded(
+    jobs: Iterable[J],
+    fn: Callable[[J], R],
+    workers: int,
+    *,
+    ordered: bool = True,
+    preload: Sequence[str] = (),
+    start_method: str = "forkserver",
+    executor: Executor | None = None,
+    depth: int | None = None,
+) -> Iterator[R]:
+    """`fn(job)` for every job, as a generator; see the module docstring. `fn` and the jobs must
+    pickle when they run in other processes (module-level functions, `functools.partial`)."""
+    depth = depth or 2 * max(workers, 1)
+    if executor is not None:
+        yield from _bounded(jobs, fn, executor, depth, ordered)
+    elif workers <= 1:
+        for job in jobs:
+            yield fn(job)
+    else:
+        with process_pool(workers, preload, start_method) as pool:
+            yield from _bounded(jobs, fn, pool, depth, ordered)

@@ -1,0 +1,317 @@
+"""The Parquet store: Hive-partitioned datasets under STORE/<table>/site=<name>/part-<id>.parquet.
+
+Writers stage files under STORE/.staging and publish them with a commit journal: the journal
+(the list of renames and deletions) is written atomically first, then carried out; a run that
+dies half-way is rolled forward by `recover` before the next write. Readers therefore never see
+half a commit, and nothing is written outside STORE.
+
+Each process stages in a folder of its own, STORE/.staging/<pid>-<random>/, on which it holds an
+advisory lock while it lives. What a killed process staged is thus told apart from what a live one
+is still writing (a model being registered, a report, a Dask worker's shard): a run that takes the
+store lock finishes the orphans' half-done commits and deletes the rest (`clean_staging`), and
+removes what it staged itself but did not commit when it ends, however it ends short of a kill.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from data_contracts.catalog import table as catalog_table
+from data_contracts.schemas import SITE_FIELD
+
+STAGING = ".staging"
+_JOURNAL_SUFFIX = ".commit.json"
+SIGNAL_ROW_GROUP = 64
+SIGNAL_MIN_VALUES = 1000  # a column with this many fixed values per row holds signals
+_PARTITIONING = ds.partitioning(pa.schema([SITE_FIELD]), flavor="hive")
+
+
+def table_dir(store: Path, table: str) -> Path:
+    return store / table
+
+
+def part_path(store: Path, table: str, site: str, part_id: str) -> Path:
+    """Where a committed part file lives; the site is URI-escaped as Hive readers expect."""
+    return table_dir(store, table) / f"site={quote(site, safe='')}" / f"part-{part_id}.parquet"
+
+
+def site_of_part(path: Path) -> str:
+    """The site a committed part file belongs to (from its `site=` folder)."""
+    return unquote(path.parent.name.removeprefix("site="))
+
+
+def new_part_id() -> str:
+    return uuid.uuid4().hex
+
+
+# (store, pid) → this process's staging folder and the open descriptor that holds its lock
+_OWN_STAGING: dict[tuple[str, int], tuple[Path, int]] = {}
+
+
+def staging_dir(store: Path) -> Path:
+    """This process's staging folder in STORE/.staging, created (and locked) at its first use."""
+    key = (os.path.realpath(store), os.getpid())
+    held = _OWN_STAGING.get(key)
+    if held is not None and held[0].is_dir():
+        return held[0]
+    folder = Path(key[0]) / STAGING / f"{key[1]}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if not _OWN_STAGING:
+        atexit.register(_remove_own_staging)
+    if held is not None:
+        os.close(held[1])
+    _OWN_STAGING[key] = (folder, fd)
+    return folder
+
+
+def _own_folder(store: Path) -> Path | None:
+    """This process's staging folder of `store`, if it made one."""
+    held = _OWN_STAGING.get((os.path.realpath(store), os.getpid()))
+    return held[0] if held is not None and held[0].is_dir() else None
+
+
+def _remove_own_staging() -> None:
+    """At exit: this process's staging folders go if they are empty (a pending journal stays)."""
+    for (_, pid), (folder, _) in _OWN_STAGING.items():
+        if pid == os.getpid():
+            with suppress(OSError):
+                folder.rmdir()
+
+
+def _orphaned(entry: Path) -> bool:
+    """Whether a STORE/.staging entry belongs to no live process: a loose file (none is staged
+    there), or a folder whose owner's lock can be taken because its owner is gone (a folder of
+    this very process is locked through another descriptor, so it counts as live)."""
+    if entry.is_symlink() or not entry.is_dir():
+        return True
+    try:
+        fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # also releases the lock just taken: the folder's owner is dead
+    return True
+
+
+def orphan_staging(store: Path) -> list[Path]:
+    """The STORE/.staging entries left by processes that died (killed runs, full disks)."""
+    stage = Path(store) / STAGING
+    return [e for e in sorted(stage.iterdir()) if _orphaned(e)] if stage.is_dir() else []
+
+
+def clean_staging(store: Path) -> list[Path]:
+    """Delete the orphans of STORE/.staging; returns them. One that holds a commit journal is
+    kept: `recover` rolls it forward first."""
+    removed = [e for e in orphan_staging(store) if not _holds_journal(e)]
+    for entry in removed:
+        _remove(entry)
+    return removed
+
+
+def _holds_journal(entry: Path) -> bool:
+    if entry.is_dir() and not entry.is_symlink():
+        return any(entry.glob(f"*{_JOURNAL_SUFFIX}"))
+    return entry.name.endswith(_JOURNAL_SUFFIX)
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def _discard_uncommitted(store: Path) -> None:
+    """Empty this process's staging folder of `store` unless a commit journal in it still waits
+    to be rolled forward (then `recover` needs the files it names)."""
+    own = _own_folder(store)
+    if own is None or _holds_journal(own):
+        return
+    for entry in own.iterdir():
+        _remove(entry)
+
+
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write a whole file under a temporary name of this process and thread, then rename it into
+    place: a reader sees the old file or the new one, never part of it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    tmp.replace(path)
+    return path
+
+
+def write_parquet(table: pa.Table, path: Path) -> Path:
+    """Write one Parquet file; it is complete on disk before it is ever renamed into a dataset.
+    Float columns use byte-stream-split, which suits sampled signals, with LZ4: on 12-lead
+    waveforms it writes about twice and reads about 1.5× as fast as zstd level 3, for files about
+    a fifth larger (0.48 vs 0.39 of raw float32, LUDB). Tables of signals get row groups of
+    `SIGNAL_ROW_GROUP` rows (about 15 MB), so that a reader after a few records decodes a few
+    row groups, not the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    float_cols = [f.name for f in table.schema if _is_float(f.type)]
+    signals = any(_is_float(f.type) and _fixed_values(f.type) >= SIGNAL_MIN_VALUES for f in table.schema)
+    pq.write_table(
+        table,
+        path,
+        row_group_size=SIGNAL_ROW_GROUP if signals else None,
+        compression="lz4",
+        use_byte_stream_split=float_cols or False,
+        use_dictionary=[f.name for f in table.schema if pa.types.is_string(f.type)],
+    )
+    return path
+
+
+def stage_parts(store: Path, table: str, rows: pa.Table) -> list[tuple[Path, Path]]:
+    """Write rows that carry a `site` column as one staged part file per site (cast to the
+    table's schema); returns the (staged, final) moves to put in a `Commit`."""
+    moves = []
+    for site in pc.unique(rows[SITE_FIELD.name]).to_pylist():
+        part = rows.filter(pc.equal(rows[SITE_FIELD.name], site)).drop_columns([SITE_FIELD.name])
+        schema = catalog_table(table).schema
+        part = part.select(schema.names).cast(schema)
+        part_id = new_part_id()
+        staged = write_parquet(part, staging_dir(store) / f"{part_id}.{table}.parquet")
+        moves.append((staged, part_path(store, table, site, part_id)))
+    return moves
+
+
+def read_table_file(path: Path) -> pa.Table:
+    """One Parquet file as written (no partition columns)."""
+    return pq.read_table(path)
+
+
+def row_count(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _fixed_values(t: pa.DataType) -> int:
+    """Values per row of nested fixed-size lists (1 for anything else)."""
+    n = 1
+    while pa.types.is_fixed_size_list(t):
+        n, t = n * t.list_size, t.value_type
+    return n
+
+
+def _is_float(t: pa.DataType) -> bool:
+    while pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+        t = t.value_type
+    return pa.types.is_floating(t)
+
+
+def dataset(store: Path, table: str) -> ds.Dataset | None:
+    """The committed dataset of a table (named in the catalog), or None before its first commit."""
+    schema = catalog_table(table).schema.append(SITE_FIELD)
+    path = table_dir(store, table)
+    if not path.is_dir() or not any(path.rglob("*.parquet")):
+        return None
+    return ds.dataset(path, format="parquet", partitioning=_PARTITIONING, schema=schema)
+
+
+def read_table(
+    store: Path, table: str, columns: list[str] | None = None, filter: ds.Expression | None = None
+) -> pa.Table:
+    """A table (or some of its columns), empty with the right schema when nothing is stored."""
+    dset = dataset(store, table)
+    if dset is None:
+        schema = catalog_table(table).schema.append(SITE_FIELD)
+        empty = schema.empty_table()
+        return empty.select(columns) if columns else empty
+    return dset.to_table(columns=columns, filter=filter)
+
+
+@dataclass
+class Commit:
+    """Renames (staged → final) and deletions to carry out as one unit."""
+
+    moves: list[tuple[Path, Path]] = field(default_factory=list)
+    deletes: list[Path] = field(default_factory=list)
+
+    def publish(self, store: Path) -> None:
+        """Carry the commit out through a journal, so that a crash is rolled forward."""
+        if not self.moves and not self.deletes:
+            return
+        journal = staging_dir(store) / f"{uuid.uuid4().hex}{_JOURNAL_SUFFIX}"
+        payload = {
+            "moves": [[str(a), str(b)] for a, b in self.moves],
+            "deletes": [str(p) for p in self.deletes],
+        }
+        write_atomic(journal, json.dumps(payload))
+        _apply(journal)
+
+
+def _apply(journal: Path) -> None:
+    payload = json.loads(journal.read_text())
+    for src, dst in payload["moves"]:
+        if Path(src).exists():
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            Path(src).replace(dst)
+    for path in payload["deletes"]:
+        Path(path).unlink(missing_ok=True)
+    journal.unlink()
+
+
+def pending_journals(store: Path) -> list[Path]:
+    """Commit journals that no live process is carrying out: those of dead processes' folders
+    (and loose ones), and this process's own (a commit of it that failed half-way)."""
+    stage = Path(store) / STAGING
+    if not stage.is_dir():
+        return []
+    own = _own_folder(store)
+    folders = [e for e in orphan_staging(store) if e.is_dir()] + ([own] if own is not None else [])
+    loose = stage.glob(f"*{_JOURNAL_SUFFIX}")
+    return sorted([*loose, *(j for f in folders for j in f.glob(f"*{_JOURNAL_SUFFIX}"))])
+
+
+def recover(store: Path) -> int:
+    """Finish any commit a crashed run left half done; returns how many were rolled forward."""
+    journals = pending_journals(store)
+    for journal in journals:
+        _apply(journal)
+    return len(journals)
+
+
+@contextmanager
+def store_lock(store: Path, keep_orphans: bool = False) -> Iterator[None]:
+    """One writer at a time per store (an advisory lock on STORE/.lock). On entry it finishes the
+    commits dead runs left half done and deletes the rest of what they staged (`keep_orphans`:
+    left for `msaic store repair` to move aside); on exit it removes what this run staged and did
+    not commit, and the folders of its workers that have ended."""
+    store.mkdir(parents=True, exist_ok=True)
+    with (store / ".lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another msaic run is writing to {store}") from None
+        try:
+            recover(store)
+            if not keep_orphans:
+                clean_staging(store)
+            yield
+        finally:
+            with suppress(OSError):  # a read-only or full disk must not hide the run's own error
+                _discard_uncommitted(store)
+                clean_staging(store)
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,87 @@
+"""How networks are probed lead by lead, for both input kinds, on real LUDB windows: `CropOcclusion`
+(score explanations: the strongest crop of rhythm input, the single median beat, windows that give
+the network nothing to read) and permutation importance on the prepared input."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+import torch
+
+from msaic_model.model.config import ModelConfig
+from msaic_model.model.data import crop_samples, prepare, prepare_array, signals_of
+from msaic_model.model.inference import CropOcclusion, predict_prepared, predict_proba
+from msaic_model.model.net import build_model
+from msaic_model.training.importance import permutation_importance
+from tasks.store import read_table
+from tests.msaic_model.training.test_fit import tiny
+
+
+@pytest.fixture(scope="module")
+def windows(real_store: Path) -> np.ndarray:
+    stored = read_table(real_store, "waveforms", filter=ds.field("site") == "ludb").sort_by("record_id")[:4]
+    return signals_of(stored["signal"])
+
+
+def _net(name: str) -> tuple[torch.nn.Module, ModelConfig]:
+    config = tiny(name)
+    torch.manual_seed(0)
+    return build_model(config).eval(), config
+
+
+def test_rhythm_occlusion_masks_the_strongest_crop_as_missing_leads(windows: np.ndarray) -> None:
+    """Masking leads of the strongest crop equals preparing the raw window with those leads
+    missing (NaN) and scoring the same crop; the probability is `predict_proba`'s."""
+    net, config = _net("msaic_rhythm")
+    occlusion = CropOcclusion.of(net, config, windows)
+    np.testing.assert_allclose(occlusion.probability, predict_proba(net, config, windows), atol=1e-6)
+    assert not occlusion.no_input.any()
+    crop = crop_samples(config)
+    mask = np.zeros((len(windows), 12), bool)
+    mask[:, [1, 2, 5]] = True  # the inferior leads
+    got = occlusion.masked_logit(np.arange(len(windows)), mask)
+    with torch.inference_mode():
+        for i, raw in enumerate(windows):
+            tiles = prepare(raw[None], config)[0].unfold(-1, crop, crop).permute(1, 0, 2)  # (4, 12, crop)
+            k = int(net(tiles).logits.argmax())
+            assert occlusion.base_logit[i] == pytest.approx(float(net(tiles).logits[k]), abs=1e-5)
+            missing = raw.copy()
+            missing[[1, 2, 5]] = np.nan
+            masked = prepare(missing[None], config)[0].unfold(-1, crop, crop).permute(1, 0, 2)
+            assert got[i] == pytest.approx(float(net(masked[k : k + 1]).logits[0]), abs=1e-5)
+
+
+def test_median_beat_occlusion_and_windows_without_input(windows: np.ndarray) -> None:
+    """Median-beat input is one crop; a flat window (no beat) and one with every lead missing give
+    the network nothing to read and are reported as such."""
+    net, config = _net("msaic")
+    flat = np.zeros_like(windows[:1])
+    missing = np.full_like(windows[:1], np.nan)
+    occlusion = CropOcclusion.of(net, config, np.concatenate([windows, flat, missing]))
+    assert occlusion.no_input.tolist() == [False] * len(windows) + [True, True]
+    x = prepare(windows, config)
+    assert occlusion.crops.shape == (len(windows) + 2, 12, x.shape[-1])
+    mask = np.zeros((len(windows), 12), bool)
+    mask[:, 6:] = True  # the chest leads
+    with torch.inference_mode():
+        expected = net(x * torch.from_numpy(~mask)[:, :, None]).logits.numpy()
+    np.testing.assert_allclose(occlusion.masked_logit(np.arange(len(windows)), mask), expected, atol=1e-5)
+
+
+def test_importance_on_prepared_rhythm_input_equals_the_raw_path(windows: np.ndarray) -> None:
+    """Networks are permuted on their prepared input (`lead_importance`); for rhythm input, whose
+    preparation is lead by lead, that is the same as shuffling the stored leads and preparing again."""
+    net, config = _net("msaic_rhythm")
+    many = np.concatenate([windows] * 3)
+    labels = np.array([0, 1] * (len(many) // 2))
+    groups = {"inferior": [1, 2, 5], "V2": [7]}
+    raw = permutation_importance(lambda s: predict_proba(net, config, s), many, labels, groups, 2, seed=1)
+    prepared = permutation_importance(
+        partial(predict_prepared, net, config), prepare_array(many, config), labels, groups, 2, seed=1
+    )
+    np.testing.assert_allclose(prepared["mean_drop"], raw["mean_drop"], atol=1e-6)
+    assert prepared["group"].tolist() == raw["group"].tolist()

@@ -1,0 +1,137 @@
+"""Per-lead quality indices on signals with known content: each index measures what it names,
+in mV, and nothing raises on signals that are not ECGs at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.quality.gate import load_profile
+from tasks.quality.indices import IndexParams, LeadIndices, measure
+from tests.helpers import ecg_like
+
+FS = 500
+T = np.arange(5000) / FS
+
+
+@pytest.fixture(scope="module")
+def params() -> IndexParams:
+    return load_profile().indices
+
+
+def _record(seed: int = 0) -> np.ndarray:
+    """One 12-lead 10-s record (12, 5000) of the ECG-shaped test signal at 72 bpm."""
+    return ecg_like(FS, 10, seed).T.astype(np.float32)
+
+
+def test_clean_record_has_beats_and_low_noise_indices(params: IndexParams) -> None:
+    ix = measure(_record()[None], params)
+    assert ix.beats[0] == 12  # 72 bpm over 10 s
+    assert (ix.template_corr > 0.95).all() and (ix.kurtosis > 5).all()
+    assert (ix.powerline < 0.005).all() and (ix.baseline < 0.1).all() and (ix.emg < 0.015).all()
+    assert (ix.missing == 0).all() and (ix.saturation < 0.01).all() and (ix.still < 0.1).all()
+
+
+def test_mains_wander_and_muscle_noise_are_measured_in_mv(params: IndexParams) -> None:
+    rng = np.random.default_rng(3)
+    x = np.stack([_record(1)] * 4)
+    x[0, 1] += 0.05 * np.sin(2 * np.pi * 50 * T + 0.3)
+    x[1, 2] += 0.08 * np.sin(2 * np.pi * 60 * T) + 0.02 * np.sin(2 * np.pi * 120 * T)
+    x[2, 3] += 0.6 * np.sin(2 * np.pi * 0.2 * T + 1.0)
+    burst = (T > 4) & (T < 7)
+    x[3, 4] += np.where(burst, 0.1 * np.diff(rng.standard_normal(5001)) / np.sqrt(2), 0.0)
+    ix = measure(x, params)
+    assert ix.powerline[0, 1] == pytest.approx(0.05, rel=0.1)
+    assert ix.powerline[1, 2] == pytest.approx(np.hypot(0.08, 0.02), rel=0.1)
+    assert ix.baseline[2, 3] == pytest.approx(0.6, rel=0.2)
+    assert ix.emg[3, 4] == pytest.approx(0.1, rel=0.25)
+    # the other leads of the same records stay low
+    others = np.ones((4, 12), dtype=bool)
+    others[[0, 1, 2, 3], [1, 2, 3, 4]] = False
+    assert (ix.powerline[others] < 0.005).all() and (ix.emg[others] < 0.015).all()
+    assert (ix.beats == 12).all()
+
+
+def test_clipped_flat_and_missing_leads(params: IndexParams) -> None:
+    x = _record(2)[None].copy()
+    x[0, 6, 1000:3000] = 8.0  # 40 % of V1 at the rail, one plateau
+    x[0, 7] = 0.0  # V2 lead-off
+    x[0, 8] = np.nan  # V3 missing
+    drifting = x[0, 9] + 0.5 * np.sin(2 * np.pi * 0.2 * T)  # V4 carried to an amplifier limit
+    x[0, 9] = np.minimum(drifting, np.quantile(drifting, 0.8))
+    ix = measure(x, params)
+    assert ix.saturation[0, 6] == pytest.approx(0.4, abs=0.03) and ix.plateaus[0, 6] == 1
+    assert ix.saturation[0, 9] == pytest.approx(0.2, abs=0.05) and ix.plateaus[0, 9] >= 2  # one level
+    assert ix.still[0, 7] == 1.0 and ix.rms[0, 7] == 0.0
+    assert ix.missing[0, 8] == 1.0 and np.isnan(ix.powerline[0, 8]) and np.isnan(ix.template_corr[0, 8])
+    assert ix.beats[0] == 12  # the damaged leads do not hide the beats of the others
+
+
+def test_padded_tail_is_not_missing(params: IndexParams) -> None:
+    x = _record(4)[None].copy()
+    x[0, :, 4200:] = np.nan  # a window shorter than 10 s, padded by ingest
+    ix = measure(x, params)
+    assert (ix.missing == 0).all() and ix.beats[0] >= 9
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["all_nan", "zeros", "constant", "noise", "huge", "inf", "spikes", "one_sample_finite"],
+)
+def test_never_raises(params: IndexParams, case: str) -> None:
+    rng = np.random.default_rng(0)
+    x = {
+        "all_nan": np.full((12, 5000), np.nan),
+        "zeros": np.zeros((12, 5000)),
+        "constant": np.full((12, 5000), 3.3),
+        "noise": rng.standard_normal((12, 5000)),
+        "huge": 1e30 * rng.standard_normal((12, 5000)),
+        "inf": np.where(rng.random((12, 5000)) < 0.1, np.inf, rng.standard_normal((12, 5000))),
+        "spikes": np.where(rng.random((12, 5000)) < 0.001, 50.0, 0.0),
+        "one_sample_finite": np.where(np.arange(5000) == 17, 1.0, np.nan) * np.ones((12, 1)),
+    }[case].astype(np.float32)
+    ix = measure(x[None], params)
+    assert isinstance(ix, LeadIndices)
+    for name in ("missing", "still", "saturation", "powerline", "baseline", "emg"):
+        values = getattr(ix, name)
+        assert values.shape == (1, 12) and values.dtype == np.float32
+        assert not np.isinf(values).any(), name
+
+
+def test_batches_and_chunks_give_the_same_indices(params: IndexParams) -> None:
+    x = np.stack([_record(s) for s in range(params.chunk_records + 3)])
+    together = measure(x, params)
+    alone = measure(x[-1:], params)
+    assert np.allclose(together.powerline[-1], alone.powerline[0], atol=1e-6)
+    assert np.allclose(together.template_corr[-1], alone.template_corr[0], atol=1e-6)
+    assert measure(np.zeros((0, 12, 5000), np.float32), params).beats.shape == (0,)
+
+
+@pytest.mark.parametrize("samples", [4999, 3333, 251])
+def test_any_window_length_from_a_quarter_second(params: IndexParams, samples: int) -> None:
+    x = np.random.default_rng(2).standard_normal((2, 12, samples)).astype(np.float32)
+    x[1] = np.nan
+    ix = measure(x, params)
+    assert ix.baseline.shape == (2, 12) and np.isnan(ix.baseline[1]).all()
+    with pytest.raises(ValueError, match="too short"):
+        measure(x[..., :100], params)
+
+
+def test_mean_beat_and_p_wave_consistency(params: IndexParams) -> None:
+    """The mean beat is kept per lead; the P-window beat correlation is high where a P wave leads each
+    beat and low where fibrillatory waves, not locked to the beats, fill it (atrial fibrillation)."""
+    phase = (T * 1.2) % 1.0
+    p_wave = 0.15 * np.exp(-(((phase - 0.15) / 0.02) ** 2))
+    rng = np.random.default_rng(6)
+    f_waves = 0.05 * np.sin(2 * np.pi * rng.uniform(4, 8, (8, 1)) * T + rng.uniform(0, 6.3, (8, 1))).sum(0)
+    x = np.stack([_record(5) + p_wave, _record(5) + f_waves]).astype(np.float32)
+    x[:, 6:] = np.nan  # the chest leads are gone: no mean beat there
+    ix = measure(x, params)
+    width = round(params.beat_window_s[1] * params.clean_fs) - round(
+        params.beat_window_s[0] * params.clean_fs
+    )
+    assert ix.template.shape == (2, 12, width) and ix.template.dtype == np.float32
+    r_at = -round(params.beat_window_s[0] * params.clean_fs)
+    assert (np.abs(np.argmax(ix.template[:, :6], axis=-1) - r_at) <= 2).all()  # aligned on R
+    assert np.isnan(ix.template[:, 6:]).all() and np.isnan(ix.p_corr[:, 6:]).all()
+    assert (ix.p_corr[0, :6] > 0.9).all() and (ix.p_corr[1, :6] < 0.5).all()
