@@ -72,7 +72,7 @@ def test_sigkill_at_any_moment_then_resume_gives_every_record_once(
     n_shards = -(-len(expected) // SHARD)
 
     # during start-up (nothing committed yet), right after a commit, and between commits
-    at_kill = [_kill_when(cmd, env, out, shards, delay) for shards, delay in ((0, 2.0), (1, 0.0), (2, 0.03))]
+    at_kill = [_kill_when(cmd, env, out, shards, delay) for shards, delay in ((0, 0.0), (1, 0.0), (2, 0.03))]
     assert all(k >= 0 for k in at_kill), f"a run finished before it could be killed: {at_kill}"
     assert 0 < at_kill[-1] < n_shards, f"kills should land mid-run: {at_kill} of {n_shards} shards"
 
