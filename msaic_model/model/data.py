@@ -2,7 +2,7 @@
 
 `prepare` turns stored windows (float32 (n, 12, 5000), mV, 500 Hz, NaN where a lead is missing)
 into network input: NaN → 0, values clipped to ±`clip_mv`, an optional zero-phase high-pass
-against baseline wander, polyphase resampling to the model rate (`tasks.ingest.harmonize.resample_poly_fft`,
+against baseline wander, polyphase resampling to the model rate (`tasks.ingest.harmonize.resample_poly_fast`,
 the ingest's resampler: 3× faster than scipy's loop at 500 → 100 Hz), for `median_beat` input one
 median beat per lead (the feature store's beat pipeline, run at the model rate), then the
 normalization the config names. Training and scoring both call it, so a model sees the same input
@@ -36,7 +36,7 @@ from data_contracts.schemas import FS, N_LEADS, WINDOW_SAMPLES
 from msaic_model.model.config import AugmentConfig, DataConfig, ModelConfig
 from tasks.features.beats import FeatureSkip, beat_span, clean, median_beats
 from tasks.features.measure import criteria_config
-from tasks.ingest.harmonize import resample_poly_fft
+from tasks.ingest.harmonize import resample_poly_fast
 from tasks.store import dataset
 
 
@@ -103,7 +103,7 @@ def prepare_array(signals: np.ndarray, config: ModelConfig | DataConfig) -> np.n
         x = sosfiltfilt(_highpass(cfg.highpass_hz), x, axis=-1)
     if cfg.fs != FS:
         g = gcd(cfg.fs, FS)
-        x = resample_poly_fft(x, cfg.fs // g, FS // g)
+        x = resample_poly_fast(x, cfg.fs // g, FS // g)
     if usable is not None:
         x = median_beat_array(x, usable, cfg.fs)
     if cfg.normalize != "none":

@@ -2,8 +2,9 @@
 
 Resampling is polyphase with scipy's anti-aliasing FIR (`resample_poly`'s filter and alignment),
 exact for rational rate ratios such as 1000→500, 250→500 or 257→500, applied by FFT convolution
-where the up factor is small (`resample_poly_fft`, also the model input's 500→100 Hz). Gaps (NaN
-or infinite samples) are bridged for filtering only and are NaN in the output.
+where up × down is small, else as a polyphase matrix product
+(`resample_poly_fast`, also the model input's 500→100 Hz). Gaps (NaN or infinite samples) are
+bridged for filtering only and are NaN in the output.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy.signal import firwin, resample_poly
+from scipy.signal import firwin
 
 from data_contracts.leads import CANONICAL_LEADS, dropped_channel_name, signed_lead
 from tasks.ingest.errors import RecordError
@@ -65,8 +66,9 @@ def to_canonical(raw: RawRecord) -> tuple[np.ndarray, list[str], list[str]]:
 
 
 # FFT convolution costs grow with up × down (the zero-stuffed length and the filter length); at
-# up·down ≤ 5 it is 1.2-2x faster than scipy's polyphase loop (1000→500, 250→500, 500→100 Hz, ...),
-# above it slower (800→500 Hz, 5/8: 8.4 vs 1.8 ms for 12 × 8000 samples), so scipy takes over.
+# up·down ≤ 5 it is 1.2-2x faster than scipy's polyphase loop (1000→500, 250→500, 500→100 Hz, ...);
+# above it the polyphase filter as matrix products takes over (800→500 Hz, 5/8: 0.22 vs 1.07 ms
+# for scipy on 12 × 8000 samples; 360→500 and 257→500 faster too).
 FFT_MAX_PRODUCT = 5
 
 
@@ -78,16 +80,19 @@ def _resampling_taps(up: int, down: int) -> tuple[np.ndarray, int]:
     return firwin(2 * half + 1, 1.0 / rate, window=("kaiser", 5.0)) * up, half
 
 
-def resample_poly_fft(x: np.ndarray, up: int, down: int, axis: int = -1) -> np.ndarray:
+def resample_poly_fast(x: np.ndarray, up: int, down: int, axis: int = -1) -> np.ndarray:
     """`scipy.signal.resample_poly(x, up, down, axis=axis)` in x's float dtype: the same filter and
-    alignment applied by FFT convolution (the same output to float rounding; 2-3x faster for the
-    ECG ratios 1000→500, 250→500, 500→100), or by scipy itself when up × down exceeds
-    `FFT_MAX_PRODUCT`."""
+    alignment (the same output to float rounding), by FFT convolution when up × down is at most
+    `FFT_MAX_PRODUCT`, else by the polyphase filter as a matrix product."""
     if up == down:
         return x.copy()
-    if up * down > FFT_MAX_PRODUCT:
-        return resample_poly(x, up, down, axis=axis).astype(x.dtype, copy=False)
     x = np.moveaxis(x, axis, -1)
+    y = _fft_convolve(x, up, down) if up * down <= FFT_MAX_PRODUCT else _polyphase_matmul(x, up, down)
+    return np.moveaxis(y, -1, axis)
+
+
+def _fft_convolve(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """resample_poly along the last axis: zero insertion, one FFT convolution, decimation."""
     n = x.shape[-1]
     taps, half = _resampling_taps(up, down)
     if up > 1:  # zero insertion; the taps carry the gain `up`
@@ -98,7 +103,42 @@ def resample_poly_fft(x: np.ndarray, up: int, down: int, axis: int = -1) -> np.n
     spectrum = sp_fft.rfft(x, length, axis=-1) * sp_fft.rfft(taps.astype(x.dtype), length)
     full = sp_fft.irfft(spectrum, length, axis=-1)
     # output k of resample_poly is sample half + k·down of the full convolution
-    return np.moveaxis(full[..., half + down * np.arange(-(-n * up // down))], -1, axis)
+    return full[..., half + down * np.arange(-(-n * up // down))]
+
+
+@lru_cache(maxsize=16)
+def _polyphase_weights(up: int, down: int) -> tuple[np.ndarray, int]:
+    """Output k = q·up + r of resample_poly is Σ_j x[q·down + lo + j] · W[j, r]: the phase matrix W
+    (span rounded up to whole blocks of `down` samples, × up) and the offset lo of the span, from
+    the alignment above (output k is sample half + k·down of the convolution with the zero-stuffed
+    input)."""
+    taps, half = _resampling_taps(up, down)
+    r = np.arange(up)
+    lo = int((-((len(taps) - 1 - half - r * down) // up)).min())  # first input sample, any phase
+    hi = int(((half + r * down) // up).max())  # last input sample, any phase
+    span = -(-(hi - lo + 1) // down) * down
+    tap = half + r[None, :] * down - (lo + np.arange(span)[:, None]) * up
+    inside = (tap >= 0) & (tap < len(taps))
+    return np.where(inside, taps[np.clip(tap, 0, len(taps) - 1)], 0.0), lo
+
+
+def _polyphase_matmul(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """resample_poly along the last axis: the input cut into blocks of `down` samples (a reshape, no
+    copy), every `up` outputs the sum over the span's blocks of block × its slice of the phase
+    matrix."""
+    n = x.shape[-1]
+    weights, lo = _polyphase_weights(up, down)
+    weights = weights.astype(x.dtype)
+    n_blocks = weights.shape[0] // down
+    n_out = -(-n * up // down)
+    rows = -(-n_out // up)
+    padded = np.zeros((*x.shape[:-1], (rows + n_blocks) * down), x.dtype)
+    padded[..., -lo : n - lo] = x
+    blocks = padded.reshape(*x.shape[:-1], rows + n_blocks, down)
+    out = blocks[..., :rows, :] @ weights[:down]
+    for b in range(1, n_blocks):
+        out += blocks[..., b : b + rows, :] @ weights[b * down : (b + 1) * down]
+    return out.reshape(*x.shape[:-1], rows * up)[..., :n_out]
 
 
 def resample(signal: np.ndarray, fs: float, target_fs: int) -> np.ndarray:
@@ -116,7 +156,8 @@ def resample(signal: np.ndarray, fs: float, target_fs: int) -> np.ndarray:
             ok = ~nan[:, j]
             filled[:, j] = np.interp(t, t[ok], signal[ok, j])
         filled[:, nan.all(axis=0)] = 0.0
-    out = resample_poly_fft(filled.astype(np.float32, copy=False), ratio.numerator, ratio.denominator, axis=0)
+    up, down = ratio.numerator, ratio.denominator
+    out = resample_poly_fast(filled.astype(np.float32, copy=False), up, down, axis=0)
     if nan.any():
         src = np.minimum((np.arange(out.shape[0]) / ratio).astype(int), signal.shape[0] - 1)
         out[nan[src]] = np.nan
