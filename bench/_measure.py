@@ -1,13 +1,19 @@
-"""Shared by the benches: run a command to its end and sample the memory of its process tree.
-(Not a benchmark itself: `make bench` runs it too, and it does nothing.)"""
+"""Shared by the benches: run a command to its end and sample the memory of its process tree; the
+work folder of a bench and the printing of its figures. (Not a benchmark itself: `make bench`
+runs it too, and it does nothing.)"""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from tempfile import mkdtemp
+from typing import Any
 
 import psutil
 
@@ -40,3 +46,23 @@ def run_measured(
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} failed: {err.decode(errors='replace')[-2000:]}")
     return wall, peak[0] / 2**20
+
+
+@contextmanager
+def workdir(given: Path | None, prefix: str) -> Iterator[Path]:
+    """The bench's work folder: `given` (`--workdir`, kept for a rerun to reuse), else a temporary
+    one removed at the end whatever happens."""
+    work = given or Path(mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        if given is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def emit(figures: dict[str, Any], keep: Path | None = None) -> None:
+    """Print the bench's figures as JSON (and keep a copy at `keep`)."""
+    text = json.dumps(figures, indent=2, default=str)
+    if keep is not None:
+        keep.write_text(text)
+    print(text)

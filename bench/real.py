@@ -52,13 +52,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from _measure import emit, workdir
 from train import _figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -365,8 +365,7 @@ def main() -> None:
     from msaic_model.training.splits import make_split
 
     torch.set_num_threads(args.threads)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="msaic-bench-real-"))
-    try:
+    with workdir(args.workdir, "msaic-bench-real-") as work:
         start = time.perf_counter()
         store = build_real_store(work)
         try:
@@ -460,14 +459,9 @@ def main() -> None:
             "prepare_s": round(prepare_s, 1),
             "total_s": round(time.perf_counter() - start, 1),
         }
-        text = json.dumps(out, indent=2)
-        (work / "bench_real.json").write_text(text)
         if args.write_summary:
             write_summary(out, " ".join(["bench/real.py", *sys.argv[1:]]))
-        print(text)
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+        emit(out, work / "bench_real.json")
 
 
 if __name__ == "__main__":

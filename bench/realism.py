@@ -33,13 +33,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from _measure import emit, workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data"
@@ -373,8 +373,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="msaic-bench-realism-"))
-    try:
+    with workdir(args.workdir, "msaic-bench-realism-") as work:
         start = time.perf_counter()
         real = real_store(work)
         synthetic, records_per_s = synthetic_store(work, args.records, args.seed)
@@ -405,10 +404,7 @@ def main() -> None:
             "within_0_05": abs(difference) <= 0.05,
         }
         out["seconds"] = round(time.perf_counter() - start, 1)
-        print(json.dumps(out, indent=2))
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+        emit(out)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _measure import run_measured
+from _measure import emit, run_measured, workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RECORDS_PER_S = 200.0
@@ -149,8 +148,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temporary)")
     args = parser.parse_args()
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="msaic-bench-score-"))
-    try:
+    with workdir(args.workdir, "msaic-bench-score-") as work:
         from tasks.synth.archive import SynthConfig, write_archive
         from tasks.synth.sites import first_sites
 
@@ -175,33 +173,27 @@ def main() -> None:
             print(json.dumps({"size": n, **results[n]}), file=sys.stderr, flush=True)  # progress
         big = results[args.records]
         floor = read_floor(work / f"archive-{args.rate}hz-{args.small}")
-        print(
-            json.dumps(
-                {
-                    "bench": "score",
-                    "cpu_count": os.cpu_count(),
-                    "workers": args.workers,
-                    "rate_hz": args.rate,
-                    "distinct_records": len(units),
-                    "model": model.name,
-                    "sizes": results,
-                    "records_per_s_end_to_end": big["records_per_s_end_to_end"],
-                    "target_records_per_s": TARGET_RECORDS_PER_S,
-                    "target_met": big["records_per_s_end_to_end"] >= TARGET_RECORDS_PER_S,
-                    "reference_read_only_records_per_s_1_process": round(floor, 1),
-                    "ratio_in_run_rate_to_read_only_x_workers": round(
-                        big["records_per_s_in_run"] / (floor * args.workers), 3
-                    ),
-                    "memory_ratio_large_to_small": round(
-                        big["peak_rss_mb_process_tree"] / results[args.small]["peak_rss_mb_process_tree"], 3
-                    ),
-                },
-                indent=2,
-            )
+        emit(
+            {
+                "bench": "score",
+                "cpu_count": os.cpu_count(),
+                "workers": args.workers,
+                "rate_hz": args.rate,
+                "distinct_records": len(units),
+                "model": model.name,
+                "sizes": results,
+                "records_per_s_end_to_end": big["records_per_s_end_to_end"],
+                "target_records_per_s": TARGET_RECORDS_PER_S,
+                "target_met": big["records_per_s_end_to_end"] >= TARGET_RECORDS_PER_S,
+                "reference_read_only_records_per_s_1_process": round(floor, 1),
+                "ratio_in_run_rate_to_read_only_x_workers": round(
+                    big["records_per_s_in_run"] / (floor * args.workers), 3
+                ),
+                "memory_ratio_large_to_small": round(
+                    big["peak_rss_mb_process_tree"] / results[args.small]["peak_rss_mb_process_tree"], 3
+                ),
+            }
         )
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

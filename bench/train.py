@@ -29,13 +29,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+from _measure import emit, workdir
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,8 +237,7 @@ def main() -> None:
     from msaic_model.training.splits import make_split, subsample_parts
 
     torch.set_num_threads(args.threads)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="msaic-bench-train-"))
-    try:
+    with workdir(args.workdir, "msaic-bench-train-") as work:
         start = time.perf_counter()
         store = build_store(work, args.records, args.seed)
         prepare_s = time.perf_counter() - start
@@ -308,12 +307,7 @@ def main() -> None:
                 else {}
             ),
         }
-        text = json.dumps(out, indent=2)
-        (work / "bench_train.json").write_text(text)
-        print(text)
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+        emit(out, work / "bench_train.json")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@ training, and the waveform stream), `inference` (how a window is scored, in one 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from msaic_model._lazy import lazy_exports
 
 # public name → the module that holds it; imported on first use (torch takes seconds to import)
 _EXPORTS = {
@@ -29,8 +28,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +27,7 @@ from tasks import store as st
 from tasks.ingest import readers
 from tasks.ingest.archive import ArchiveProblem, RecordUnit
 from tasks.ingest.errors import RecordError
-from tasks.ingest.harmonize import HarmonizeError, harmonize
+from tasks.ingest.harmonize import Harmonized, HarmonizeError, harmonize
 from tasks.ingest.header_meta import parse_comments
 from tasks.ingest.labels import label_version
 from tasks.ingest.record_meta import RecordMeta, from_export
@@ -108,18 +108,34 @@ def decode_unit(unit: RecordUnit, max_duration_s: float) -> tuple[RawRecord, Rec
     return raw, replace(parse_comments(raw.comments), recorded_at=header.recorded_at)
 
 
+class HarmonizeLimits(Protocol):
+    """The harmonization a run applies (`IngestConfig` and `Settings` both carry it)."""
+
+    target_fs: int
+    window_s: float
+    min_duration_s: float
+    max_duration_s: float
+
+
+def decode_harmonized(unit: RecordUnit, limits: HarmonizeLimits) -> tuple[Harmonized, RecordMeta]:
+    """One unit decoded and harmonized as ingest, scoring and the review page all do it (raises
+    RecordError)."""
+    raw, meta = decode_unit(unit, limits.max_duration_s)
+    h = harmonize(
+        raw,
+        target_fs=limits.target_fs,
+        window_s=limits.window_s,
+        min_duration_s=limits.min_duration_s,
+        max_duration_s=limits.max_duration_s,
+    )
+    return h, meta
+
+
 def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Decode, harmonize and label one unit (raises RecordError: HeaderError, SignalError,
     ReaderError, HarmonizeError)."""
     unit = task.unit
-    raw, meta = decode_unit(unit, cfg.max_duration_s)
-    h = harmonize(
-        raw,
-        target_fs=cfg.target_fs,
-        window_s=cfg.window_s,
-        min_duration_s=cfg.min_duration_s,
-        max_duration_s=cfg.max_duration_s,
-    )
+    h, meta = decode_harmonized(unit, cfg)
     extra = unit.extra
     label = extra.get("label", meta.label)
     patient = extra.get("patient_id") or meta.patient_id or posixpath.splitext(unit.source_path)[0]
@@ -170,7 +186,7 @@ def signal_array(windows: np.ndarray) -> pa.FixedSizeListArray:
     )
 
 
-def _classify(exc: Exception) -> tuple[str, str, str]:
+def classify_error(exc: Exception) -> tuple[str, str, str]:
     """(stage, reason, detail) of a failed record for the quarantine table."""
     if isinstance(exc, HarmonizeError):
         return "harmonize", exc.reason, str(exc)
@@ -192,7 +208,7 @@ def process_shard(tasks: list[Task], cfg: IngestConfig, staging: Path, shard_id:
         try:
             unit_rows, windows = record_rows(task, sha, cfg)
         except Exception as exc:  # a decoder bug must not stop the archive either: keep the evidence
-            stage, reason, detail = _classify(exc)
+            stage, reason, detail = classify_error(exc)
             result.quarantine.append(
                 quarantine_row(task.unit.source_path, task.site, stage, reason, detail, sha)
             )

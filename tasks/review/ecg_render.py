@@ -36,9 +36,8 @@ from tasks.features.beats import FeatureSkip
 from tasks.features.measure import criteria_config, measure_beats
 from tasks.ingest.archive import ArchiveLimits, RecordUnit, open_archive
 from tasks.ingest.errors import RecordError
-from tasks.ingest.harmonize import harmonize
 from tasks.ingest.readers import SNIFF_BYTES, sniff
-from tasks.ingest.records import content_sha256, decode_unit
+from tasks.ingest.records import content_sha256, decode_harmonized
 from tasks.ingest.wfdb_header import header_text, parse_header
 from tasks.settings import Settings
 
@@ -430,18 +429,11 @@ def record_unit(archive: Path, source_path: str, limits: ArchiveLimits) -> Recor
 
 def record_window(archive: Path, source_path: str, window: int, sha: str, settings: Settings) -> np.ndarray:
     """The scored window (12 × samples, mV at the target rate) of a record: decoded and harmonized
-    as scoring does (`decode_unit` + `harmonize`), after checking that the file is the one scored."""
+    as scoring does (`decode_harmonized`), after checking that the file is the one scored."""
     unit = record_unit(archive, source_path, ArchiveLimits.from_settings(settings))
     if content_sha256(unit.files) != sha:
         raise SourceChanged("source_changed", f"{source_path} changed since it was scored")
-    raw, _ = decode_unit(unit, settings.max_duration_s)
-    h = harmonize(
-        raw,
-        target_fs=settings.target_fs,
-        window_s=settings.window_s,
-        min_duration_s=settings.min_duration_s,
-        max_duration_s=settings.max_duration_s,
-    )
+    h, _ = decode_harmonized(unit, settings)
     if not 0 <= window < len(h.windows):
         raise RecordError("no_window", f"{source_path} has no window {window}")
     return h.windows[window]

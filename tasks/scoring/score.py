@@ -23,7 +23,7 @@ import numpy as np
 from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 from tasks.ingest.archive import ArchiveProblem, RecordUnit
-from tasks.ingest.records import IngestConfig, Task, _classify, content_sha256, record_rows
+from tasks.ingest.records import IngestConfig, Task, classify_error, content_sha256, record_rows
 from tasks.quality.gate import QcProfile, assess
 from tasks.store.commit import quarantine_row
 from tasks.store.model_files import Calibration
@@ -207,7 +207,7 @@ def score_units(
         try:
             unit_rows, windows = record_rows(Task(item, site, None), sha, cfg.ingest)
         except Exception as exc:  # a decoder bug must not stop the archive: keep the evidence
-            stage, reason, detail = _classify(exc)
+            stage, reason, detail = classify_error(exc)
             out.quarantine.append(quarantine_row(item.source_path, site, stage, reason, detail, sha))
             continue
         rows += [
