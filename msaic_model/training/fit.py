@@ -156,7 +156,7 @@ def fit(
         stream.set_epoch(epoch)
         net.train()
         sums = np.zeros(4)  # loss, classification, contrastive (window-weighted), windows
-        positions = []
+        positions: list[np.ndarray] = []
         start = time.perf_counter()
         for batch in stream:
             if len(batch.y) < 2:  # batch norm needs two windows
