@@ -7,6 +7,12 @@ patient fold, each trained and registered as its own model), then per fold train
 registers `STORE/models/<model_id>/`. A `cv` run also pools the folds' test predictions (each
 labelled record tested once) into one AUROC/AUPRC with intervals, written to
 `STORE/models/<model>-cv-<stamp>.json`.
+Each fold is one task (`train-fold`) submitted to the flow's task runner: folds run one after
+another by default, at the same time with `--fold-workers N` (a process pool) or on a Dask cluster
+with `--dask-address` (one fold per worker thread; give workers one thread each, since folds in
+threads of one process take turns), with the same results either way. Under `torchrun` the ranks
+train each fold's network together (`msaic_model.training.distributed`), fold after fold; rank 0
+alone evaluates and registers, the other ranks return no models.
 `evaluate` re-evaluates a registered model at its saved threshold on its own split or on another
 store; with `--all`, on every eligible labelled record of a store (a hospital's own archive: the
 records that trained or validated the model left out), per source and per device, by window and
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,10 +35,12 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 from rich.console import Console
 from rich.table import Table
 
 from flows.args import existing_dir, existing_path, positive_int
+from msaic_model.training.distributed import process_group
 from msaic_model.training.eligible import check_contracts, eligible_records
 from msaic_model.training.evaluate import load_evaluation_config, pooled_out_of_fold
 from msaic_model.training.registry import model_dir, new_model_id
@@ -39,11 +48,11 @@ from msaic_model.training.run import (
     MODEL_CHOICES,
     RunSpec,
     card_description,
-    finish_fold,
-    fit_fold,
+    fit_share,
     model_arguments,
     record_external,
     reevaluate,
+    train_fold,
 )
 from msaic_model.training.splits import MODES, make_split
 from tasks import store as st
@@ -51,8 +60,8 @@ from tasks import store as st
 check_task = task(check_contracts, name="check-contracts", cache_policy=NO_CACHE)
 eligible_task = task(eligible_records, name="eligible-records", cache_policy=NO_CACHE)
 split_task = task(make_split, name="split", cache_policy=NO_CACHE)
-fit_task = task(fit_fold, name="fit", cache_policy=NO_CACHE)
-finish_task = task(finish_fold, name="evaluate-register", cache_policy=NO_CACHE)
+fold_task = task(train_fold, name="train-fold", cache_policy=NO_CACHE)
+share_task = task(fit_share, name="fit-share", cache_policy=NO_CACHE)
 reevaluate_task = task(reevaluate, name="re-evaluate", cache_policy=NO_CACHE)
 pooled_task = task(pooled_out_of_fold, name="pool-folds", cache_policy=NO_CACHE)
 record_task = task(record_external, name="record-external", cache_policy=NO_CACHE)
@@ -81,17 +90,18 @@ def train(
     held_out: list[str] | None = None,
     evaluation_config: Path | None = None,
 ) -> list[TrainedModel]:
-    """Train, evaluate and register `model` on `store`, one model per fold of the split."""
+    """Train, evaluate and register `model` on `store`, one model per fold of the split (the
+    folds as tasks of the flow's task runner; under torchrun, see the module docstring)."""
     spec_args = model_arguments(model, config, epochs, seed)
     store = Path(store)
     evaluation = load_evaluation_config(evaluation_config)
+    ranks = process_group()
     check_task(store)
     eligible = eligible_task(store)
     the_split = split_task(eligible.records, split, seed, evaluation.splits, held_out)
     excluded = eligible.excluded | the_split.excluded
-    trained, fold_predictions = [], []
-    for fold in the_split.folds:
-        spec = RunSpec(
+    specs = [
+        RunSpec(
             store,
             model,
             the_split,
@@ -101,12 +111,24 @@ def train(
             adjudications=eligible.adjudications,
             **spec_args,
         )
-        model_id = new_model_id(model, split, fold if split in FOLDED_SPLITS else None)
-        fitted = fit_task(spec, model_id)
-        path = finish_task(spec, fitted, card_description(model, store, split))
+        for fold in the_split.folds
+    ]
+    if not ranks.main:
+        for spec in specs:  # in fold order, as rank 0 does: the ranks' collective steps must pair up
+            share_task(spec)
+        return []
+    description = card_description(model, store, split)
+    ids = [new_model_id(model, split, s.fold if split in FOLDED_SPLITS else None) for s in specs]
+    if ranks.parallel:
+        done = [fold_task(spec, model_id, description) for spec, model_id in zip(specs, ids, strict=True)]
+    else:
+        futures = [fold_task.submit(s, model_id, description) for s, model_id in zip(specs, ids, strict=True)]
+        done = [future.result() for future in futures]
+    trained, fold_predictions = [], []
+    for spec, model_id, (path, predictions) in zip(specs, ids, done, strict=True):
         metrics = json.loads((path / "metrics.json").read_text())
-        trained.append(TrainedModel(model_id, path, fold, metrics, eligible.adjudications))
-        fold_predictions.append((fitted.predictions, metrics["evaluation"]["threshold"]))
+        trained.append(TrainedModel(model_id, path, spec.fold, metrics, eligible.adjudications))
+        fold_predictions.append((predictions, metrics["evaluation"]["threshold"]))
     if split == "cv":
         pooled = pooled_task(fold_predictions, evaluation, seed)
         out = model_dir(store, new_model_id(model, split)).with_suffix(".json")
@@ -223,6 +245,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
     p.add_argument("--held-out", nargs="+", help="sites (devices) to hold out in site (device) mode")
     p.add_argument("--evaluation-config", type=existing_path, help=_EVALUATION_HELP)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--fold-workers", type=positive_int, default=1, help="folds trained at once, in processes (default 1)"
+    )
+    where.add_argument("--dask-address", help="train the folds on this Dask scheduler (tcp://host:8786)")
     p.set_defaults(func=run_train)
     e = sub.add_parser("evaluate", help="re-evaluate a registered model on its split or another store")
     e.add_argument("--store", type=existing_dir, required=True, help="store to evaluate on")
@@ -247,8 +274,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_evaluate)
 
 
+def fold_runner(fold_workers: int, dask_address: str | None) -> TaskRunner | None:
+    """The task runner of the folds: a Dask cluster, a pool of `fold_workers` processes (torch
+    threads shared out among them), or None for the flow's own (one fold after another)."""
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    if fold_workers == 1:
+        return None
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // fold_workers)
+    return ProcessPoolTaskRunner(
+        max_workers=fold_workers, initializer=torch.set_num_threads, initargs=(threads,)
+    )
+
+
 def run_train(args: argparse.Namespace) -> int:
-    trained = train(
+    runner = fold_runner(args.fold_workers, args.dask_address)
+    if runner is not None and process_group().parallel:
+        raise SystemExit(
+            "under torchrun the ranks train the folds together: leave out --fold-workers/--dask-address"
+        )
+    flow_ = train if runner is None else train.with_options(task_runner=runner)
+    trained = flow_(
         store=args.store,
         model=args.model,
         split=args.split,

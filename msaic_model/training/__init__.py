@@ -1,7 +1,8 @@
 """Training: fitting, losses, splits, metrics, evaluation, calibration, importance, the registry,
 the model card and promotion.
 
-Modules: `eligible` (the windows a training may use), `splits`, `fit` (the training loop), `losses`,
+Modules: `eligible` (the windows a training may use), `splits`, `fit` (the training loop),
+`distributed` (its data-parallel form under torchrun), `losses`,
 `metrics`, `evaluate`, `calibration`, `importance`, `run` (one fold: fit, evaluate, register),
 `registry` (model directories: register, load and validate), `model_card`, `promotion`.
 """

@@ -9,6 +9,8 @@ repeatable on the same device. A fused network (`net.fusion`) also reads each wi
 feature-store values (`store_features`); `train.init_weights` starts from pretrained weights.
 The threshold is not chosen here: the caller picks it from
 `FitResult.val_probabilities`, which come from the validation split only.
+Under `torchrun` the processes train one model together (`msaic_model.training.distributed`):
+each its share of the windows, rank 0 validating for all.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from msaic_model.model.config import ModelConfig
 from msaic_model.model.data import WaveformStream
 from msaic_model.model.inference import predict_proba, predict_stream, resolve_device
 from msaic_model.model.net import build_model
+from msaic_model.training import distributed
 from msaic_model.training.eligible import feature_matrix
 from msaic_model.training.losses import MsaicLoss, positive_class_weight
 
@@ -45,7 +48,8 @@ def seed_everything(seed: int) -> None:
 @dataclass
 class FitResult:
     """The best model (eval mode), its config, one history row per epoch, the best epoch (1-based)
-    and the validation probabilities of the best model, aligned with the rows of `val`."""
+    and the validation probabilities of the best model, aligned with the rows of `val` (NaN on
+    the ranks other than 0 of a distributed run, which do not validate)."""
 
     model: nn.Module
     config: ModelConfig
@@ -103,10 +107,13 @@ def fit(
     and early-stop on `val`; see the module docstring."""
     y_train, y_val = _labels(train, "train"), _labels(val, "val")
     tc = config.train
+    ranks = distributed.process_group()
+    data = (train["record_id"].to_numpy(str), y_train, val["record_id"].to_numpy(str), y_val)
+    distributed.require_same("their training and validation windows", distributed.digest(data), ranks)
     seed_everything(tc.seed)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-    device = resolve_device(tc.device)
+    device = distributed.rank_device(resolve_device(tc.device), ranks)
     model = build_model(config)
     start_from = initial_weights(config)
     if start_from is not None:
@@ -115,10 +122,12 @@ def fit(
     if train_features is not None:
         model.features.set_normalization(torch.from_numpy(train_features).float())
     model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    net = distributed.data_parallel(model, device, ranks, unused_parameters=config.loss.supcon_weight == 0)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     criterion = MsaicLoss(config.loss, positive_class_weight(y_train))
     sites = train["site"].unique().tolist() if "site" in train.columns else None
-    stream = WaveformStream(
+    shards = {"ranks": ranks} if ranks.parallel else {}
+    stream = (distributed.ShardedStream if ranks.parallel else WaveformStream)(
         store,
         train["record_id"].tolist(),
         y_train,
@@ -127,6 +136,7 @@ def fit(
         sites=sites,
         windows_per_epoch=tc.epoch_windows(len(train)),
         features=train_features,
+        **shards,
     )
     val_ids = val["record_id"].tolist()
     val_stream = WaveformStream(
@@ -144,9 +154,9 @@ def fit(
     best_score, best_epoch, best_state, best_probs = -np.inf, 0, None, None
     for epoch in range(1, tc.epochs + 1):
         stream.set_epoch(epoch)
-        model.train()
-        sums = np.zeros(3)
-        windows = 0
+        net.train()
+        sums = np.zeros(4)  # loss, classification, contrastive (window-weighted), windows
+        positions: list[np.ndarray] = []
         start = time.perf_counter()
         for batch in stream:
             if len(batch.y) < 2:  # batch norm needs two windows
@@ -154,14 +164,19 @@ def fit(
             inputs = [batch.x.to(device, non_blocking=True)]
             if batch.features is not None:
                 inputs.append(batch.features.to(device))
-            parts = criterion(model(*inputs), batch.y.to(device))
+            parts = criterion(net(*inputs), batch.y.to(device))
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             optimizer.step()
-            sums += [float(p.detach()) * len(batch.y) for p in parts]
-            windows += len(batch.y)
+            sums += [*(float(p.detach()) * len(batch.y) for p in parts), len(batch.y)]
+            if ranks.parallel:
+                positions.append(batch.position.numpy())
         seconds = time.perf_counter() - start
-        probs = predict_stream(model, val_stream).probability
+        distributed.rank0_buffers(model, ranks)
+        local_windows = int(sums[3])
+        sums = distributed.sum_over_ranks(sums, ranks)
+        windows = int(sums[3])
+        probs = predict_stream(model, val_stream).probability if ranks.main else np.full(len(val), np.nan)
         row = {
             "epoch": epoch,
             "train_loss": sums[0] / max(windows, 1),
@@ -170,8 +185,12 @@ def fit(
             "windows": windows,
             "seconds": seconds,
             "windows_per_s": windows / seconds if seconds > 0 else float("nan"),
-            **_validation_scores(y_val, probs),
+            **distributed.from_main(_validation_scores(y_val, probs) if ranks.main else None, ranks),
         }
+        if ranks.parallel:  # each rank's windows, and how many windows two ranks both trained on
+            drawn = np.concatenate(positions) if positions else np.zeros(0, np.int64)
+            row["rank_windows"] = distributed.gathered(local_windows, ranks)
+            row["shared_windows"] = distributed.shared_windows(drawn, len(train), ranks)
         rows.append(row)
         score = row["val_auprc"] if both_classes else -row["val_log_loss"]
         if log:
@@ -186,4 +205,8 @@ def fit(
             break
     model.load_state_dict(best_state)
     model.eval()
+    state = model.state_dict()
+    distributed.require_same(
+        "the trained weights", distributed.digest(state[k] for k in sorted(state)), ranks
+    )
     return FitResult(model, config, pd.DataFrame(rows), best_epoch, best_probs)

@@ -6,11 +6,14 @@ permutation importance on `test`, and register the model with its card.
 Networks (`msaic`, `resnet1d`, `inception1d`) train on waveforms streamed from the store
 (`msaic_model.training.fit.fit`); the feature baselines (`logreg`, `gbm`) on the feature store. Both end
 as a `LoadedModel`, the object `load_model` returns, so what is evaluated here is what scoring runs.
+`train_fold` is one fold whole (fit, evaluate, register), the unit the `train` flow runs in parallel;
+`fit_share` is what a rank other than 0 of a `torchrun` training does for a fold.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -145,6 +148,31 @@ def fit_fold(spec: RunSpec, model_id: str) -> Fitted:
     seconds = time.perf_counter() - start
     training["inference_records_per_s"] = len(scored_ids) / seconds if seconds > 0 else None
     return Fitted(loaded, weights, scored.reset_index(drop=True), training)
+
+
+# torch's random generator and thread count belong to the process: folds running in threads of one
+# process (a thread pool, a Dask worker with several threads) take turns, so that each fold gives
+# what it gives alone; folds in separate processes run at the same time
+_ONE_FOLD_PER_PROCESS = threading.Lock()
+
+
+def train_fold(spec: RunSpec, model_id: str, description: str) -> tuple[Path, pd.DataFrame]:
+    """One fold trained, evaluated and registered (`fit_fold`, then `finish_fold`): the model's
+    directory and the fold's val and test predictions."""
+    with _ONE_FOLD_PER_PROCESS:
+        fitted = fit_fold(spec, model_id)
+        return finish_fold(spec, fitted, description), fitted.predictions
+
+
+def fit_share(spec: RunSpec) -> None:
+    """A rank other than 0 of a distributed training: its share of the fold's network training
+    (`fit`, together with rank 0's `fit_fold`), nothing evaluated or written. A feature baseline
+    trains on rank 0 alone."""
+    if spec.model not in NETS:
+        return
+    assert spec.model_config is not None
+    rows = spec.split.assignment[spec.split.assignment["fold"] == spec.fold]
+    fit(spec.store, rows[rows["part"] == "train"], rows[rows["part"] == "val"], spec.model_config)
 
 
 def score_rows(store: Path, loaded: LoadedModel, record_ids: list[str]) -> WindowScores:

@@ -1,9 +1,11 @@
 """`msaic train --split cv` on real data: LUDB records (a subset, to stay lean) ingested, checked
 and measured through their own flows, then patient-grouped cross-validation: one registered model
-per fold, thresholds from each fold's validation part only, and the pooled out-of-fold figure."""
+per fold, thresholds from each fold's validation part only, and the pooled out-of-fold figure; the
+folds trained at once in a process pool give the same models as one after another."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shutil
@@ -12,19 +14,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import safetensors.torch
+import torch
 
 from data_contracts import load_json
 from flows.cli import main
 from flows.features import features
 from flows.ingest import ingest
 from flows.quality import quality
-from flows.train import train
+from flows.train import TrainedModel, fold_runner, train
 from msaic_model.model.config import load_config, with_overrides
 from msaic_model.training.eligible import eligible_records
 from msaic_model.training.evaluate import load_evaluation_config, validation_threshold
 from msaic_model.training.registry import load_model
 from msaic_model.training.run import calibrated
 from tasks.settings import Settings
+from tasks.store.model_files import THRESHOLDS, WEIGHTS
 from tests.conftest import LUDB
 
 LUDB_RECORDS = range(1, 31)  # the first 30 of the 200 records, 8 of them MI-positive
@@ -70,11 +75,17 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "evaluation.json", root / "tiny.json"
 
 
-def test_cv_registers_a_model_per_fold_with_validation_thresholds(
-    store: Path, configs: tuple[Path, Path]
-) -> None:
+@pytest.fixture(scope="module")
+def trained(store: Path, configs: tuple[Path, Path]) -> list[TrainedModel]:
+    """The folds trained one after another (the flow's own task runner)."""
     evaluation_path, tiny = configs
-    trained = train(store, model="msaic", split="cv", config=tiny, seed=2, evaluation_config=evaluation_path)
+    return train(store, model="msaic", split="cv", config=tiny, seed=2, evaluation_config=evaluation_path)
+
+
+def test_cv_registers_a_model_per_fold_with_validation_thresholds(
+    store: Path, configs: tuple[Path, Path], trained: list[TrainedModel]
+) -> None:
+    evaluation_path, _ = configs
     assert [t.fold for t in trained] == list(range(FOLDS))
     evaluation = load_evaluation_config(evaluation_path)
     tested = []
@@ -129,3 +140,43 @@ def test_cv_through_the_cli_prints_the_pooled_figure(
     (summary,) = (store / "models").glob("logreg-cv-*.json")
     assert str(summary) in out.replace(" ", "") or summary.name in out.replace(" ", "")
     assert len(list((store / "models").glob("logreg-cv-fold*"))) == FOLDS
+
+
+@pytest.mark.parametrize("where", ["processes", "dask"])
+def test_folds_at_once_give_the_sequential_models(
+    store: Path, configs: tuple[Path, Path], trained: list[TrainedModel], where: str
+) -> None:
+    """Every fold a task at the same time: in a pool of two processes (`--fold-workers 2`), or on a
+    real Dask cluster of two one-thread worker processes (`--dask-address`)."""
+    evaluation_path, tiny = configs
+    with contextlib.ExitStack() as stack:
+        if where == "dask":
+            from distributed import LocalCluster
+
+            cluster = LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            )
+            runner = fold_runner(1, stack.enter_context(cluster).scheduler_address)
+        else:
+            runner = fold_runner(2, None)
+        parallel = train.with_options(task_runner=runner)(
+            store, model="msaic", split="cv", config=tiny, seed=2, evaluation_config=evaluation_path
+        )
+        if where == "dask":  # the folds ran as tasks of the cluster
+            assert "train_fold" in cluster.scheduler.task_prefixes
+    assert [t.fold for t in parallel] == [t.fold for t in trained]
+    for one, other in zip(trained, parallel, strict=True):
+        assert one.model_id != other.model_id
+        weights = [safetensors.torch.load_file(t.path / WEIGHTS) for t in (one, other)]
+        assert weights[0].keys() == weights[1].keys()
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+        assert one.metrics["evaluation"] == other.metrics["evaluation"]
+        thresholds = [json.loads((t.path / THRESHOLDS).read_text()) for t in (one, other)]
+        assert thresholds[0] == thresholds[1]
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(one.path / "split.parquet"), pd.read_parquet(other.path / "split.parquet")
+        )
+    pooled = [
+        json.loads(Path(t[0].cross_validation["path"]).read_text())["pooled"] for t in (trained, parallel)
+    ]
+    assert pooled[0] == pooled[1]
