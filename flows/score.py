@@ -26,12 +26,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from flows.args import existing_path, model_dir, output_dir
+from flows.args import existing_location, model_dir, output_dir
 from flows.options import add_profile, add_site, add_workers, settings_of
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.review import write_worklist
 from tasks.scoring import ScoreTotals, expected_inputs, run_shard, score_archive_run, start_worker_server
 from tasks.settings import Settings
+from tasks.store.location import Location
 
 score_shard = task(run_shard, name="score-shard", cache_policy=NO_CACHE)
 score_local = task(score_archive_run, name="score-archive-local", cache_policy=NO_CACHE)
@@ -59,7 +60,7 @@ class _RateColumn(ProgressColumn):
 
 @flow(name="score_archive")
 def score_archive(
-    archive: Path,
+    archive: Location,
     model: Path,
     out: Path,
     settings: Settings | None = None,
@@ -183,7 +184,9 @@ def run_score(
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="screen a whole archive with a registered model (resumable)")
-    p.add_argument("archive", type=existing_path, help="directory, .zip, .tar or .tar.gz")
+    p.add_argument(
+        "archive", type=existing_location, help="directory, .zip, .tar or .tar.gz (or s3://bucket/prefix)"
+    )
     p.add_argument(
         "--model", type=model_dir, required=True, help="registered model directory (STORE/models/<id>)"
     )
