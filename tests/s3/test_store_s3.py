@@ -1,0 +1,157 @@
+"""The store and archives on S3 (a real SeaweedFS server, tests/s3/conftest.py): the same archive
+gives the same store on local disk and on S3; archives are walked alike from a prefix, a zip and a
+tar there; the CLI takes s3:// URLs; a commit cut short is hidden from readers and rolled forward;
+the lease lets one writer in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tasks import store as st
+from tasks.store import remote, tables
+from tasks.store.location import ObjectPath, location
+from tests.s3.conftest import upload
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _signals(table: pa.Table) -> np.ndarray:
+    return table["signal"].combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
+
+
+def _sorted(table: pa.Table, drop: tuple[str, ...] = ()) -> pa.Table:
+    return table.drop_columns([c for c in drop if c in table.column_names]).sort_by("record_id")
+
+
+def test_same_archive_same_store_on_disk_and_on_s3(
+    small_archive: Path, s3_prefix: ObjectPath, tmp_path: Path
+) -> None:
+    from flows.ingest import ingest
+    from tasks.settings import Settings
+
+    archive = upload(small_archive, s3_prefix / "archive")
+    disk, s3 = tmp_path / "store", s3_prefix / "store"
+    local_totals = ingest(small_archive, disk, settings=Settings(workers=1))
+    s3_totals = ingest(archive, s3, settings=Settings(workers=1))
+    assert s3_totals == local_totals and sum(s3_totals.records.values()) > 0
+    for table, drop in [("records", ("ingested_at",)), ("quarantine", ("at",))]:
+        a, b = st.read_table(disk, table), st.read_table(s3, table)
+        assert a.num_rows == b.num_rows
+        if a.num_rows:
+            assert _sorted(a, drop).equals(_sorted(b, drop)), table
+    a, b = (_sorted(st.read_table(s, "waveforms")) for s in (disk, s3))
+    assert a["record_id"].equals(b["record_id"]) and a["site"].equals(b["site"])
+    np.testing.assert_array_equal(_signals(a), _signals(b))  # NaN where padded, on both
+    # a second run adds nothing, as on disk
+    again = ingest(archive, s3, settings=Settings(workers=1))
+    assert again.unchanged == sum(local_totals.records.values()) and not again.records
+    assert st.read_table(s3, "records").num_rows == st.read_table(disk, "records").num_rows
+    assert not remote.journals(s3) and remote.commits(s3) == 1
+
+
+def _units(archive: Path | ObjectPath) -> list[tuple[str, str, str]]:
+    from tasks.ingest.records import content_sha256
+    from tasks.ingest.run import walk_archive
+    from tasks.settings import Settings
+
+    out = []
+    for item in walk_archive(archive, Settings()):
+        sha = content_sha256(item.files) if hasattr(item, "files") else ""
+        out.append((type(item).__name__, item.source_path, sha))
+    return sorted(out)
+
+
+def test_a_prefix_a_zip_and_a_tar_on_s3_walk_like_the_folder(
+    small_archive: Path, s3_prefix: ObjectPath, tmp_path: Path
+) -> None:
+    zipped = Path(shutil.make_archive(str(tmp_path / "a"), "zip", small_archive))
+    tarred = tmp_path / "a.tar.gz"
+    with tarfile.open(tarred, "w:gz") as tf:
+        for path in sorted(small_archive.rglob("*")):
+            tf.add(path, path.relative_to(small_archive).as_posix(), recursive=False)
+    expected = _units(small_archive)
+    assert _units(upload(small_archive, s3_prefix / "dir")) == expected
+    assert _units(upload(zipped, s3_prefix / "a.zip")) == expected
+    assert _units(upload(tarred, s3_prefix / "a.tar.gz")) == expected
+
+
+def test_cli_ingests_from_and_into_s3(small_archive: Path, s3_prefix: ObjectPath) -> None:
+    archive = upload(small_archive, s3_prefix / "archive")
+    store = s3_prefix / "store"
+    argv = [sys.executable, "-m", "flows.cli", "ingest", str(archive), "--store", str(store)]
+    env = os.environ | {"MSAIC_WORKERS": "2", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert secret not in done.stdout + done.stderr
+    assert all(secret.encode() not in (ObjectPath("s3://" + i.path)).read_bytes() for i in store.files())
+    records = st.read_table(store, "records")
+    assert records.num_rows > 0 and set(records["site"].to_pylist()) == {"site_a", "site_b"}
+    assert not list((store / st.STAGING).rglob("*")), "nothing left staged"
+    assert not (store / remote.LOCK).exists(), "the lease was released"
+    # a missing archive is a usage error, in one line
+    argv[4] = str(s3_prefix / "nope")
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def _staged_commit(store: ObjectPath) -> tables.Commit:
+    rows = pa.table({"site": ["s1", "s2"], "source_path": ["a", "b"], "stage": ["read"] * 2})
+    rows = rows.append_column("reason", pa.array(["r", "r"])).append_column("detail", pa.array(["", ""]))
+    rows = rows.append_column("content_sha256", pa.array([None, None], pa.string()))
+    rows = rows.append_column("at", pa.array([0, 0], pa.timestamp("us", tz="UTC")))
+    return tables.Commit(moves=st.stage_parts(store, "quarantine", rows))
+
+
+def test_a_commit_cut_short_is_hidden_from_readers_then_rolled_forward(
+    s3_prefix: ObjectPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = s3_prefix / "store"
+    commit = _staged_commit(store)
+
+    def crash(journal: ObjectPath) -> None:  # the writer dies after its journal and one copy
+        source, target = (location(p) for p in commit.moves[0])
+        source.replace(target)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(tables, "_apply", crash)
+        with pytest.raises(KeyboardInterrupt):
+            commit.publish(store)
+    assert len(remote.journals(store)) == 1
+    assert (store / "quarantine").is_dir(), "half of the commit is on the store"
+    monkeypatch.setattr(remote, "READ_WAIT_S", 0.5)
+    with pytest.raises(remote.StoreBusyError):
+        st.read_table(store, "quarantine")
+    with st.store_lock(store):  # the next writer rolls it forward
+        pass
+    assert st.read_table(store, "quarantine").num_rows == 2
+    assert not remote.journals(store) and remote.commits(store) == 1
+    assert not any(s.exists() for s, _ in commit.moves)
+
+
+def test_the_lease_lets_one_writer_in_and_outlives_a_dead_one(
+    s3_prefix: ObjectPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = s3_prefix / "store"
+    with (
+        st.store_lock(store),
+        pytest.raises(RuntimeError, match="another msaic run is writing"),
+        st.store_lock(store),
+    ):
+        pass
+    assert not (store / remote.LOCK).exists()
+    # a lease that was not renewed within LEASE_S belongs to a dead run: taken over
+    (store / remote.LOCK).write_text('{"owner": "dead", "renewed": %f}' % (time.time() - remote.LEASE_S - 1))
+    with st.store_lock(store):
+        assert "dead" not in (store / remote.LOCK).read_text()
