@@ -18,10 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -143,3 +145,90 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _subset(archive: Path, n_records: int, folder: Path) -> int:
+    """The first `n_records` recordings of an archive written out as a plain folder (each unit's
+    files beside its header); returns how many were written."""
+    from itertools import islice
+
+    from tasks.ingest.archive import RecordUnit
+    from tasks.ingest.run import walk_archive
+    from tasks.settings import Settings
+
+    units = (i for i in walk_archive(archive, Settings()) if isinstance(i, RecordUnit))
+    written = 0
+    for unit in islice(units, n_records):
+        base = folder / Path(unit.header_path).parent
+        base.mkdir(parents=True, exist_ok=True)
+        for name, data in unit.files.items():
+            (base / name).write_bytes(data)
+        written += 1
+    return written
+
+
+def _timed_run(archive: Any, store: Any) -> dict[str, float]:
+    """Seconds of one ingest (one worker) and of reading back records/ and waveforms/."""
+    from tasks import store as st
+    from tasks.ingest.run import ingest_archive
+    from tasks.settings import Settings
+
+    t0 = time.perf_counter()
+    totals = ingest_archive(archive, store, Settings(workers=1))
+    t1 = time.perf_counter()
+    records = st.read_table(store, "records")
+    t2 = time.perf_counter()
+    st.read_table(store, "waveforms")
+    t3 = time.perf_counter()
+    return {
+        "ingest_s": t1 - t0,
+        "read_records_s": t2 - t1,
+        "read_waveforms_s": t3 - t2,
+        "windows": float(records.num_rows),
+        "records": float(sum(totals.records.values())),
+    }
+
+
+def s3_overhead(archive: Path, n_records: int) -> dict[str, Any]:
+    """Per-record cost of ingest (one worker) and of `read_table` with the store and the archive
+    on S3 (a SeaweedFS started here, on this machine) against local disk, on the first
+    `n_records` recordings of `archive`. Keys: records, windows; `<case>_ingest_ms_per_record`,
+    `<case>_read_ms_per_window` (records/ and waveforms/ read back) for the cases local (archive
+    and store on disk), s3_store (archive on disk, store on S3) and s3 (both on S3); and the
+    overheads `s3_ingest_overhead_ms_per_record` and `s3_read_overhead_ms_per_window` (s3 minus
+    local). The Great Expectations import is paid before the timings."""
+    from data_contracts.suites import warm_up
+    from tasks.store.location import ObjectPath
+
+    warm_up("records")
+    with tempfile.TemporaryDirectory(prefix="msaic-s3-bench-") as tmp:
+        root = Path(tmp)
+        n = _subset(archive, n_records, root / "archive")
+        runs = {"local": _timed_run(root / "archive", root / "store")}
+        with seaweedfs(root / "weed") as env, environment(env):
+            bucket = ObjectPath(f"s3://{env['MSAIC_TEST_BUCKET']}")
+            t = time.perf_counter()
+            pafs.copy_files(
+                str(root / "archive"),
+                (bucket / "archive").key,
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=bucket.fs,
+            )
+            upload_s = time.perf_counter() - t
+            runs["s3_store"] = _timed_run(root / "archive", bucket / "store-1")
+            runs["s3"] = _timed_run(bucket / "archive", bucket / "store-2")
+    out: dict[str, Any] = {"records": n, "windows": int(runs["local"]["windows"]), "upload_s": upload_s}
+    for case, r in runs.items():
+        out[f"{case}_ingest_ms_per_record"] = 1000 * r["ingest_s"] / max(r["records"], 1)
+        out[f"{case}_read_ms_per_window"] = (
+            1000 * (r["read_records_s"] + r["read_waveforms_s"]) / max(r["windows"], 1)
+        )
+    out["s3_ingest_overhead_ms_per_record"] = (
+        out["s3_ingest_ms_per_record"] - out["local_ingest_ms_per_record"]
+    )
+    out["s3_read_overhead_ms_per_window"] = out["s3_read_ms_per_window"] - out["local_read_ms_per_window"]
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(s3_overhead(Path(sys.argv[1]), int(sys.argv[2])), indent=2))
