@@ -225,10 +225,22 @@ def stage_parts(store: Location, table: str, rows: pa.Table) -> list[tuple[Locat
     return moves
 
 
-def read_table_file(path: Location) -> pa.Table:
+def read_table_file(path: Location, columns: list[str] | None = None) -> pa.Table:
     """One Parquet file as written (no partition columns)."""
     fs, where = filesystem_path(path)
-    return pq.read_table(where, filesystem=fs)
+    return pq.read_table(where, columns=columns, filesystem=fs)
+
+
+def parquet_file(path: Location) -> pq.ParquetFile:
+    """One Parquet file opened for reading in batches (on object storage by ranged GETs)."""
+    fs, where = filesystem_path(path)
+    return pq.ParquetFile(where, filesystem=fs)
+
+
+def fragment_file(store: Location, fragment: ds.Fragment) -> Location:
+    """The part file of a fragment of a store's dataset, as a location of the store's kind."""
+    path = fragment.path  # type: ignore[attr-defined]
+    return ObjectPath(f"s3://{path}") if is_remote(store) else Path(path)
 
 
 def row_count(path: Location) -> int:
