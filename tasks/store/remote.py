@@ -8,10 +8,12 @@
 - Read: `committed_files` lists a table only when no journal is pending and the counter did not
   move while it listed (a sequence lock), so a reader never sees part of a commit; it retries
   for `READ_WAIT_S` and then says why it cannot read.
-- Lock: `lease` writes STORE/.lock naming its holder and renews it; a lock not renewed within
-  `LEASE_S` belongs to a dead run and is taken over. Writing then re-reading it detects a second
-  writer but does not exclude one that writes in the same instant: pyarrow's S3 client cannot send
-  a conditional PUT (If-None-Match), so one writer per store is assumed, as it is run.
+- Lock: `lease` creates STORE/.lock naming its holder with a conditional PUT (If-None-Match: *,
+  which pyarrow's client cannot send: `tasks.store.conditional`) and renews it with If-Match; a
+  lock not renewed within `LEASE_S` belongs to a dead run and is taken over, again with If-Match,
+  so two runs never both hold it. Without the keys in the environment (a profile, an instance
+  role) it falls back to writing then re-reading the lock, which detects a second writer but
+  does not exclude one that writes in the same instant.
 - Staging: STORE/.staging/<host>-<pid>-<random>/ per process; with no lock to tell a live
   process's folder from a dead one's, a folder whose newest object is older than `ORPHAN_AGE_S`
   is an orphan.
@@ -25,9 +27,11 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from tasks.store import conditional
 from tasks.store.location import ObjectPath
 
 JOURNALS = ".journal"
@@ -96,35 +100,87 @@ def orphan_folders(store: ObjectPath, staging: str, own: ObjectPath | None) -> l
     return orphans
 
 
+def _parse(raw: bytes | None) -> dict[str, float | str] | None:
+    if raw is None:
+        return None
+    try:
+        held = json.loads(raw)
+    except ValueError:
+        held = None
+    return held if isinstance(held, dict) else {"owner": "unreadable", "renewed": 0.0}
+
+
 def _holder(lock: ObjectPath) -> dict[str, float | str] | None:
     try:
-        held = json.loads(lock.read_text())
+        return _parse(lock.read_bytes())
     except FileNotFoundError:
         return None
-    except ValueError:
-        return {"owner": "unreadable", "renewed": 0.0}
-    return held if isinstance(held, dict) else {"owner": "unreadable", "renewed": 0.0}
+
+
+def _live(held: dict[str, float | str] | None) -> bool:
+    return held is not None and time.time() - float(held.get("renewed", 0.0)) < LEASE_S
+
+
+def _busy(store: ObjectPath, held: dict[str, float | str] | None) -> RuntimeError:
+    owner = held.get("owner") if held else "?"
+    return RuntimeError(f"another msaic run is writing to {store} (lease of {owner})")
+
+
+def _take_conditional(store: ObjectPath, lock: ObjectPath, body: bytes) -> str:
+    """Create the lock object only if there is none; take over a dead run's only if it is still
+    the version read. Returns the lock's ETag."""
+    etag = conditional.create(lock, body)
+    if etag is not None:
+        return etag
+    found = conditional.read(lock)
+    held = _parse(found[0] if found else None)
+    if _live(held):
+        raise _busy(store, held)
+    etag = conditional.replace(lock, body, found[1]) if found else conditional.create(lock, body)
+    if etag is None:
+        raise RuntimeError(f"another msaic run took the lock of {store} at the same time")
+    return etag
+
+
+def _take_by_reread(store: ObjectPath, lock: ObjectPath, body: bytes, me: str, settle_s: float) -> None:
+    """Without conditional writes: write the lock, wait, and check that it is still ours."""
+    held = _holder(lock)
+    if _live(held):
+        raise _busy(store, held)
+    lock.write_bytes(body)
+    time.sleep(settle_s)
+    held = _holder(lock)
+    if held is None or held.get("owner") != me:
+        raise RuntimeError(f"another msaic run took the lock of {store} at the same time")
 
 
 @contextmanager
 def lease(store: ObjectPath, settle_s: float = 0.2) -> Iterator[None]:
     """Hold STORE/.lock for the block (see the module docstring); RuntimeError when another run
-    holds a live lease."""
+    holds a live lease. With the keys in the environment the lock is taken and renewed by
+    conditional PUTs (`tasks.store.conditional`), else by write-and-re-read."""
     lock, me = store / LOCK, process_tag()
-    held = _holder(lock)
-    if held is not None and time.time() - float(held.get("renewed", 0.0)) < LEASE_S:
-        raise RuntimeError(f"another msaic run is writing to {store} (lease of {held.get('owner')})")
-    lock.write_text(json.dumps({"owner": me, "renewed": time.time()}))
-    time.sleep(settle_s)
-    held = _holder(lock)
-    if held is None or held.get("owner") != me:
-        raise RuntimeError(f"another msaic run took the lock of {store} at the same time")
-    stop = threading.Event()
+
+    def body() -> bytes:
+        return json.dumps({"owner": me, "renewed": time.time()}).encode()
+
+    etag: list[str | None] = [None]
+    if conditional.available():
+        etag[0] = _take_conditional(store, lock, body())
+    else:
+        _take_by_reread(store, lock, body(), me, settle_s)
+    stop, lost = threading.Event(), threading.Event()
 
     def renew() -> None:
         while not stop.wait(LEASE_S / 4):
             with suppress(OSError):
-                lock.write_text(json.dumps({"owner": me, "renewed": time.time()}))
+                if etag[0] is None:
+                    lock.write_bytes(body())
+                    continue
+                etag[0] = conditional.replace(lock, body(), etag[0])
+                if etag[0] is None:  # taken over: this run stalled for longer than LEASE_S
+                    lost.set()
+                    return
 
     renewer = threading.Thread(target=renew, name="msaic-store-lease", daemon=True)
     renewer.start()
@@ -133,6 +189,8 @@ def lease(store: ObjectPath, settle_s: float = 0.2) -> Iterator[None]:
     finally:
         stop.set()
         renewer.join()
+        if lost.is_set():
+            warnings.warn(f"the lock of {store} was taken over while this run held it", stacklevel=2)
         with suppress(OSError):
             held = _holder(lock)
             if held is not None and held.get("owner") == me:

@@ -5,11 +5,13 @@ the lease lets one writer in."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from tasks import store as st
-from tasks.store import remote, tables
+from tasks.store import conditional, remote, tables
 from tasks.store.location import ObjectPath, location
 from tests.s3.conftest import upload
 
@@ -161,9 +163,7 @@ def test_a_commit_cut_short_is_hidden_from_readers_then_rolled_forward(
     assert not any(s.exists() for s, _ in commit.moves)
 
 
-def test_the_lease_lets_one_writer_in_and_outlives_a_dead_one(
-    s3_prefix: ObjectPath, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_lease_lets_one_writer_in_and_outlives_a_dead_one(s3_prefix: ObjectPath) -> None:
     store = s3_prefix / "store"
     with (
         st.store_lock(store),
@@ -173,6 +173,50 @@ def test_the_lease_lets_one_writer_in_and_outlives_a_dead_one(
         pass
     assert not (store / remote.LOCK).exists()
     # a lease that was not renewed within LEASE_S belongs to a dead run: taken over
-    (store / remote.LOCK).write_text('{"owner": "dead", "renewed": %f}' % (time.time() - remote.LEASE_S - 1))
+    stale = {"owner": "dead", "renewed": time.time() - remote.LEASE_S - 1}
+    (store / remote.LOCK).write_text(json.dumps(stale))
     with st.store_lock(store):
         assert "dead" not in (store / remote.LOCK).read_text()
+
+
+def _race(store: ObjectPath, runs: int) -> list[str]:
+    """`runs` threads take the lease at once and hold it a moment: what each of them met."""
+    barrier, met = threading.Barrier(runs), []
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            with remote.lease(store):
+                time.sleep(0.5)
+            met.append("held")
+        except RuntimeError:
+            met.append("refused")
+
+    threads = [threading.Thread(target=one) for _ in range(runs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return met
+
+
+def test_conditional_puts_let_exactly_one_of_racing_writers_in(s3_prefix: ObjectPath) -> None:
+    assert conditional.available()
+    assert sorted(_race(s3_prefix / "fresh", 4)) == ["held", "refused", "refused", "refused"]
+    stale = {"owner": "dead", "renewed": time.time() - remote.LEASE_S - 1}
+    (s3_prefix / "stale" / remote.LOCK).write_text(json.dumps(stale))
+    assert sorted(_race(s3_prefix / "stale", 4)) == ["held", "refused", "refused", "refused"]
+
+
+def test_without_keys_in_the_environment_the_lease_still_refuses_a_second_writer(
+    s3_prefix: ObjectPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(conditional, "available", lambda: False)  # as with a profile or a role
+    store = s3_prefix / "store"
+    with (
+        st.store_lock(store),
+        pytest.raises(RuntimeError, match="another msaic run is writing"),
+        st.store_lock(store),
+    ):
+        pass
+    assert not (store / remote.LOCK).exists()
