@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from flows.args import existing_location, model_dir, output_dir
+from flows.args import existing_location, model_dir, store_location
 from flows.options import add_profile, add_site, add_workers, settings_of
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.review import write_worklist
@@ -62,7 +62,7 @@ class _RateColumn(ProgressColumn):
 def score_archive(
     archive: Location,
     model: Path,
-    out: Path,
+    out: Location,
     settings: Settings | None = None,
     site: str | None = None,
     use_dask: bool = False,
@@ -190,7 +190,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", type=model_dir, required=True, help="registered model directory (STORE/models/<id>)"
     )
-    p.add_argument("--out", type=output_dir, required=True, help="output directory; rerun with it to resume")
+    p.add_argument(
+        "--out", type=store_location, required=True, help="output directory or s3:// prefix; rerun to resume"
+    )
     add_workers(p, "worker processes or Dask workers (default: CPU count)")
     p.add_argument("--dask-address", help="run shards on this Dask scheduler (tcp://host:8786)")
     p.add_argument("--dask-local", action="store_true", help="run shards on a local Dask cluster")
