@@ -53,6 +53,7 @@ def test_same_archive_same_store_on_disk_and_on_s3(
     from flows.features import features
     from flows.ingest import ingest
     from flows.quality import quality
+    from flows.report import quality_report
     from tasks.settings import Settings
 
     archive = upload(small_archive, s3_prefix / "archive")
@@ -63,6 +64,8 @@ def test_same_archive_same_store_on_disk_and_on_s3(
     for store in (disk, s3):
         quality(store, Settings(workers=1))
         features(store, Settings(workers=1))
+    report = quality_report(s3)
+    assert report.exists() and b"<html" in (s3 / "reports" / "quality.html").read_bytes()[:500].lower()
     tables_compared = [
         ("records", ("ingested_at",)),
         ("quarantine", ("at",)),
@@ -79,7 +82,7 @@ def test_same_archive_same_store_on_disk_and_on_s3(
     again = ingest(archive, s3, settings=Settings(workers=1))
     assert again.unchanged == sum(local_totals.records.values()) and not again.records
     assert st.read_table(s3, "records").num_rows == st.read_table(disk, "records").num_rows
-    assert not remote.journals(s3) and remote.commits(s3) == 4  # ingest, qc (2: profile), features
+    assert not remote.journals(s3) and remote.commits(s3) == 5  # ingest, qc (2: profile), features, report
 
 
 def _units(archive: Path | ObjectPath) -> list[tuple[str, str, str]]:
