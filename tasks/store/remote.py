@@ -46,6 +46,10 @@ class StoreBusyError(RuntimeError):
     """A table could not be listed consistently: a commit stayed pending past READ_WAIT_S."""
 
 
+class OrphanedCommitError(StoreBusyError):
+    """A commit is pending and no run holds the lock: its writer died before finishing it."""
+
+
 def process_tag() -> str:
     """Who this process is, in names of staging folders and locks (host, pid, a random part)."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -79,6 +83,8 @@ def committed_files(store: ObjectPath, folder: ObjectPath) -> list[str]:
             files = [i.path for i in folder.files() if i.path.endswith(".parquet")]
             if not journals(store) and commits(store) == before:
                 return [f for f in files if not f.rsplit("/", 1)[-1].startswith(".")]
+        elif not _live(_holder(store / LOCK)) and journals(store):
+            raise OrphanedCommitError(f"{store}: a commit left by a run that died is pending")
         if time.monotonic() > deadline:
             raise StoreBusyError(
                 f"{store}: a commit has been pending for {READ_WAIT_S:g} s; if no run is writing, "

@@ -268,7 +268,7 @@ def dataset(store: Location, table: str) -> ds.Dataset | None:
     schema = catalog_table(table).schema.append(SITE_FIELD)
     path = table_dir(store, table)
     if isinstance(store, ObjectPath) and isinstance(path, ObjectPath):
-        files = remote.committed_files(store, path)
+        files = _committed_files(store, path)
         if not files:
             return None
         return ds.dataset(
@@ -282,6 +282,17 @@ def dataset(store: Location, table: str) -> ds.Dataset | None:
     if not path.is_dir() or not any(path.rglob("*.parquet")):
         return None
     return ds.dataset(path, format="parquet", partitioning=_PARTITIONING, schema=schema)
+
+
+def _committed_files(store: ObjectPath, folder: ObjectPath) -> list[str]:
+    """`remote.committed_files`; a commit whose writer died is first finished here, under the
+    store lock (unless a writer has taken the lock meanwhile: then this waits for it)."""
+    try:
+        return remote.committed_files(store, folder)
+    except remote.OrphanedCommitError:
+        with suppress(RuntimeError), store_lock(store):
+            pass
+    return remote.committed_files(store, folder)
 
 
 def read_table(
