@@ -111,6 +111,25 @@ def test_a_prefix_a_zip_and_a_tar_on_s3_walk_like_the_folder(
     assert _units(upload(tarred, s3_prefix / "a.tar.gz")) == expected
 
 
+def test_hospital_exports_on_s3_ingest_as_on_disk(
+    shared_data: Path, s3_prefix: ObjectPath, tmp_path: Path, prefect_harness: None
+) -> None:
+    from flows.ingest import ingest
+    from tasks.settings import Settings
+
+    hospital = shared_data / "hospital"
+    archive = upload(hospital, s3_prefix / "hospital")
+    assert _units(archive) == _units(hospital)
+    disk, s3 = tmp_path / "store", s3_prefix / "store"
+    on_disk = ingest(hospital, disk, site="h", settings=Settings(workers=1))
+    on_s3 = ingest(archive, s3, site="h", settings=Settings(workers=1))
+    assert on_s3 == on_disk and len(on_s3.formats) >= 6
+    for table, drop in [("records", ("ingested_at",)), ("quarantine", ("at",))]:
+        _assert_same(
+            _sorted(st.read_table(disk, table), drop), _sorted(st.read_table(s3, table), drop), table
+        )
+
+
 def test_cli_ingests_from_and_into_s3(small_archive: Path, s3_prefix: ObjectPath) -> None:
     archive = upload(small_archive, s3_prefix / "archive")
     store = s3_prefix / "store"
