@@ -14,7 +14,6 @@ no credential travels to a worker, a log or the store.
 from __future__ import annotations
 
 import fnmatch
-import io
 import os
 import posixpath
 from collections.abc import Iterator
@@ -249,8 +248,3 @@ def inside(inner: Location, outer: Location) -> bool:
     if type(inner) is not type(outer) and not (isinstance(inner, Path) and isinstance(outer, Path)):
         return False
     return inner.is_relative_to(outer)  # type: ignore[arg-type]
-
-
-def open_binary(loc: Location) -> io.BufferedIOBase | Any:
-    """A seekable binary reader of a file at either kind of location."""
-    return loc.open("rb")
