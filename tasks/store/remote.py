@@ -128,8 +128,11 @@ def _live(held: dict[str, float | str] | None) -> bool:
 
 
 def _busy(store: ObjectPath, held: dict[str, float | str] | None) -> RuntimeError:
-    owner = held.get("owner") if held else "?"
-    return RuntimeError(f"another msaic run is writing to {store} (lease of {owner})")
+    owner, renewed = (held.get("owner"), float(held.get("renewed", 0.0))) if held else ("?", 0.0)
+    return RuntimeError(
+        f"another msaic run is writing to {store} (lease of {owner}, renewed {time.time() - renewed:.0f} s "
+        f"ago; the lease of a run that died expires {LEASE_S:g} s after its last renewal)"
+    )
 
 
 def _take_conditional(store: ObjectPath, lock: ObjectPath, body: bytes) -> str:

@@ -6,8 +6,10 @@ the lease lets one writer in."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -148,6 +150,42 @@ def test_cli_ingests_from_and_into_s3(small_archive: Path, s3_prefix: ObjectPath
     argv[4] = str(s3_prefix / "nope")
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def _ingest(archive: str, store: str) -> None:
+    """An ingest run in a child process: small shards and commits, so that it commits often."""
+    from tasks.ingest.run import ingest_archive
+    from tasks.settings import Settings
+
+    ingest_archive(location(archive), location(store), Settings(workers=1, shard_size=2, commit_records=2))
+
+
+def test_an_ingest_killed_on_s3_is_finished_by_the_next_run_every_record_once(
+    small_archive: Path, s3_prefix: ObjectPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.ingest.run import ingest_archive
+    from tasks.settings import Settings
+
+    archive, store = upload(small_archive, s3_prefix / "archive"), s3_prefix / "store"
+    child = multiprocessing.get_context("spawn").Process(target=_ingest, args=(str(archive), str(store)))
+    child.start()
+    deadline = time.monotonic() + 120
+    while remote.commits(store) < 2 and child.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join()
+    assert child.exitcode == -signal.SIGKILL, "the run ended before it could be killed"
+    with pytest.raises(RuntimeError, match="another msaic run is writing"):  # its lease still runs
+        ingest_archive(archive, store, Settings(workers=1))
+    monkeypatch.setattr(remote, "LEASE_S", 1.0)  # instead of waiting a minute for it to expire
+    time.sleep(1.1)
+    assert 0 < st.read_table(store, "records").num_rows < 24  # whatever it had committed, whole
+    totals = ingest_archive(archive, store, Settings(workers=1))
+    records = st.read_table(store, "records")
+    ids = records["record_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 24 - sum(totals.quarantined.values())
+    assert st.read_table(store, "waveforms").num_rows == len(ids)
+    assert not remote.journals(store)
 
 
 def _staged_commit(store: ObjectPath) -> tables.Commit:
