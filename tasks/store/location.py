@@ -199,6 +199,13 @@ class ObjectPath:
         self.unlink(missing_ok=True)
         return target
 
+    def move(self, target: ObjectPath) -> None:
+        """Move an object, or every object under this prefix, to `target` (copy, then delete)."""
+        infos = self.files() if self.is_dir() else [self.info()]
+        for info in infos:
+            rel = info.path[len(self.key) :].lstrip("/")
+            ObjectPath(SCHEME + info.path).replace(target / rel if rel else target)
+
     def rmtree(self) -> None:
         """Delete every object under this prefix."""
         self.fs.delete_dir_contents(self.key, missing_dir_ok=True)

@@ -279,3 +279,23 @@ def test_without_keys_in_the_environment_the_lease_still_refuses_a_second_writer
     ):
         pass
     assert not (store / remote.LOCK).exists()
+
+
+def test_store_check_and_repair_on_s3_set_a_damaged_part_aside(
+    small_archive: Path, s3_prefix: ObjectPath
+) -> None:
+    from tasks.ingest.run import ingest_archive
+    from tasks.settings import Settings
+    from tasks.store.repair import LOST_FILE, check_store, repair_store
+
+    store = s3_prefix / "store"
+    ingest_archive(small_archive, store, Settings(workers=1))
+    assert check_store(store) == []
+    part = next(iter(sorted((store / "records").rglob("part-*.parquet"))))
+    part.write_bytes(b"not parquet")
+    kinds = sorted(f.kind for f in check_store(store))
+    assert kinds == ["paired_part", "unreadable_part"]
+    done = repair_store(store)
+    assert done.folder is not None and (done.folder / LOST_FILE).exists()
+    assert check_store(store) == [] and not part.exists()
+    assert st.read_table(store, "records").num_rows == st.read_table(store, "waveforms").num_rows > 0
