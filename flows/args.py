@@ -8,6 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
+from tasks.store.location import SCHEME, Location, location
 from tasks.store.model_files import CONFIG, WEIGHTS
 
 
@@ -39,6 +40,35 @@ def output_dir(value: str) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"{value} is not writable ({existing} is read-only)")
     return path
+
+
+def _remote(value: str, want_dir: bool) -> Location:
+    """An s3:// location that must exist (a prefix holding objects when `want_dir`)."""
+    loc = location(value)
+    try:
+        found = loc.is_dir() if want_dir else loc.exists()
+    except OSError as exc:  # no such bucket, no credentials, no endpoint: the client's words
+        raise argparse.ArgumentTypeError(f"{value}: {exc}") from None
+    if not found:
+        under = " (no objects under it)" if want_dir else ""
+        raise argparse.ArgumentTypeError(f"{value} does not exist{under}")
+    return loc
+
+
+def existing_location(value: str) -> Location:
+    """An archive that must exist: a local path, or s3://bucket/prefix (a prefix, zip or tar)."""
+    return _remote(value, want_dir=False) if value.startswith(SCHEME) else existing_path(value)
+
+
+def existing_store(value: str) -> Location:
+    """A store a command reads: an existing local directory, or an s3:// prefix holding objects."""
+    return _remote(value, want_dir=True) if value.startswith(SCHEME) else existing_dir(value)
+
+
+def store_location(value: str) -> Location:
+    """A store a command writes: a local directory (see `output_dir`), or s3://bucket/prefix (its
+    bucket must exist; it is met at the first write)."""
+    return location(value) if value.startswith(SCHEME) else output_dir(value)
 
 
 def model_dir(value: str) -> Path:

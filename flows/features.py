@@ -5,7 +5,6 @@ features contract (Great Expectations, per site) on what the store holds. The wo
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -18,6 +17,7 @@ from flows.progress import counting
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.features import FeatureTotals, build_features, validate_features
 from tasks.settings import Settings
+from tasks.store.location import Location
 
 features_task = task(build_features, name="build-features", cache_policy=NO_CACHE)
 contract_task = task(validate_features, name="features-contract", cache_policy=NO_CACHE)
@@ -51,7 +51,7 @@ def features_summary(totals: FeatureTotals, contract: dict[str, ValidationSummar
 
 @flow(name="features")
 def features(
-    store: Path, settings: Settings | None = None, show_progress: bool = False
+    store: Location, settings: Settings | None = None, show_progress: bool = False
 ) -> tuple[FeatureTotals, dict[str, ValidationSummary]]:
     """Measure every record without current features (after `msaic qc`), then check the contract."""
     settings = settings or Settings()

@@ -5,26 +5,26 @@ and to the `msaic ingest` command."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.args import existing_path
+from flows.args import existing_location
 from flows.options import add_site, add_store, add_workers, settings_of
 from flows.progress import counting
 from flows.summary import ingest_summary, markdown, print_summary
 from tasks.ingest import IngestTotals, ingest_archive
 from tasks.settings import Settings
+from tasks.store.location import Location
 
 ingest_task = task(ingest_archive, name="ingest-archive", cache_policy=NO_CACHE)
 
 
 @flow(name="ingest")
 def ingest(
-    archive: Path,
-    store: Path,
+    archive: Location,
+    store: Location,
     site: str | None = None,
     settings: Settings | None = None,
     show_progress: bool = False,
@@ -41,7 +41,9 @@ def ingest(
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="ingest a raw ECG archive (directory, zip, tar) into the store")
-    p.add_argument("archive", type=existing_path, help="directory, .zip, .tar or .tar.gz")
+    p.add_argument(
+        "archive", type=existing_location, help="directory, .zip, .tar or .tar.gz (or s3://bucket/prefix)"
+    )
     add_store(p, "store directory (created if missing)", writes=True)
     add_site(p)
     add_workers(p)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
-from flows.args import existing_dir, existing_path, output_dir, positive_int
+from flows.args import existing_path, existing_store, positive_int, store_location
 from tasks.settings import Settings
+from tasks.store.location import Location
 
 # option destination → the Settings field it sets
 _FIELDS = {"workers": "workers", "profile": "qc_profile"}
@@ -20,7 +20,7 @@ _FIELDS = {"workers": "workers", "profile": "qc_profile"}
 
 def add_store(p: argparse.ArgumentParser, help: str, writes: bool = False, required: bool = True) -> None:
     """`--store STORE`: an existing store a command reads, or (`writes`) one created if missing."""
-    kind: Callable[[str], Path] = output_dir if writes else existing_dir
+    kind: Callable[[str], Location] = store_location if writes else existing_store
     p.add_argument("--store", type=kind, required=required, help=help)
 
 

@@ -4,7 +4,6 @@ The work is `tasks.quality.run.run_quality`; this module wires it to Prefect and
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -16,6 +15,7 @@ from flows.progress import counting
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.quality import QualityTotals, run_quality
 from tasks.settings import Settings
+from tasks.store.location import Location
 
 quality_task = task(run_quality, name="quality-check", cache_policy=NO_CACHE)
 
@@ -50,7 +50,7 @@ def quality_summary(totals: QualityTotals) -> Summary:
 
 
 @flow(name="quality")
-def quality(store: Path, settings: Settings | None = None, show_progress: bool = False) -> QualityTotals:
+def quality(store: Location, settings: Settings | None = None, show_progress: bool = False) -> QualityTotals:
     """Check every window of the store without a current quality row; flags and verdicts to `quality/`."""
     settings = settings or Settings()
     with counting("checking", "windows", show_progress) as advance:

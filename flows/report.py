@@ -6,23 +6,23 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 
-from flows.args import existing_dir
+from flows.args import existing_store
 from tasks.report import QualityReport, build_report, load_inputs, summary_line, write_report
 from tasks.settings import Settings
+from tasks.store.location import Location
 
 build_task = task(build_report, name="build-quality-report", cache_policy=NO_CACHE)
 write_task = task(write_report, name="write-quality-report", cache_policy=NO_CACHE)
 
 
 @flow(name="quality_report")
-def quality_report(store: Path, settings: Settings | None = None) -> Path:
+def quality_report(store: Location, settings: Settings | None = None) -> Location:
     """Build the report from the store, publish it, and return the timestamped HTML path."""
     now = datetime.now(UTC)
     report: QualityReport = build_task(store, settings or Settings(), now)
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="report", required=True, metavar="REPORT")
     q = kinds.add_parser("quality", help="data-quality report: verdicts, flags, noise, quarantine, contracts")
     q.add_argument(
-        "--store", type=existing_dir, required=True, help="store directory (after msaic ingest and qc)"
+        "--store", type=existing_store, required=True, help="store directory (after msaic ingest and qc)"
     )
     q.set_defaults(func=run)
 

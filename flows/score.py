@@ -26,12 +26,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from flows.args import existing_path, model_dir, output_dir
+from flows.args import existing_location, model_dir, store_location
 from flows.options import add_profile, add_site, add_workers, settings_of
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.review import write_worklist
 from tasks.scoring import ScoreTotals, expected_inputs, run_shard, score_archive_run, start_worker_server
 from tasks.settings import Settings
+from tasks.store.location import Location
 
 score_shard = task(run_shard, name="score-shard", cache_policy=NO_CACHE)
 score_local = task(score_archive_run, name="score-archive-local", cache_policy=NO_CACHE)
@@ -59,9 +60,9 @@ class _RateColumn(ProgressColumn):
 
 @flow(name="score_archive")
 def score_archive(
-    archive: Path,
+    archive: Location,
     model: Path,
-    out: Path,
+    out: Location,
     settings: Settings | None = None,
     site: str | None = None,
     use_dask: bool = False,
@@ -183,11 +184,15 @@ def run_score(
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="screen a whole archive with a registered model (resumable)")
-    p.add_argument("archive", type=existing_path, help="directory, .zip, .tar or .tar.gz")
+    p.add_argument(
+        "archive", type=existing_location, help="directory, .zip, .tar or .tar.gz (or s3://bucket/prefix)"
+    )
     p.add_argument(
         "--model", type=model_dir, required=True, help="registered model directory (STORE/models/<id>)"
     )
-    p.add_argument("--out", type=output_dir, required=True, help="output directory; rerun with it to resume")
+    p.add_argument(
+        "--out", type=store_location, required=True, help="output directory or s3:// prefix; rerun to resume"
+    )
     add_workers(p, "worker processes or Dask workers (default: CPU count)")
     p.add_argument("--dask-address", help="run shards on this Dask scheduler (tcp://host:8786)")
     p.add_argument("--dask-local", action="store_true", help="run shards on a local Dask cluster")

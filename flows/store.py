@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from flows.args import existing_dir
+from flows.args import existing_store
 from tasks.store.repair import LOST_FILE, Finding, check_store, repair_store
 
 
@@ -17,10 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("store", help="find unreadable parts and leftovers of killed runs; set them aside")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="list what blocks the store (exit 1 if anything)")
-    check.add_argument("--store", type=existing_dir, required=True, help="store or scoring OUT directory")
+    check.add_argument("--store", type=existing_store, required=True, help="store or scoring OUT directory")
     check.set_defaults(func=run_check, prefect=False)
     repair = actions.add_parser("repair", help="move what blocks the store to STORE/lost+found/<time>/")
-    repair.add_argument("--store", type=existing_dir, required=True, help="store or scoring OUT directory")
+    repair.add_argument("--store", type=existing_store, required=True, help="store or scoring OUT directory")
     repair.set_defaults(func=run_repair, prefect=False)
 
 

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from data_contracts.feature_columns import FEATURE_VERSION, FEATURES
 from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, SITE_FIELD, WINDOW_SAMPLES
@@ -120,7 +119,7 @@ def rows_table(rows: list[dict[str, Any]], site: str, computed_at: datetime) -> 
 def read_signals(part: Path, wanted: set[str], batch_size: int = 64) -> Iterator[tuple[str, np.ndarray]]:
     """(record_id, leads × samples) of the wanted records of one waveforms part file, streamed."""
     remaining = set(wanted)
-    with pq.ParquetFile(part) as fh:
+    with st.parquet_file(part) as fh:
         for batch in fh.iter_batches(batch_size=batch_size, columns=["record_id", "signal"]):
             keep = pc.is_in(batch.column("record_id"), pa.array(sorted(remaining), pa.string()))
             batch = batch.filter(keep)
@@ -186,8 +185,8 @@ def drop_stale_rows(store: Path, valid_since: dict[str, datetime]) -> tuple[set[
     commit, removed = st.Commit(), 0
     dset = st.dataset(store, "features")
     for fragment in dset.get_fragments() if dset is not None else []:
-        path = Path(fragment.path)
-        rows = pq.read_table(path, columns=["record_id", "feature_version", "computed_at"]).to_pydict()
+        path = st.fragment_file(store, fragment)
+        rows = st.read_table_file(path, columns=["record_id", "feature_version", "computed_at"]).to_pydict()
         fresh = [
             version == FEATURE_VERSION and rid in valid_since and at >= valid_since[rid]
             for rid, version, at in zip(
@@ -199,7 +198,7 @@ def drop_stale_rows(store: Path, valid_since: dict[str, datetime]) -> tuple[set[
             continue
         removed += fresh.count(False)
         if any(fresh):
-            kept = pq.read_table(path).filter(pa.array(fresh))
+            kept = st.read_table_file(path).filter(pa.array(fresh))
             site = pa.array([st.site_of_part(path)] * kept.num_rows, pa.string())
             commit.moves += st.stage_parts(store, "features", kept.append_column(SITE_FIELD, site))
         commit.deletes.append(path)
@@ -236,9 +235,9 @@ def plan(
     unreadable: list[ShardResult] = []
     waveforms = st.dataset(store, "waveforms")
     for fragment in waveforms.get_fragments() if waveforms is not None and meta else []:
-        part = Path(fragment.path)
+        part = st.fragment_file(store, fragment)
         try:
-            stored = pq.read_table(part, columns=["record_id"]).column(0).to_pylist()
+            stored = st.read_table_file(part, columns=["record_id"]).column(0).to_pylist()
         except Exception as exc:  # unreadable: quarantined by the driver, its records wait
             site = st.site_of_part(part)
             problem = _problem(str(part.relative_to(store)), site, "unreadable_waveforms", exc)

@@ -9,7 +9,9 @@ Each file ends as exactly one of three items:
 - an `ArchiveProblem` for the quarantine: unknown content, a signal file without a header, a member
   over the size limits, a path that leaves the archive, a FIFO or device, a name that is not UTF-8.
 Archives are read in place, nothing is unpacked to disk, and no member is read past the limits in
-`ArchiveLimits` (a declared size is checked before any byte is read).
+`ArchiveLimits` (a declared size is checked before any byte is read). An archive may also lie on
+object storage (`s3://bucket/prefix`, `tasks.store.location`): a prefix is walked like a folder, a
+zip is read by ranged GETs, a tar as one forward stream.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from tasks.ingest import readers
 from tasks.ingest.wfdb_header import HeaderError, header_text, parse_header
 from tasks.settings import Settings
+from tasks.store.location import Location, ObjectPath
 
 SIGNAL_SUFFIXES = (".dat", ".mat")
 _SKIP_MEMORY = 4096
@@ -301,12 +304,40 @@ class DirectoryArchive(_RandomAccess):
             return fh.read(-1 if n is None else n)
 
 
+class ObjectArchive(_RandomAccess):
+    """The objects under a prefix on object storage, read as a directory tree is: every object
+    by its key below the prefix (there are no links, FIFOs or bytes that are not UTF-8)."""
+
+    def __init__(self, root: ObjectPath, limits: ArchiveLimits):
+        self.root = root
+        sizes: dict[str, int] = {}
+        problems: list[ArchiveProblem] = []
+        for info in root.files():
+            name = info.path[len(root.key) + 1 :]
+            why = _unsafe(name)
+            if why:
+                problems.append(ArchiveProblem(name, "unsafe_member_path", why))
+            elif name.count("/") >= limits.max_depth:
+                problems.append(
+                    ArchiveProblem(name, "too_deep", f"folders nest deeper than {limits.max_depth} levels")
+                )
+            else:
+                sizes[name] = info.size
+        super().__init__(sizes, self._read_object, problems, limits)
+
+    def _read_object(self, name: str, n: int | None) -> bytes:
+        if n is None:
+            return (self.root / name).read_bytes()
+        with (self.root / name).open("rb") as fh:
+            return fh.read(n)
+
+
 class ZipArchive(_RandomAccess):
     """A zip file, read member by member without extracting it; a member's declared size and
     compression ratio are checked before it is read (zipfile never returns more than declared)."""
 
-    def __init__(self, path: Path, limits: ArchiveLimits):
-        self._zf = zipfile.ZipFile(path)
+    def __init__(self, path: Location, limits: ArchiveLimits):
+        self._zf = zipfile.ZipFile(path.open("rb") if isinstance(path, ObjectPath) else path)
         sizes: dict[str, int] = {}
         problems: list[ArchiveProblem] = []
         for info in self._zf.infolist():
@@ -343,13 +374,19 @@ class TarArchive:
     backwards cheaply). Signal files wait in a buffer until their header has all it names, up to
     `max_buffered_bytes`; every other file is decided as it passes."""
 
-    def __init__(self, path: Path, limits: ArchiveLimits):
+    def __init__(self, path: Location, limits: ArchiveLimits):
         self.path = path
         self.limits = limits
 
+    def _open(self) -> tarfile.TarFile:
+        """The archive opened for one pass (on object storage: one streamed GET)."""
+        if isinstance(self.path, ObjectPath):
+            return tarfile.open(fileobj=self.path.stream(), mode="r|*")
+        return tarfile.open(self.path, "r:*")
+
     def read_member(self, wanted: str) -> bytes | None:
         """One member by name (a pass over the archive); used for small metadata files."""
-        with tarfile.open(self.path, "r:*") as tf:
+        with self._open() as tf:
             for info in tf:
                 if info.isfile() and info.name == wanted and info.size <= self.limits.max_member_bytes:
                     fh = tf.extractfile(info)
@@ -357,7 +394,7 @@ class TarArchive:
         return None
 
     def names(self) -> list[str]:
-        with tarfile.open(self.path, "r:*") as tf:
+        with self._open() as tf:
             return [i.name for i in tf if i.isfile()]
 
     def units(self, keep: HeaderFilter) -> Iterator[Item]:
@@ -367,7 +404,7 @@ class TarArchive:
         headers: set[str] = set()
         undecided: list[tuple[str, int]] = []  # unknown content, decided once all headers are known
         limit = self.limits.max_member_bytes
-        with tarfile.open(self.path, "r:*") as tf:
+        with self._open() as tf:
             for info in tf:
                 name = printable_name(info.name)
                 if info.isdir():
@@ -490,10 +527,21 @@ def _read_tar(tf: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
 
 
 def open_archive(
-    path: Path, limits: ArchiveLimits | None = None
-) -> DirectoryArchive | ZipArchive | TarArchive:
-    """The reader for an archive path: a directory, a zip file or a (compressed) tar file."""
+    path: Location, limits: ArchiveLimits | None = None
+) -> DirectoryArchive | ObjectArchive | ZipArchive | TarArchive:
+    """The reader for an archive path: a directory, a zip file or a (compressed) tar file, on
+    disk or on object storage (a prefix there is the directory)."""
     limits = limits or ArchiveLimits()
+    if isinstance(path, ObjectPath):
+        if path.is_dir():
+            return ObjectArchive(path, limits)
+        with path.open("rb") as fh:
+            if zipfile.is_zipfile(fh):
+                return ZipArchive(path, limits)
+        with path.open("rb") as fh:
+            if tarfile.is_tarfile(fh):
+                return TarArchive(path, limits)
+        raise ValueError(f"{path} is not a prefix, zip or tar archive")
     if path.is_dir():
         return DirectoryArchive(path, limits)
     if zipfile.is_zipfile(path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from data_contracts.suites import warm_up
@@ -25,9 +24,10 @@ from tasks.ingest.records import (
 )
 from tasks.runner import run_sharded
 from tasks.settings import Settings
+from tasks.store.location import Location, inside
 
 
-def archive_name(path: Path) -> str:
+def archive_name(path: Location) -> str:
     name = path.resolve().name
     for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
         name = name.removesuffix(suffix)
@@ -45,7 +45,7 @@ def site_of(source_path: str, extra: dict[str, Any], override: str | None, defau
     return head if rest else default
 
 
-def walk_archive(archive_path: Path, settings: Settings) -> Iterator[Item]:
+def walk_archive(archive_path: Location, settings: Settings) -> Iterator[Item]:
     """Every file of the archive as a record unit, a skipped file or a problem; in the PTB-XL
     layout only the ECGs its database lists, with their metadata."""
     archive = open_archive(archive_path, ArchiveLimits.from_settings(settings))
@@ -60,15 +60,15 @@ def _task_bytes(task: Task) -> int:
     return task.unit.nbytes
 
 
-def _ingest_shard(job: tuple[list[Task], str], cfg: IngestConfig, staging: Path) -> ShardResult:
+def _ingest_shard(job: tuple[list[Task], str], cfg: IngestConfig, staging: Location) -> ShardResult:
     """One shard in a worker: (its tasks, its id) → staged parts and counts."""
     shard, shard_id = job
     return process_shard(shard, cfg, staging, shard_id)
 
 
 def ingest_archive(
-    archive_path: Path,
-    store: Path,
+    archive_path: Location,
+    store: Location,
     settings: Settings,
     site: str | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -77,7 +77,7 @@ def ingest_archive(
     if not archive_path.exists():
         raise FileNotFoundError(f"archive {archive_path} does not exist")
     store = store.resolve()
-    if store.is_relative_to(archive_path.resolve()) and archive_path.is_dir():
+    if inside(store, archive_path.resolve()) and archive_path.is_dir():
         raise ValueError("the store may not lie inside the archive: archives are read-only")
     cfg = IngestConfig.for_store(store, settings)
     default_site = archive_name(archive_path)

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, SITE_FIELD
 from tasks import store as st
@@ -28,6 +27,7 @@ from tasks.quality.profile_file import PROFILE_FILE, profile_bytes
 from tasks.runner import run_sharded, worker_count
 from tasks.settings import Settings
 from tasks.store.commit import Committer, quarantine_row
+from tasks.store.location import location
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def check_shard(shard: Shard, profile: QcProfile, store: Path, batch_records: in
     result = ShardResult()
     tables = []
     try:
-        reader = pq.ParquetFile(shard.path)
+        reader = st.parquet_file(shard.path)
         for batch in reader.iter_batches(batch_size=batch_records, columns=["record_id", "signal"]):
             if shard.record_ids is not None:
                 batch = batch.filter(pc.is_in(batch.column("record_id"), pa.array(sorted(shard.record_ids))))
@@ -117,8 +117,8 @@ def plan(store: Path, version: str) -> tuple[list[Shard], list[Path], dict[Path,
     drop: list[Path] = []
     dset = st.dataset(store, "quality")
     for frag in dset.get_fragments() if dset is not None else []:
-        path = Path(frag.path)
-        rows = pq.read_table(path, columns=["record_id", "qc_version", "checked_at"])
+        path = st.fragment_file(store, frag)
+        rows = st.read_table_file(path, columns=["record_id", "qc_version", "checked_at"])
         fresh = [
             rid in ingested and ver == version and checked >= ingested[rid]
             for rid, ver, checked in zip(
@@ -139,10 +139,10 @@ def plan(store: Path, version: str) -> tuple[list[Shard], list[Path], dict[Path,
     shards = []
     waves = st.dataset(store, "waveforms")
     for frag in waves.get_fragments() if waves is not None else []:
-        path = Path(frag.path)
+        path = st.fragment_file(store, frag)
         site = st.site_of_part(path)
         try:
-            ids = pq.read_table(path, columns=["record_id"])["record_id"].to_pylist()
+            ids = st.read_table_file(path, columns=["record_id"])["record_id"].to_pylist()
         except Exception:  # the worker meets the same error and quarantines the file
             shards.append(Shard(path, site, None, 0))
             continue
@@ -171,7 +171,7 @@ def run_quality(
     on_progress: Callable[[int], None] | None = None,
 ) -> QualityTotals:
     """Check every window of the store that has no current quality row; returns what the run did."""
-    store = Path(store).resolve()
+    store = location(store).resolve()
     if not (store / "records").is_dir():
         raise FileNotFoundError(f"{store} holds no ingested records (run `msaic ingest` first)")
     given = profile

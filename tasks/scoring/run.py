@@ -55,6 +55,7 @@ from tasks.scoring.score import (
 )
 from tasks.settings import Settings
 from tasks.store.commit import Committer
+from tasks.store.location import inside
 from tasks.store.model_files import ModelFiles, read_model_files
 
 RUN_FILE = "score_run.json"
@@ -300,7 +301,7 @@ def score_archive_run(
     if not archive.exists():
         raise FileNotFoundError(f"archive {archive} does not exist")
     out = out.resolve()
-    if archive.is_dir() and out.is_relative_to(archive.resolve()):
+    if archive.is_dir() and inside(out, archive.resolve()):
         raise ValueError("OUT may not lie inside the archive: archives are read-only")
     start = time.perf_counter()
     model = check_model(model_dir, settings)  # a broken model is refused before OUT is touched

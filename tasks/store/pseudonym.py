@@ -16,6 +16,7 @@ import secrets
 from pathlib import Path
 
 from tasks.store import tables as st
+from tasks.store.location import Location, ObjectPath
 
 KEY_FILE = ".pseudonym_key"
 KEY_BYTES = 32  # the key file holds this many random bytes as hex
@@ -35,7 +36,7 @@ def check_configured(configured: str) -> bytes:
     return configured.encode()
 
 
-def load_key(store: Path, configured: str | None) -> bytes:
+def load_key(store: Location, configured: str | None) -> bytes:
     """The key from settings (MSAIC_PSEUDONYM_KEY), else the store's key file, created once with
     mode 0600 so that only its owner can re-identify."""
     if configured is not None:
@@ -52,9 +53,15 @@ def load_key(store: Path, configured: str | None) -> bytes:
     return key
 
 
-def _create_key_file(store: Path, path: Path) -> None:
+def _create_key_file(store: Location, path: Location) -> None:
     """Write a new random key to a staged file (mode 0600, fsynced) and link it into place, so
-    that the key file exists only whole; if another run linked its key first, that one stays."""
+    that the key file exists only whole; if another run linked its key first, that one stays.
+    On object storage one PUT writes it whole (access is the bucket's policy); two first runs at
+    once would each write one, and the second would win."""
+    if isinstance(path, ObjectPath):
+        path.write_text(secrets.token_hex(KEY_BYTES))
+        return
+    assert isinstance(store, Path) and isinstance(path, Path)
     staged = st.staging_dir(store) / f"{secrets.token_hex(8)}{KEY_FILE}"
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

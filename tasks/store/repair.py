@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from data_contracts.schemas import TABLES
 from tasks.store import tables as st
+from tasks.store.location import Location, ObjectPath, location
 
 LOST_FOUND = "lost+found"
 LOST_FILE = "LOST.json"
@@ -60,7 +60,7 @@ def part_problem(path: Path, table: str) -> str | None:
     column but the signals, whose pages would take a full read of the waveforms to decode, and
     checks that the columns cast to the table's schema."""
     try:
-        part = pq.ParquetFile(path)
+        part = st.parquet_file(path)
         names = [n for n in part.schema_arrow.names if n != "signal"]
         rows = part.read(columns=names)
         common = [n for n in names if n in TABLES[table].names]
@@ -77,7 +77,7 @@ def _parts(store: Path, table: str) -> list[Path]:
 
 def check_store(store: Path) -> list[Finding]:
     """Every unreadable part (with what depends on it), half-done commit and orphan staging entry."""
-    store = Path(store)
+    store = location(store)
     lost = {
         path: (table, why)
         for table in TABLES
@@ -112,7 +112,7 @@ def check_store(store: Path) -> list[Finding]:
 def repair_store(store: Path) -> Repair:
     """Finish half-done commits and move every other finding to STORE/lost+found/<time>/ (with
     LOST.json), under the store lock, so that the next run goes on."""
-    store = Path(store)
+    store = location(store)
     with st.store_lock(store, keep_orphans=True):
         moved = [f for f in check_store(store) if f.kind != "pending_commit"]
         if not moved:
@@ -124,7 +124,10 @@ def repair_store(store: Path) -> Repair:
             source, target = store / finding.path, folder / finding.path
             size = _size(source)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(source, target)
+            if isinstance(source, ObjectPath) and isinstance(target, ObjectPath):
+                source.move(target)
+            else:
+                shutil.move(source, target)
             records.append(asdict(finding) | {"bytes": size})
         lost = {"at": datetime.now(UTC).isoformat(), "store": str(store.resolve()), "moved": records}
         (folder / LOST_FILE).write_text(json.dumps(lost, indent=2))
@@ -135,7 +138,9 @@ def _rel(store: Path, path: Path) -> str:
     return str(path.relative_to(store))
 
 
-def _size(path: Path) -> int:
+def _size(path: Location) -> int:
+    if isinstance(path, ObjectPath):
+        return sum(i.size for i in path.files()) if path.is_dir() else max(path.info().size or 0, 0)
     if path.is_dir() and not path.is_symlink():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
     return path.lstat().st_size if path.exists() or path.is_symlink() else 0

@@ -5,6 +5,11 @@ Writers stage files under STORE/.staging and publish them with a commit journal:
 dies half-way is rolled forward by `recover` before the next write. Readers therefore never see
 half a commit, and nothing is written outside STORE.
 
+On object storage (an `s3://` store, `tasks.store.location`) nothing can be renamed atomically and
+nothing can be flock'ed, so the same steps are taken differently (see `_remote`): a commit's one
+atomic step is the PUT of its journal under STORE/.journal/; readers take a consistent listing by
+the store's commit counter; the lock is a lease object. The guarantees are in the README.
+
 Each process stages in a folder of its own, STORE/.staging/<pid>-<random>/, on which it holds an
 advisory lock while it lives. What a killed process staged is thus told apart from what a live one
 is still writing (a model being registered, a report, a Dask worker's shard): a run that takes the
@@ -34,6 +39,8 @@ import pyarrow.parquet as pq
 
 from data_contracts.catalog import table as catalog_table
 from data_contracts.schemas import SITE_FIELD
+from tasks.store import remote
+from tasks.store.location import Location, ObjectPath, filesystem_path, is_remote, location
 
 STAGING = ".staging"
 _JOURNAL_SUFFIX = ".commit.json"
@@ -42,16 +49,16 @@ SIGNAL_MIN_VALUES = 1000  # a column with this many fixed values per row holds s
 _PARTITIONING = ds.partitioning(pa.schema([SITE_FIELD]), flavor="hive")
 
 
-def table_dir(store: Path, table: str) -> Path:
+def table_dir(store: Location, table: str) -> Location:
     return store / table
 
 
-def part_path(store: Path, table: str, site: str, part_id: str) -> Path:
+def part_path(store: Location, table: str, site: str, part_id: str) -> Location:
     """Where a committed part file lives; the site is URI-escaped as Hive readers expect."""
     return table_dir(store, table) / f"site={quote(site, safe='')}" / f"part-{part_id}.parquet"
 
 
-def site_of_part(path: Path) -> str:
+def site_of_part(path: Location) -> str:
     """The site a committed part file belongs to (from its `site=` folder)."""
     return unquote(path.parent.name.removeprefix("site="))
 
@@ -61,15 +68,24 @@ def new_part_id() -> str:
 
 
 # (store, pid) → this process's staging folder and the open descriptor that holds its lock
-_OWN_STAGING: dict[tuple[str, int], tuple[Path, int]] = {}
+# (-1 on object storage, where nothing is locked)
+_OWN_STAGING: dict[tuple[str, int], tuple[Location, int]] = {}
 
 
-def staging_dir(store: Path) -> Path:
+def _store_key(store: Location) -> tuple[str, int]:
+    return (str(store) if is_remote(store) else os.path.realpath(store), os.getpid())
+
+
+def staging_dir(store: Location) -> Location:
     """This process's staging folder in STORE/.staging, created (and locked) at its first use."""
-    key = (os.path.realpath(store), os.getpid())
+    key = _store_key(store)
     held = _OWN_STAGING.get(key)
-    if held is not None and held[0].is_dir():
+    if held is not None and (is_remote(store) or held[0].is_dir()):
         return held[0]
+    if isinstance(store, ObjectPath):
+        remote_folder = store / STAGING / remote.process_tag()
+        _OWN_STAGING[key] = (remote_folder, -1)
+        return remote_folder
     folder = Path(key[0]) / STAGING / f"{key[1]}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -82,16 +98,16 @@ def staging_dir(store: Path) -> Path:
     return folder
 
 
-def _own_folder(store: Path) -> Path | None:
+def _own_folder(store: Location) -> Location | None:
     """This process's staging folder of `store`, if it made one."""
-    held = _OWN_STAGING.get((os.path.realpath(store), os.getpid()))
-    return held[0] if held is not None and held[0].is_dir() else None
+    held = _OWN_STAGING.get(_store_key(store))
+    return held[0] if held is not None and (is_remote(store) or held[0].is_dir()) else None
 
 
 def _remove_own_staging() -> None:
     """At exit: this process's staging folders go if they are empty (a pending journal stays)."""
     for (_, pid), (folder, _) in _OWN_STAGING.items():
-        if pid == os.getpid():
+        if pid == os.getpid() and isinstance(folder, Path):
             with suppress(OSError):
                 folder.rmdir()
 
@@ -115,13 +131,15 @@ def _orphaned(entry: Path) -> bool:
     return True
 
 
-def orphan_staging(store: Path) -> list[Path]:
+def orphan_staging(store: Location) -> list[Location]:
     """The STORE/.staging entries left by processes that died (killed runs, full disks)."""
+    if isinstance(store, ObjectPath):
+        return list(remote.orphan_folders(store, STAGING, _own_folder(store)))
     stage = Path(store) / STAGING
     return [e for e in sorted(stage.iterdir()) if _orphaned(e)] if stage.is_dir() else []
 
 
-def clean_staging(store: Path) -> list[Path]:
+def clean_staging(store: Location) -> list[Location]:
     """Delete the orphans of STORE/.staging; returns them. One that holds a commit journal is
     kept: `recover` rolls it forward first."""
     removed = [e for e in orphan_staging(store) if not _holds_journal(e)]
@@ -130,20 +148,23 @@ def clean_staging(store: Path) -> list[Path]:
     return removed
 
 
-def _holds_journal(entry: Path) -> bool:
+def _holds_journal(entry: Location) -> bool:
     if entry.is_dir() and not entry.is_symlink():
         return any(entry.glob(f"*{_JOURNAL_SUFFIX}"))
     return entry.name.endswith(_JOURNAL_SUFFIX)
 
 
-def _remove(entry: Path) -> None:
-    if entry.is_dir() and not entry.is_symlink():
+def _remove(entry: Location) -> None:
+    if isinstance(entry, ObjectPath):
+        entry.rmtree()
+        entry.unlink(missing_ok=True)
+    elif entry.is_dir() and not entry.is_symlink():
         shutil.rmtree(entry, ignore_errors=True)
     else:
         entry.unlink(missing_ok=True)
 
 
-def _discard_uncommitted(store: Path) -> None:
+def _discard_uncommitted(store: Location) -> None:
     """Empty this process's staging folder of `store` unless a commit journal in it still waits
     to be rolled forward (then `recover` needs the files it names)."""
     own = _own_folder(store)
@@ -153,9 +174,13 @@ def _discard_uncommitted(store: Path) -> None:
         _remove(entry)
 
 
-def write_atomic(path: Path, data: str | bytes) -> Path:
+def write_atomic(path: Location, data: str | bytes) -> Location:
     """Write a whole file under a temporary name of this process and thread, then rename it into
-    place: a reader sees the old file or the new one, never part of it."""
+    place: a reader sees the old file or the new one, never part of it (on object storage one
+    PUT does the same)."""
+    if isinstance(path, ObjectPath):
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.write_bytes(data.encode() if isinstance(data, str) else data)
@@ -163,7 +188,7 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     return path
 
 
-def write_parquet(table: pa.Table, path: Path) -> Path:
+def write_parquet(table: pa.Table, path: Location) -> Location:
     """Write one Parquet file; it is complete on disk before it is ever renamed into a dataset.
     Float columns use byte-stream-split, which suits sampled signals, with LZ4: on 12-lead
     waveforms it writes about twice and reads about 1.5× as fast as zstd level 3, for files about
@@ -173,9 +198,11 @@ def write_parquet(table: pa.Table, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     float_cols = [f.name for f in table.schema if _is_float(f.type)]
     signals = any(_is_float(f.type) and _fixed_values(f.type) >= SIGNAL_MIN_VALUES for f in table.schema)
+    fs, where = filesystem_path(path)
     pq.write_table(
         table,
-        path,
+        where,
+        filesystem=fs,
         row_group_size=SIGNAL_ROW_GROUP if signals else None,
         compression="lz4",
         use_byte_stream_split=float_cols or False,
@@ -184,7 +211,7 @@ def write_parquet(table: pa.Table, path: Path) -> Path:
     return path
 
 
-def stage_parts(store: Path, table: str, rows: pa.Table) -> list[tuple[Path, Path]]:
+def stage_parts(store: Location, table: str, rows: pa.Table) -> list[tuple[Location, Location]]:
     """Write rows that carry a `site` column as one staged part file per site (cast to the
     table's schema); returns the (staged, final) moves to put in a `Commit`."""
     moves = []
@@ -198,13 +225,28 @@ def stage_parts(store: Path, table: str, rows: pa.Table) -> list[tuple[Path, Pat
     return moves
 
 
-def read_table_file(path: Path) -> pa.Table:
+def read_table_file(path: Location, columns: list[str] | None = None) -> pa.Table:
     """One Parquet file as written (no partition columns)."""
-    return pq.read_table(path)
+    fs, where = filesystem_path(path)
+    return pq.read_table(where, columns=columns, filesystem=fs)
 
 
-def row_count(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
+def parquet_file(path: Location) -> pq.ParquetFile:
+    """One Parquet file opened for reading in batches (on object storage by ranged GETs)."""
+    fs, where = filesystem_path(path)
+    return pq.ParquetFile(where, filesystem=fs)
+
+
+def fragment_file(store: Location, fragment: ds.Fragment) -> Location:
+    """The part file of a fragment of a store's dataset, as a location of the store's kind."""
+    path = fragment.path  # type: ignore[attr-defined]
+    return ObjectPath(f"s3://{path}") if is_remote(store) else Path(path)
+
+
+def row_count(path: Location) -> int:
+    fs, where = filesystem_path(path)
+    with fs.open_input_file(where) as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
 
 
 def _fixed_values(t: pa.DataType) -> int:
@@ -221,17 +263,40 @@ def _is_float(t: pa.DataType) -> bool:
     return pa.types.is_floating(t)
 
 
-def dataset(store: Path, table: str) -> ds.Dataset | None:
+def dataset(store: Location, table: str) -> ds.Dataset | None:
     """The committed dataset of a table (named in the catalog), or None before its first commit."""
     schema = catalog_table(table).schema.append(SITE_FIELD)
     path = table_dir(store, table)
+    if isinstance(store, ObjectPath) and isinstance(path, ObjectPath):
+        files = _committed_files(store, path)
+        if not files:
+            return None
+        return ds.dataset(
+            files,
+            filesystem=store.fs,
+            format="parquet",
+            partitioning=_PARTITIONING,
+            partition_base_dir=path.key,
+            schema=schema,
+        )
     if not path.is_dir() or not any(path.rglob("*.parquet")):
         return None
     return ds.dataset(path, format="parquet", partitioning=_PARTITIONING, schema=schema)
 
 
+def _committed_files(store: ObjectPath, folder: ObjectPath) -> list[str]:
+    """`remote.committed_files`; a commit whose writer died is first finished here, under the
+    store lock (unless a writer has taken the lock meanwhile: then this waits for it)."""
+    try:
+        return remote.committed_files(store, folder)
+    except remote.OrphanedCommitError:
+        with suppress(RuntimeError), store_lock(store):
+            pass
+    return remote.committed_files(store, folder)
+
+
 def read_table(
-    store: Path, table: str, columns: list[str] | None = None, filter: ds.Expression | None = None
+    store: Location, table: str, columns: list[str] | None = None, filter: ds.Expression | None = None
 ) -> pa.Table:
     """A table (or some of its columns), empty with the right schema when nothing is stored."""
     dset = dataset(store, table)
@@ -246,14 +311,15 @@ def read_table(
 class Commit:
     """Renames (staged → final) and deletions to carry out as one unit."""
 
-    moves: list[tuple[Path, Path]] = field(default_factory=list)
-    deletes: list[Path] = field(default_factory=list)
+    moves: list[tuple[Location, Location]] = field(default_factory=list)
+    deletes: list[Location] = field(default_factory=list)
 
-    def publish(self, store: Path) -> None:
+    def publish(self, store: Location) -> None:
         """Carry the commit out through a journal, so that a crash is rolled forward."""
         if not self.moves and not self.deletes:
             return
-        journal = staging_dir(store) / f"{uuid.uuid4().hex}{_JOURNAL_SUFFIX}"
+        folder = store / remote.JOURNALS if is_remote(store) else staging_dir(store)
+        journal = folder / f"{uuid.uuid4().hex}{_JOURNAL_SUFFIX}"
         payload = {
             "moves": [[str(a), str(b)] for a, b in self.moves],
             "deletes": [str(p) for p in self.deletes],
@@ -262,20 +328,28 @@ class Commit:
         _apply(journal)
 
 
-def _apply(journal: Path) -> None:
+def _apply(journal: Location) -> None:
+    """Carry out a journal's steps; each can be repeated, so a journal is applied again whole
+    after a crash. On object storage the store's commit counter moves before the journal goes."""
     payload = json.loads(journal.read_text())
     for src, dst in payload["moves"]:
-        if Path(src).exists():
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            Path(src).replace(dst)
+        source, target = location(src), location(dst)
+        if source.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.replace(target)  # type: ignore[arg-type]
     for path in payload["deletes"]:
-        Path(path).unlink(missing_ok=True)
+        location(path).unlink(missing_ok=True)
+    if isinstance(journal, ObjectPath):
+        remote.count_commit(journal.parent.parent)
     journal.unlink()
 
 
-def pending_journals(store: Path) -> list[Path]:
+def pending_journals(store: Location) -> list[Location]:
     """Commit journals that no live process is carrying out: those of dead processes' folders
-    (and loose ones), and this process's own (a commit of it that failed half-way)."""
+    (and loose ones), and this process's own (a commit of it that failed half-way). On object
+    storage, every journal in STORE/.journal (the lock holder is the one writer)."""
+    if isinstance(store, ObjectPath):
+        return list(remote.journals(store))
     stage = Path(store) / STAGING
     if not stage.is_dir():
         return []
@@ -285,7 +359,7 @@ def pending_journals(store: Path) -> list[Path]:
     return sorted([*loose, *(j for f in folders for j in f.glob(f"*{_JOURNAL_SUFFIX}"))])
 
 
-def recover(store: Path) -> int:
+def recover(store: Location) -> int:
     """Finish any commit a crashed run left half done; returns how many were rolled forward."""
     journals = pending_journals(store)
     for journal in journals:
@@ -294,11 +368,16 @@ def recover(store: Path) -> int:
 
 
 @contextmanager
-def store_lock(store: Path, keep_orphans: bool = False) -> Iterator[None]:
-    """One writer at a time per store (an advisory lock on STORE/.lock). On entry it finishes the
-    commits dead runs left half done and deletes the rest of what they staged (`keep_orphans`:
-    left for `msaic store repair` to move aside); on exit it removes what this run staged and did
-    not commit, and the folders of its workers that have ended."""
+def store_lock(store: Location, keep_orphans: bool = False) -> Iterator[None]:
+    """One writer at a time per store (an advisory lock on STORE/.lock; a lease on object
+    storage). On entry it finishes the commits dead runs left half done and deletes the rest of
+    what they staged (`keep_orphans`: left for `msaic store repair` to move aside); on exit it
+    removes what this run staged and did not commit, and the folders of its workers that have
+    ended."""
+    if isinstance(store, ObjectPath):
+        with remote.lease(store), _held(store, keep_orphans):
+            yield
+        return
     store.mkdir(parents=True, exist_ok=True)
     with (store / ".lock").open("a") as fh:
         try:
@@ -306,12 +385,21 @@ def store_lock(store: Path, keep_orphans: bool = False) -> Iterator[None]:
         except BlockingIOError:
             raise RuntimeError(f"another msaic run is writing to {store}") from None
         try:
-            recover(store)
-            if not keep_orphans:
-                clean_staging(store)
-            yield
+            with _held(store, keep_orphans):
+                yield
         finally:
-            with suppress(OSError):  # a read-only or full disk must not hide the run's own error
-                _discard_uncommitted(store)
-                clean_staging(store)
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _held(store: Location, keep_orphans: bool) -> Iterator[None]:
+    """What the holder of the store lock does on entry and on exit (see `store_lock`)."""
+    try:
+        recover(store)
+        if not keep_orphans:
+            clean_staging(store)
+        yield
+    finally:
+        with suppress(OSError):  # a read-only or full disk must not hide the run's own error
+            _discard_uncommitted(store)
+            clean_staging(store)
