@@ -239,17 +239,19 @@ def test_the_lease_lets_one_writer_in_and_outlives_a_dead_one(s3_prefix: ObjectP
 
 
 def _race(store: ObjectPath, runs: int) -> list[str]:
-    """`runs` threads take the lease at once and hold it a moment: what each of them met."""
-    barrier, met = threading.Barrier(runs), []
+    """`runs` threads take the lease at once; a holder keeps it until every thread has tried (so a
+    slow thread cannot come in after a release): what each of them met."""
+    start, tried, met = threading.Barrier(runs), threading.Barrier(runs), []
 
     def one() -> None:
-        barrier.wait()
+        start.wait()
         try:
             with remote.lease(store):
-                time.sleep(0.5)
+                tried.wait(timeout=120)
             met.append("held")
         except RuntimeError:
             met.append("refused")
+            tried.wait(timeout=120)
 
     threads = [threading.Thread(target=one) for _ in range(runs)]
     for t in threads:
