@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -95,7 +96,10 @@ def on_cluster(the_flow: Flow, cluster: DaskCluster | None) -> Iterator[Flow]:
     if cluster is None:
         yield the_flow
         return
-    with workers_report_here():
+    with workers_report_here(), warnings.catch_warnings():
+        # a shard carries the bytes of its inputs, read by this process: by design, not a graph
+        # that Dask could load itself (its warning at every shard over 10 MB)
+        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
         yield the_flow.with_options(task_runner=cluster.task_runner())
 
 
