@@ -3,15 +3,18 @@ processes) through prefect-dask's DaskTaskRunner, reporting to the session's Pre
 
 - ingest, qc and features give the same store as one process;
 - a worker process killed (SIGKILL) while shards of ingest or score are in flight: Dask runs
-  the lost shards again, the run completes, and every record is in the store exactly once.
+  the lost shards again, the run completes, and every record is in the store exactly once;
+- what a lost attempt staged is never committed, and is gone when the run ends.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -138,6 +141,31 @@ def test_a_worker_killed_mid_ingest_loses_and_doubles_nothing(
     waves = st.read_table(store, "waveforms", ["record_id"]).to_pandas()
     assert sorted(waves["record_id"]) == sorted(records["record_id"])
     assert st.orphan_staging(store) == [] and not any((store / st.STAGING).rglob("*.parquet"))
+
+
+class LostFirstAttempts:
+    """An executor that runs every shard twice in this process and hands back the second result
+    only: what Dask does when the worker of a first attempt is lost after it staged its files."""
+
+    def __init__(self) -> None:
+        self.staged_by_lost: list[Path] = []
+
+    def submit(self, fn: Callable[[Any], Any], job: Any) -> Future:
+        lost = fn(job)
+        self.staged_by_lost += [p for pair in lost.staged.values() for p in pair]
+        done: Future = Future()
+        done.set_result(fn(job))
+        return done
+
+
+def test_what_a_lost_attempt_staged_is_never_committed(small_archive: Path, tmp_path: Path) -> None:
+    from tasks.ingest.run import ingest_archive
+
+    store, executor = tmp_path / "store", LostFirstAttempts()
+    totals = ingest_archive(small_archive, store, Settings(workers=1, shard_size=4), executor=executor)
+    records = st.read_table(store, "records", ["record_id"]).to_pandas()
+    assert records["record_id"].is_unique and len(records) == sum(totals.records.values()) == RECORDS
+    assert executor.staged_by_lost and not any(p.exists() for p in executor.staged_by_lost)
 
 
 @pytest.fixture(scope="module")
