@@ -63,14 +63,18 @@ def pinned(cores: int) -> Iterator[None]:
 
 @contextmanager
 def cluster(workers: int) -> Iterator[Any]:
-    """A local Dask cluster of `workers` single-threaded processes (no dashboard, 127.0.0.1)."""
+    """A local Dask cluster of `workers` single-threaded processes (no dashboard, 127.0.0.1), as
+    `--dask-local` starts it."""
     from distributed import LocalCluster
 
-    from flows.cluster import DaskCluster
+    from flows.cluster import DaskCluster, glibc_malloc_defaults
 
-    with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-    ) as local:
+    with (
+        glibc_malloc_defaults(),
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        ) as local,
+    ):
         yield DaskCluster(address=local.scheduler_address)
 
 
