@@ -48,7 +48,6 @@ def test_every_stage_takes_the_dask_options(command: str, tmp_path: Path) -> Non
     assert exited.value.code == 2
 
 
-@pytest.mark.slow
 def test_cli_ingest_on_a_local_dask_cluster_without_a_prefect_server(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     archive.mkdir()
