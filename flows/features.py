@@ -1,6 +1,7 @@
 """Prefect flow `features`: median-beat measurements of every record into `features/`, then the
 features contract (Great Expectations, per site) on what the store holds. The work is
-`tasks.features.run.build_features`; this module wires it to Prefect and to `msaic features`."""
+`tasks.features.run.build_features`; this module wires it to Prefect (local processes, or one
+Prefect task per shard on Dask: `flows.cluster`) and to `msaic features`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from prefect.cache_policies import NO_CACHE
 
 from data_contracts.feature_columns import FEATURE_VERSION
 from data_contracts.suites import ValidationSummary
-from flows.options import add_store, add_workers, settings_of
+from flows.cluster import on_cluster, run_stage
+from flows.options import add_dask, add_store, add_workers, cluster_of, settings_of
 from flows.progress import counting
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.features import FeatureTotals, build_features, validate_features
@@ -56,7 +58,7 @@ def features(
     """Measure every record without current features (after `msaic qc`), then check the contract."""
     settings = settings or Settings()
     with counting("measuring", "records", show_progress) as advance:
-        totals = features_task(store, settings, on_progress=advance)
+        totals = run_stage(features_task, "features-shard", store, settings, on_progress=advance)
     contract = contract_task(store)
     create_markdown_artifact(
         markdown(features_summary(totals, contract)),
@@ -70,11 +72,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="median-beat intervals, amplitudes and MI criteria per record")
     add_store(p, "store directory (ingested and checked by qc)")
     add_workers(p)
+    add_dask(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    totals, contract = features(args.store, settings_of(args), show_progress=True)
+    settings = settings_of(args)
+    with on_cluster(features, cluster_of(args, settings)) as the_flow:
+        totals, contract = the_flow(args.store, settings, show_progress=True)
     # a broken contract is reported here and enforced by `msaic train`
     print_summary(features_summary(totals, contract))
     return 0

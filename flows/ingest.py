@@ -1,6 +1,6 @@
 """Prefect flow `ingest`: a raw ECG archive into the Parquet store (records/, waveforms/,
 quarantine/). The work is `tasks.ingest.run.ingest_archive`; this module wires it to Prefect
-and to the `msaic ingest` command."""
+(local processes, or one Prefect task per shard on Dask: `flows.cluster`) and to `msaic ingest`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.args import existing_location
-from flows.options import add_site, add_store, add_workers, settings_of
+from flows.cluster import on_cluster, run_stage
+from flows.options import add_dask, add_site, add_store, add_workers, cluster_of, settings_of
 from flows.progress import counting
 from flows.summary import ingest_summary, markdown, print_summary
 from tasks.ingest import IngestTotals, ingest_archive
@@ -32,7 +33,7 @@ def ingest(
     """Ingest one archive; inputs that cannot be processed are quarantined and counted."""
     settings = settings or Settings()
     with counting("ingesting", "windows", show_progress) as advance:
-        totals = ingest_task(archive, store, settings, site, advance)
+        totals = run_stage(ingest_task, "ingest-shard", archive, store, settings, site, advance)
     create_markdown_artifact(
         markdown(ingest_summary(totals)), key="ingest-summary", description=f"ingest of {archive}"
     )
@@ -47,10 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store(p, "store directory (created if missing)", writes=True)
     add_site(p)
     add_workers(p)
+    add_dask(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    totals = ingest(args.archive, args.store, args.site, settings_of(args), show_progress=True)
+    settings = settings_of(args)
+    with on_cluster(ingest, cluster_of(args, settings)) as the_flow:
+        totals = the_flow(args.archive, args.store, args.site, settings, show_progress=True)
     print_summary(ingest_summary(totals))
     return 0

@@ -1,8 +1,9 @@
 """The options the `msaic` commands share, declared once, and their resolution into `Settings`.
 
 Each command adds the shared options it takes (`add_store`, `add_workers`, `add_profile`,
-`add_site`) and builds its one run configuration with `settings_of(args)`: the typed `Settings`
-(defaults, then `MSAIC_*` environment variables, then these flags), which its flow receives whole.
+`add_site`, `add_dask`) and builds its one run configuration with `settings_of(args)`: the typed
+`Settings` (defaults, then `MSAIC_*` environment variables, then these flags), which its flow
+receives whole; `cluster_of(args)` says where its shards run (None: local processes).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 from collections.abc import Callable
 
 from flows.args import existing_path, existing_store, positive_int, store_location
+from flows.cluster import DaskCluster, cluster_threads
 from tasks.settings import Settings
 from tasks.store.location import Location
 
@@ -39,7 +41,44 @@ def add_site(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", help="site name for every record (default: metadata, else subfolder name)")
 
 
+def add_dask(p: argparse.ArgumentParser) -> None:
+    """`--dask-address tcp://host:8786` or `--dask-local [N]`: the command's shards run as Prefect
+    tasks on that Dask cluster, or on a local one of N single-threaded worker processes."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--dask-address",
+        metavar="ADDR",
+        help="run shards on this Dask scheduler (tcp://host:8786); shards in flight: 2 x --workers "
+        "(default: the cluster's worker threads)",
+    )
+    group.add_argument(
+        "--dask-local",
+        metavar="N",
+        type=positive_int,
+        nargs="?",
+        const=0,
+        help="run shards on a local Dask cluster of N worker processes, one thread each "
+        "(default N: --workers, else the CPU count)",
+    )
+
+
+def cluster_of(args: argparse.Namespace, settings: Settings) -> DaskCluster | None:
+    """The Dask cluster the flags ask for (None: the local process pool)."""
+    if getattr(args, "dask_address", None):
+        return DaskCluster(address=args.dask_address)
+    if getattr(args, "dask_local", None) is not None:
+        return DaskCluster(local_workers=args.dask_local or settings.workers)
+    return None
+
+
 def settings_of(args: argparse.Namespace) -> Settings:
-    """The run's `Settings`: defaults and `MSAIC_*` variables, overridden by the shared flags given."""
+    """The run's `Settings`: defaults and `MSAIC_*` variables, overridden by the shared flags given.
+    On Dask, `workers` (shards in flight: twice as many) is the local cluster's N, or the
+    threads of the cluster at --dask-address, unless --workers says otherwise."""
     given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if getattr(args, dest, None)}
+    if "workers" not in given:
+        if getattr(args, "dask_local", None):
+            given["workers"] = args.dask_local
+        elif getattr(args, "dask_address", None):
+            given["workers"] = cluster_threads(args.dask_address)
     return Settings(**given)

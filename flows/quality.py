@@ -1,5 +1,6 @@
 """Prefect flow `quality`: the 12-lead signal-quality gate over a store (writes `quality/`).
-The work is `tasks.quality.run.run_quality`; this module wires it to Prefect and to `msaic qc`."""
+The work is `tasks.quality.run.run_quality`; this module wires it to Prefect (local processes, or
+one Prefect task per shard on Dask: `flows.cluster`) and to `msaic qc`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from data_contracts.schemas import QC_VERDICTS
-from flows.options import add_profile, add_store, add_workers, settings_of
+from flows.cluster import on_cluster, run_stage
+from flows.options import add_dask, add_profile, add_store, add_workers, cluster_of, settings_of
 from flows.progress import counting
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.quality import QualityTotals, run_quality
@@ -54,7 +56,7 @@ def quality(store: Location, settings: Settings | None = None, show_progress: bo
     """Check every window of the store without a current quality row; flags and verdicts to `quality/`."""
     settings = settings or Settings()
     with counting("checking", "windows", show_progress) as advance:
-        totals = quality_task(store, settings, on_progress=advance)
+        totals = run_stage(quality_task, "quality-shard", store, settings, on_progress=advance)
     create_markdown_artifact(
         markdown(quality_summary(totals)), key="quality-summary", description=f"quality of {store}"
     )
@@ -66,10 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store(p, "store directory (ingested)")
     add_workers(p)
     add_profile(p, "QC profile JSON (default: the packaged one)")
+    add_dask(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    totals = quality(args.store, settings_of(args), show_progress=True)
+    settings = settings_of(args)
+    with on_cluster(quality, cluster_of(args, settings)) as the_flow:
+        totals = the_flow(args.store, settings, show_progress=True)
     print_summary(quality_summary(totals))
     return 0

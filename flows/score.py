@@ -1,20 +1,17 @@
 """Prefect flow `score_archive`: screen a whole archive with a registered model into OUT
 (scores/, quarantine/, worklist.csv, worklist.html). The work is `tasks.scoring.run`; this module
 chooses where shards run (local processes by default, or shard-level Prefect tasks on Dask
-through prefect-dask's `DaskTaskRunner`) and wires the `msaic score` command."""
+through prefect-dask's `DaskTaskRunner`: `flows.cluster`) and wires the `msaic score` command."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-from prefect import Task, flow, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,30 +24,16 @@ from rich.progress import (
 from rich.text import Text
 
 from flows.args import existing_location, model_dir, store_location
-from flows.options import add_profile, add_site, add_workers, settings_of
+from flows.cluster import DaskCluster, on_cluster, run_stage
+from flows.options import add_dask, add_profile, add_site, add_workers, cluster_of, settings_of
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.review import write_worklist
-from tasks.scoring import ScoreTotals, expected_inputs, run_shard, score_archive_run, start_worker_server
+from tasks.scoring import ScoreTotals, expected_inputs, score_archive_run, start_worker_server
 from tasks.settings import Settings
 from tasks.store.location import Location
 
-score_shard = task(run_shard, name="score-shard", cache_policy=NO_CACHE)
 score_local = task(score_archive_run, name="score-archive-local", cache_policy=NO_CACHE)
 worklist_task = task(write_worklist, name="worklist", cache_policy=NO_CACHE)
-
-
-class TaskExecutor:
-    """The shard runner's executor for shards run as Prefect tasks of `task` on the flow's task
-    runner (Dask): `submit(partial(task.fn, **kw), job)` becomes `task.submit(job, **kw)`."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> PrefectFuture:
-        call = fn if isinstance(fn, partial) else partial(fn)
-        if call.func is not self.task.fn:
-            raise ValueError(f"{self.task.name} runs {self.task.fn.__name__}, not {call.func.__name__}")
-        return self.task.submit(*call.args, *args, **call.keywords)
 
 
 class _RateColumn(ProgressColumn):
@@ -65,18 +48,15 @@ def score_archive(
     out: Location,
     settings: Settings | None = None,
     site: str | None = None,
-    use_dask: bool = False,
     show_progress: bool = False,
 ) -> ScoreTotals:
     """Score every record of ARCHIVE into OUT; resumes what an earlier run with OUT left."""
     settings = settings or Settings()
 
     def run(on_progress: Callable[[int], None] | None) -> ScoreTotals:
-        if use_dask:  # one Prefect task per shard, on the flow's DaskTaskRunner
-            return score_archive_run(
-                archive, model, out, settings, TaskExecutor(score_shard), on_progress=on_progress, site=site
-            )
-        return score_local(archive, model, out, settings, on_progress=on_progress, site=site)
+        return run_stage(
+            score_local, "score-shard", archive, model, out, settings, on_progress=on_progress, site=site
+        )
 
     if show_progress:
         with Progress(
@@ -144,42 +124,17 @@ def score_summary(totals: ScoreTotals, out: Path) -> Summary:
 
 
 def run_score(
-    archive: Path,
+    archive: Location,
     model: Path,
-    out: Path,
+    out: Location,
     settings: Settings,
-    dask_address: str | None = None,
-    dask_local: bool = False,
+    cluster: DaskCluster | None = None,
     site: str | None = None,
     show_progress: bool = False,
 ) -> ScoreTotals:
-    """Run the flow with the task runner the options ask for."""
-    the_flow = score_archive
-    if dask_address or dask_local:
-        from prefect_dask import DaskTaskRunner
-
-        runner = (
-            DaskTaskRunner(address=dask_address)
-            if dask_address
-            else DaskTaskRunner(
-                cluster_kwargs={
-                    "n_workers": settings.workers,
-                    "threads_per_worker": 1,
-                    "processes": True,
-                    "dashboard_address": None,
-                }
-            )
-        )
-        the_flow = score_archive.with_options(task_runner=runner)
-    return the_flow(
-        archive,
-        model,
-        out,
-        settings,
-        site=site,
-        use_dask=bool(dask_address or dask_local),
-        show_progress=show_progress,
-    )
+    """Run the flow on `cluster` (None: local processes)."""
+    with on_cluster(score_archive, cluster) as the_flow:
+        return the_flow(archive, model, out, settings, site=site, show_progress=show_progress)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -193,9 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=store_location, required=True, help="output directory or s3:// prefix; rerun to resume"
     )
-    add_workers(p, "worker processes or Dask workers (default: CPU count)")
-    p.add_argument("--dask-address", help="run shards on this Dask scheduler (tcp://host:8786)")
-    p.add_argument("--dask-local", action="store_true", help="run shards on a local Dask cluster")
+    add_workers(p)
+    add_dask(p)
     add_site(p)
     add_profile(p, "QC profile JSON of the quality gate (default: the model's, else the packaged one)")
     p.set_defaults(func=run, warm_up=warm_up)
@@ -205,18 +159,20 @@ def warm_up(args: argparse.Namespace) -> None:
     """Called by the CLI while Prefect's temporary API still boots: start the forkserver of the
     local workers, whose imports (torch) then overlap the boot instead of following it. Invalid
     settings are left for `run` to report."""
+    if args.dask_address or args.dask_local is not None:
+        return
     try:
         workers = settings_of(args).workers
     except ValueError:
         return
-    if workers > 1 and not (args.dask_address or args.dask_local):
+    if workers > 1:
         start_worker_server()
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     totals = run_score(
-        args.archive, args.model, args.out, settings, args.dask_address, args.dask_local, args.site, True
+        args.archive, args.model, args.out, settings, cluster_of(args, settings), args.site, True
     )
     print_summary(score_summary(totals, args.out.resolve()))
     return 0

@@ -9,7 +9,7 @@ labelled record tested once) into one AUROC/AUPRC with intervals, written to
 `STORE/models/<model>-cv-<stamp>.json`.
 Each fold is one task (`train-fold`) submitted to the flow's task runner: folds run one after
 another by default, at the same time with `--fold-workers N` (a process pool) or on a Dask cluster
-with `--dask-address` (one fold per worker thread; give workers one thread each, since folds in
+with `--dask-address`/`--dask-local` (one fold per worker thread; give workers one thread each, since folds in
 threads of one process take turns), with the same results either way. Under `torchrun` the ranks
 train each fold's network together (`msaic_model.training.distributed`), fold after fold; rank 0
 alone evaluates and registers, the other ranks return no models.
@@ -40,6 +40,8 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.args import existing_dir, existing_path, positive_int
+from flows.cluster import on_cluster
+from flows.options import add_dask, cluster_of
 from msaic_model.training.distributed import process_group
 from msaic_model.training.eligible import check_contracts, eligible_records
 from msaic_model.training.evaluate import load_evaluation_config, pooled_out_of_fold
@@ -56,6 +58,7 @@ from msaic_model.training.run import (
 )
 from msaic_model.training.splits import MODES, make_split
 from tasks import store as st
+from tasks.settings import Settings
 
 check_task = task(check_contracts, name="check-contracts", cache_policy=NO_CACHE)
 eligible_task = task(eligible_records, name="eligible-records", cache_policy=NO_CACHE)
@@ -245,11 +248,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
     p.add_argument("--held-out", nargs="+", help="sites (devices) to hold out in site (device) mode")
     p.add_argument("--evaluation-config", type=existing_path, help=_EVALUATION_HELP)
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
+    p.add_argument(
         "--fold-workers", type=positive_int, default=1, help="folds trained at once, in processes (default 1)"
     )
-    where.add_argument("--dask-address", help="train the folds on this Dask scheduler (tcp://host:8786)")
+    add_dask(p)
     p.set_defaults(func=run_train)
     e = sub.add_parser("evaluate", help="re-evaluate a registered model on its split or another store")
     e.add_argument("--store", type=existing_dir, required=True, help="store to evaluate on")
@@ -274,13 +276,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_evaluate)
 
 
-def fold_runner(fold_workers: int, dask_address: str | None) -> TaskRunner | None:
-    """The task runner of the folds: a Dask cluster, a pool of `fold_workers` processes (torch
+def fold_runner(fold_workers: int) -> TaskRunner | None:
+    """The task runner of the folds off a Dask cluster: a pool of `fold_workers` processes (torch
     threads shared out among them), or None for the flow's own (one fold after another)."""
-    if dask_address:
-        from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(address=dask_address)
     if fold_workers == 1:
         return None
     import torch
@@ -292,22 +290,25 @@ def fold_runner(fold_workers: int, dask_address: str | None) -> TaskRunner | Non
 
 
 def run_train(args: argparse.Namespace) -> int:
-    runner = fold_runner(args.fold_workers, args.dask_address)
-    if runner is not None and process_group().parallel:
+    cluster = cluster_of(args, Settings())
+    if cluster is not None and args.fold_workers > 1:
+        raise SystemExit("--fold-workers trains folds in local processes: leave it out on a Dask cluster")
+    runner = fold_runner(args.fold_workers)
+    if (runner is not None or cluster is not None) and process_group().parallel:
         raise SystemExit(
-            "under torchrun the ranks train the folds together: leave out --fold-workers/--dask-address"
+            "under torchrun the ranks train the folds together: leave out --fold-workers/--dask-*"
         )
-    flow_ = train if runner is None else train.with_options(task_runner=runner)
-    trained = flow_(
-        store=args.store,
-        model=args.model,
-        split=args.split,
-        epochs=args.epochs,
-        config=args.config,
-        seed=args.seed,
-        held_out=args.held_out,
-        evaluation_config=args.evaluation_config,
-    )
+    with on_cluster(train if runner is None else train.with_options(task_runner=runner), cluster) as flow_:
+        trained = flow_(
+            store=args.store,
+            model=args.model,
+            split=args.split,
+            epochs=args.epochs,
+            config=args.config,
+            seed=args.seed,
+            held_out=args.held_out,
+            evaluation_config=args.evaluation_config,
+        )
     console = Console()
     for t in trained:
         print_evaluation(f"{t.model_id} (fold {t.fold})", t.metrics["evaluation"], console)

@@ -6,8 +6,10 @@ Ordered (results in job order, what a resumable plan needs) or not (as they fini
 The worker policy lives here and nowhere else: one process in this process when `workers` is 1,
 else a process pool forked from a forkserver that imported `preload` once (workers then start in
 a fraction of a second), `worker_threads` torch threads per worker. `executor` replaces the pool
-by anything with `submit(fn, job)` returning a future (a Dask client, a Prefect task runner's
-adapter): running stages on a cluster is a change here, not in each stage.
+by anything with `submit(fn, job)` returning a future with `.result()` (a Dask client;
+`flows.cluster.TaskExecutor`, which makes each shard a Prefect task on a DaskTaskRunner): every
+stage's driver takes one, so running a stage on a cluster is a change of executor, not of stage.
+Unordered results need `concurrent.futures` futures (the local pool's).
 """
 
 from __future__ import annotations
@@ -42,9 +44,16 @@ def worker_count(workers: int, jobs: int | None = None, work: int | None = None,
     return max(n, 1)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, as `taskset` or a container sets it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def worker_threads(workers: int) -> int:
     """Torch threads per worker: the CPUs shared out between the workers, at least one."""
-    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+    return max(1, usable_cpus() // max(workers, 1))
 
 
 def limit_threads(threads: int) -> None:

@@ -30,7 +30,7 @@ from tasks import store as st
 from tasks.features.beats import FeatureSkip
 from tasks.features.criteria import criteria
 from tasks.features.measure import criteria_config, measure_record
-from tasks.runner import run_sharded, worker_count
+from tasks.runner import Executor, run_sharded, worker_count
 from tasks.settings import Settings
 from tasks.store.commit import Committer, quarantine_row
 
@@ -259,9 +259,14 @@ def _commit(committer: Committer, result: ShardResult, totals: FeatureTotals) ->
 
 
 def build_features(
-    store: Path, settings: Settings, on_progress: Callable[[int], None] | None = None
+    store: Path,
+    settings: Settings,
+    on_progress: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
 ) -> FeatureTotals:
-    """Measure every record of the store that lacks current features; returns what the run did."""
+    """Measure every record of the store that lacks current features; returns what the run did.
+    `executor` runs the shards elsewhere (Prefect tasks on Dask) instead of the local pool, whose
+    size is capped by the shards to run (an executor's workers run already)."""
     store = store.resolve()
     if st.dataset(store, "records") is None:
         raise FileNotFoundError(
@@ -275,9 +280,8 @@ def build_features(
         for problem in unreadable:
             _commit(committer, problem, totals)
         work = partial(process_shard, store=store)
-        for result in run_sharded(
-            shards, work, worker_count(settings.workers, len(shards)), preload=[__name__]
-        ):
+        workers = settings.workers if executor else worker_count(settings.workers, len(shards))
+        for result in run_sharded(shards, work, workers, preload=[__name__], executor=executor):
             _commit(committer, result, totals)
             if on_progress:
                 on_progress(result.measured + sum(result.skipped.values()))

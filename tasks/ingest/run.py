@@ -22,7 +22,7 @@ from tasks.ingest.records import (
     process_shard,
     shards,
 )
-from tasks.runner import run_sharded
+from tasks.runner import Executor, run_sharded
 from tasks.settings import Settings
 from tasks.store.location import Location, inside
 
@@ -61,9 +61,11 @@ def _task_bytes(task: Task) -> int:
 
 
 def _ingest_shard(job: tuple[list[Task], str], cfg: IngestConfig, staging: Location) -> ShardResult:
-    """One shard in a worker: (its tasks, its id) → staged parts and counts."""
+    """One shard in a worker: (its tasks, its id) → staged parts and counts. Each attempt stages
+    under names of its own: a shard run again after its worker was lost (Dask) never writes over,
+    nor hands back, the files of the lost attempt, which the parent never commits."""
     shard, shard_id = job
-    return process_shard(shard, cfg, staging, shard_id)
+    return process_shard(shard, cfg, staging, f"{shard_id}-{st.new_part_id()[:8]}")
 
 
 def ingest_archive(
@@ -72,8 +74,10 @@ def ingest_archive(
     settings: Settings,
     site: str | None = None,
     on_progress: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
 ) -> IngestTotals:
-    """Ingest every record of an archive into the store; returns what the run did."""
+    """Ingest every record of an archive into the store; returns what the run did. `executor`
+    runs the shards elsewhere (Prefect tasks on Dask) instead of the local pool."""
     if not archive_path.exists():
         raise FileNotFoundError(f"archive {archive_path} does not exist")
     store = store.resolve()
@@ -110,7 +114,8 @@ def ingest_archive(
         run_id = st.new_part_id()[:8]
         work = shards(tasks(), settings.shard_size, settings.shard_max_mb << 20, _task_bytes)
         jobs = ((shard, f"{run_id}-{i}") for i, shard in enumerate(work))
-        for result in run_sharded(jobs, partial(_ingest_shard, cfg=cfg, staging=staging), settings.workers):
+        shard_fn = partial(_ingest_shard, cfg=cfg, staging=staging)
+        for result in run_sharded(jobs, shard_fn, settings.workers, executor=executor):
             collect(result)
         ingestor.commit()
         return ingestor.totals

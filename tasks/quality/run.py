@@ -24,7 +24,7 @@ from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, SITE_FIELD
 from tasks import store as st
 from tasks.quality.gate import QcProfile, assess, load_profile, result_table
 from tasks.quality.profile_file import PROFILE_FILE, profile_bytes
-from tasks.runner import run_sharded, worker_count
+from tasks.runner import Executor, run_sharded, worker_count
 from tasks.settings import Settings
 from tasks.store.commit import Committer, quarantine_row
 from tasks.store.location import location
@@ -153,15 +153,16 @@ def plan(store: Path, version: str) -> tuple[list[Shard], list[Path], dict[Path,
 
 
 def _results(
-    shards: list[Shard], profile: QcProfile, store: Path, settings: Settings
+    shards: list[Shard], profile: QcProfile, store: Path, settings: Settings, executor: Executor | None
 ) -> Iterator[ShardResult]:
-    """Shard results in order. A worker process costs seconds to start, so there is one per
+    """Shard results in order. A local worker process costs seconds to start, so there is one per
     `qc_windows_per_worker` windows to check, at most `workers`; they fork from a server that
-    imported this module once (numpy, scipy, pyarrow)."""
+    imported this module once (numpy, scipy, pyarrow). An `executor`'s workers run already."""
     windows = sum(s.windows for s in shards)
-    workers = worker_count(settings.workers, len(shards), windows, settings.qc_windows_per_worker)
+    local = worker_count(settings.workers, len(shards), windows, settings.qc_windows_per_worker)
+    workers = settings.workers if executor else local
     check = partial(check_shard, profile=profile, store=store, batch_records=settings.qc_batch_records)
-    return run_sharded(shards, check, workers, preload=[__name__])
+    return run_sharded(shards, check, workers, preload=[__name__], executor=executor)
 
 
 def run_quality(
@@ -169,8 +170,10 @@ def run_quality(
     settings: Settings,
     profile: QcProfile | None = None,
     on_progress: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
 ) -> QualityTotals:
-    """Check every window of the store that has no current quality row; returns what the run did."""
+    """Check every window of the store that has no current quality row; returns what the run did.
+    `executor` runs the shards elsewhere (Prefect tasks on Dask) instead of the local pool."""
     store = location(store).resolve()
     if not (store / "records").is_dir():
         raise FileNotFoundError(f"{store} holds no ingested records (run `msaic ingest` first)")
@@ -199,7 +202,7 @@ def run_quality(
             committer.publish([m for r in results for m in r.moves], problems, first)
             first = st.Commit()
 
-        for result in _results(shards, profile, store, settings):
+        for result in _results(shards, profile, store, settings, executor):
             pending.append(result)
             totals.verdicts.update(result.verdicts)
             totals.flags.update(result.flags)

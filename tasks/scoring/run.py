@@ -280,9 +280,12 @@ def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
     return shard_size
 
 
-def score_config(out: Path, model_dir: Path, settings: Settings, qc_profile: Path | None) -> ScoreConfig:
+def score_config(
+    out: Path, model_dir: Path, settings: Settings, qc_profile: Path | None, threads: int | None = None
+) -> ScoreConfig:
+    """The workers' configuration; `threads` torch threads each (default: the CPUs shared out)."""
     ingest = IngestConfig.for_store(out, settings)
-    return ScoreConfig(ingest, model_dir.resolve(), worker_threads(settings.workers), qc_profile)
+    return ScoreConfig(ingest, model_dir.resolve(), threads or worker_threads(settings.workers), qc_profile)
 
 
 def score_archive_run(
@@ -310,7 +313,8 @@ def score_archive_run(
     load_profile(profile.path)  # a broken profile is refused too
     out.mkdir(parents=True, exist_ok=True)
     # OUT/.pseudonym_key appears here, inputs checked
-    cfg = score_config(out, model_dir, settings, profile.path)
+    # a Dask worker runs one shard per thread, one core each: one torch thread per shard
+    cfg = score_config(out, model_dir, settings, profile.path, 1 if executor else None)
     method = model.calibration.method if model.calibration else None
     totals = ScoreTotals(
         model_id=model.model_id,

@@ -44,13 +44,16 @@ def test_shards_run_as_prefect_tasks_on_a_local_dask_cluster(
 ) -> None:
     from distributed import LocalCluster
 
+    from flows.cluster import DaskCluster
     from flows.score import run_score
     from tasks.scoring.run import score_archive_run
     from tasks.settings import Settings
 
     settings = Settings(workers=2, score_shard_size=SHARD)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        totals = run_score(synth_archive, model_dir, tmp_path / "dask", settings, cluster.scheduler_address)
+        totals = run_score(
+            synth_archive, model_dir, tmp_path / "dask", settings, DaskCluster(cluster.scheduler_address)
+        )
     shard_runs = [n for n in asyncio.run(_shard_task_runs()) if n.startswith("score-shard")]
     assert len(shard_runs) == totals.shards_done == -(-totals.counts["records"] // SHARD)
 

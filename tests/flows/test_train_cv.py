@@ -19,6 +19,7 @@ import torch
 
 from data_contracts import load_json
 from flows.cli import main
+from flows.cluster import DaskCluster
 from flows.features import features
 from flows.ingest import ingest
 from flows.quality import quality
@@ -156,9 +157,9 @@ def test_folds_at_once_give_the_sequential_models(
             cluster = LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
             )
-            runner = fold_runner(1, stack.enter_context(cluster).scheduler_address)
+            runner = DaskCluster(stack.enter_context(cluster).scheduler_address).task_runner()
         else:
-            runner = fold_runner(2, None)
+            runner = fold_runner(2)
         parallel = train.with_options(task_runner=runner)(
             store, model="msaic", split="cv", config=tiny, seed=2, evaluation_config=evaluation_path
         )
