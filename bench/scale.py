@@ -10,11 +10,13 @@ load stay out); a Dask cluster is started once per size and warmed with one run 
 archive, as a long-lived cluster would be; the stages' default shard sizes. The archives are the
 500 Hz records of a synthetic base archive replicated by hard links (as bench/score.py builds
 them). From the per-core rates of the 2-worker Dask cluster it derives the cores that 10 M records
-need in an 8-hour night. `s3_overhead` is the hook for the S3-vs-local figure. Prints one JSON
-object; no timed assertions (the goals are reported as met or not).
+need in an 8-hour night. Then the per-record cost of ingest and of reading the store back with the
+archive and the store on S3 (a SeaweedFS started for the purpose, `bench/_storage.py`) against local
+disk, on the first `--s3-records` records. Prints one JSON object; no timed assertions (the goals
+are reported as met or not).
 
     .venv/bin/python bench/scale.py [--base 48] [--small 128] [--records 1536] [--rounds 1]
-        [--model DIR] [--workdir DIR]
+        [--model DIR] [--s3-records 240] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from _measure import emit, workdir
+from _storage import s3_overhead
 from score import base_records, replicate, train_model
 
 NIGHT_S = 8 * 3600
@@ -39,13 +42,6 @@ NIGHT_RECORDS = 10_000_000
 GOAL_2_OVER_1 = 1.7  # 2 Dask workers over 1
 GOAL_DASK_OVER_POOL = 0.85  # Dask within 15 % of the process pool at equal cores
 BACKENDS = ("pool-1", "pool-2", "dask-1", "dask-2")
-
-
-def s3_overhead(store: str, archive: str) -> dict[str, Any] | None:
-    """HOOK for the S3 half of issue 18 (added by the lead): the per-record overhead of a store and
-    archive at `s3://…` against local disk, given the local `store` and `archive` locations this
-    bench used. None until then."""
-    return None
 
 
 @contextmanager
@@ -205,6 +201,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds per rate (median)")
     parser.add_argument("--model", type=Path, help="registered model dir (default: train one)")
     parser.add_argument("--config", help="model config to train (default: the packaged msaic)")
+    parser.add_argument("--s3-records", type=int, default=240, help="records of the S3 vs disk runs")
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temporary)")
     args = parser.parse_args()
 
@@ -212,8 +209,7 @@ def main() -> None:
 
     quiet_prefect_defaults()
     os.environ.setdefault("MSAIC_PSEUDONYM_KEY", "bench")
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="msaic-bench-scale-"))
-    try:
+    with workdir(args.workdir, "msaic-bench-scale-") as work:
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
         from flows.cluster import workers_report_here
@@ -236,23 +232,17 @@ def main() -> None:
             rates = measure(large, small, model, work, args.rounds)
         stages = {stage: {**by_backend, **ratios(by_backend)} for stage, by_backend in rates.items()}
         per_core = {stage: s["records_per_s_per_core_dask_2"] for stage, s in stages.items()}
-        print(
-            json.dumps(
-                {
-                    "bench": "scale",
-                    "cpu_count": os.cpu_count(),
-                    "records": {"small": args.small, "large": args.records, "distinct": len(units)},
-                    "model": model.name,
-                    "stages": stages,
-                    "night": night(per_core),
-                    "s3_vs_local": s3_overhead(str(work / "store"), str(large)),
-                },
-                indent=2,
-            )
+        emit(
+            {
+                "bench": "scale",
+                "cpu_count": os.cpu_count(),
+                "records": {"small": args.small, "large": args.records, "distinct": len(units)},
+                "model": model.name,
+                "stages": stages,
+                "night": night(per_core),
+                "s3_vs_local": s3_overhead(large, args.s3_records),
+            }
         )
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
