@@ -80,6 +80,16 @@ def synth_store(synth_archive: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
+    """The directory of a tiny MSAIC-Net registered on `synth_store`, trained once per session
+    (tests/flows/scoring_setup.py); read-only for tests."""
+    from tests.flows.scoring_setup import trained_store
+
+    store, model_id = trained_store(tmp_path_factory, synth_store)
+    return store / "models" / model_id
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"shared test data not found at {SHARED_DATA}")

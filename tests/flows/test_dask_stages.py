@@ -26,7 +26,6 @@ from tasks import store as st
 from tasks.ingest import IngestTotals
 from tasks.scoring import ScoreTotals
 from tasks.settings import Settings
-from tests.flows.scoring_setup import trained_store
 
 RECORDS = 32
 
@@ -171,12 +170,6 @@ def test_what_a_lost_attempt_staged_is_never_committed(small_archive: Path, tmp_
     records = st.read_table(store, "records", ["record_id"]).to_pandas()
     assert records["record_id"].is_unique and len(records) == sum(totals.records.values()) == RECORDS
     assert executor.staged_by_lost and not any(p.exists() for p in executor.staged_by_lost)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
-    store, model_id = trained_store(tmp_path_factory, synth_store)
-    return store / "models" / model_id
 
 
 def test_a_worker_killed_mid_score_loses_and_doubles_nothing(

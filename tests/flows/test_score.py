@@ -16,13 +16,6 @@ import pytest
 
 from data_contracts.leads import CANONICAL_LEADS
 from tasks import store as st
-from tests.flows.scoring_setup import trained_store
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
-    store, model_id = trained_store(tmp_path_factory, synth_store)
-    return store / "models" / model_id
 
 
 @pytest.fixture(scope="module")

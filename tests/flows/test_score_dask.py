@@ -7,18 +7,10 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tasks import store as st
-from tests.flows.scoring_setup import trained_store
 
 SHARD = 40
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
-    store, model_id = trained_store(tmp_path_factory, synth_store)
-    return store / "models" / model_id
 
 
 async def _shard_task_runs() -> list[str]:

@@ -6,17 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tasks import store as st
-from tests.flows.scoring_setup import trained_store
 from tests.flows.test_ingest_hospital import ECG_FILES, HOSPITAL, REFUSED
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
-    store, model_id = trained_store(tmp_path_factory, synth_store)
-    return store / "models" / model_id
 
 
 def test_every_hospital_export_is_scored(model_dir: Path, tmp_path: Path, prefect_harness: None) -> None:

@@ -12,22 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tasks import store as st
 from tasks.ingest.archive import RecordUnit
 from tasks.ingest.run import walk_archive
 from tasks.settings import Settings
-from tests.flows.scoring_setup import trained_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD = 12
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
-    store, model_id = trained_store(tmp_path_factory, synth_store)
-    return store / "models" / model_id
 
 
 def _ledger(out: Path) -> int:

@@ -6,18 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tasks import store as st
 from tasks.store.location import ObjectPath
-from tests.flows.scoring_setup import trained_store
 from tests.s3.conftest import upload
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
-    store, model_id = trained_store(tmp_path_factory, synth_store)
-    return store / "models" / model_id
 
 
 def test_scores_of_an_archive_on_s3_are_those_of_the_archive_on_disk(

@@ -222,8 +222,8 @@ def test_a_commit_cut_short_is_hidden_from_readers_then_rolled_forward(
     assert not any(s.exists() for s, _ in commit.moves)
 
 
-def test_the_lease_lets_one_writer_in_and_outlives_a_dead_one(s3_prefix: ObjectPath) -> None:
-    store = s3_prefix / "store"
+def _second_writer_refused(store: ObjectPath) -> None:
+    """While one run holds the store's lock a second is refused; the lock is gone afterwards."""
     with (
         st.store_lock(store),
         pytest.raises(RuntimeError, match="another msaic run is writing"),
@@ -231,6 +231,11 @@ def test_the_lease_lets_one_writer_in_and_outlives_a_dead_one(s3_prefix: ObjectP
     ):
         pass
     assert not (store / remote.LOCK).exists()
+
+
+def test_the_lease_lets_one_writer_in_and_outlives_a_dead_one(s3_prefix: ObjectPath) -> None:
+    store = s3_prefix / "store"
+    _second_writer_refused(store)
     # a lease that was not renewed within LEASE_S belongs to a dead run: taken over
     stale = {"owner": "dead", "renewed": time.time() - remote.LEASE_S - 1}
     (store / remote.LOCK).write_text(json.dumps(stale))
@@ -274,13 +279,7 @@ def test_without_keys_in_the_environment_the_lease_still_refuses_a_second_writer
 ) -> None:
     monkeypatch.setattr(conditional, "available", lambda: False)  # as with a profile or a role
     store = s3_prefix / "store"
-    with (
-        st.store_lock(store),
-        pytest.raises(RuntimeError, match="another msaic run is writing"),
-        st.store_lock(store),
-    ):
-        pass
-    assert not (store / remote.LOCK).exists()
+    _second_writer_refused(store)
 
 
 def test_store_check_and_repair_on_s3_set_a_damaged_part_aside(
