@@ -331,7 +331,8 @@ class CropOcclusion:
             for start in range(0, len(rows), size):
                 part = slice(start, start + size)
                 occluded = (self.crops[rows[part]] * keep[part])[:, None]  # (b, 1 crop, 12, crop)
-                out.append(crop_logits(self.model, occluded)[:, 0].numpy())
+                features = None if self.features is None else self.features[rows[part]]
+                out.append(crop_logits(self.model, occluded, features)[:, 0].numpy())
         return np.concatenate(out)
 
 

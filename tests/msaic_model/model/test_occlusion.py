@@ -72,6 +72,29 @@ def test_median_beat_occlusion_and_windows_without_input(windows: np.ndarray) ->
     np.testing.assert_allclose(occlusion.masked_logit(np.arange(len(windows)), mask), expected, atol=1e-5)
 
 
+def test_fused_occlusion_keeps_each_windows_features(windows: np.ndarray) -> None:
+    """A fused network's occluded crops are scored with their own window's features, which are
+    never occluded (score explanations of the packaged default, a fused MSAIC-Net)."""
+    net, config = _net("msaic_fused")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(len(windows), len(config.feature_columns)))
+    occlusion = CropOcclusion.of(net, config, windows, features)
+    np.testing.assert_allclose(
+        occlusion.probability, predict_proba(net, config, windows, features=features), atol=1e-6
+    )
+    mask = np.zeros((len(windows), 12), bool)
+    mask[:, :6] = True  # the limb leads
+    x = prepare(windows, config)
+    f = torch.from_numpy(features.astype(np.float32))
+    with torch.inference_mode():
+        expected = net(x * torch.from_numpy(~mask)[:, :, None], f).logits.numpy()
+        unfused = net(x * torch.from_numpy(~mask)[:, :, None], torch.zeros_like(f)).logits.numpy()
+    rows = np.arange(len(windows))[::-1].copy()  # rows in any order keep their own features
+    got = occlusion.masked_logit(rows, mask[rows])
+    np.testing.assert_allclose(got, expected[rows], atol=1e-5)
+    assert not np.allclose(got, unfused[rows], atol=1e-3)  # the features do enter
+
+
 def test_importance_on_prepared_rhythm_input_equals_the_raw_path(windows: np.ndarray) -> None:
     """Networks are permuted on their prepared input (`lead_importance`); for rhythm input, whose
     preparation is lead by lead, that is the same as shuffling the stored leads and preparing again."""
