@@ -144,7 +144,7 @@ def main() -> None:
         "records; 'any' scores the sites' mix (250, 500 and 1000 Hz: resampled, and 2x the bytes at 1000)",
     )
     parser.add_argument("--model", type=Path, help="registered model dir (default: train one on the base)")
-    parser.add_argument("--config", help="model config to train (default: the packaged msaic)")
+    parser.add_argument("--config", help="model config to train (default: the packaged MSAIC-Net default)")
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temporary)")
     args = parser.parse_args()
 

@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500, 2000], help="training records")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--epochs", type=int, help="override every network config's epochs")
-    parser.add_argument("--config", type=Path, help="MSAIC-Net config JSON (default: the packaged msaic)")
+    parser.add_argument("--config", type=Path, help="MSAIC-Net config JSON (default: the packaged default)")
     parser.add_argument(
         "--split", choices=("site", "loso"), default="site", help="one held-out site, or each in turn"
     )

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from data_contracts import load_json
 from data_contracts.feature_columns import FEATURE_COLUMNS
 from data_contracts.leads import CANONICAL_LEADS
 from msaic_model.model.blocks import parameter_count
-from msaic_model.model.config import ModelConfig, load_config, with_overrides
+from msaic_model.model.config import ModelConfig, available_configs, load_config, with_overrides
 from msaic_model.model.data import prepare_array, signals_of
 from msaic_model.model.feature_baselines import fit_feature_model
 from msaic_model.model.inference import WindowScores, predict_prepared, predict_store
@@ -44,7 +45,13 @@ from msaic_model.training.evaluate import (
 from msaic_model.training.fit import fit, store_features
 from msaic_model.training.importance import lead_groups, permutation_importance
 from msaic_model.training.metrics import compute_metrics
-from msaic_model.training.model_card import CardData, reliability_table, render_card, synthetic_sites
+from msaic_model.training.model_card import (
+    REAL_BENCHMARK,
+    CardData,
+    reliability_table,
+    render_card,
+    synthetic_sites,
+)
 from msaic_model.training.registry import (
     SPLIT_FILE,
     LoadedModel,
@@ -78,9 +85,21 @@ class RunSpec:
     adjudications: dict[str, int] = field(default_factory=dict)
 
 
+def packaged_config(model: str) -> str:
+    """The packaged config a network kind trains with when none is given. For MSAIC-Net it is the
+    variant that bench/real.py's rule, fixed before its runs, chose on real data (`packaged_default`
+    of data_contracts/real_benchmark.json, written by `bench/real.py --write-summary`)."""
+    if model != "msaic":
+        return model
+    chosen = str(load_json(REAL_BENCHMARK)["packaged_default"])
+    if chosen not in available_configs():
+        raise ValueError(f"{REAL_BENCHMARK} names {chosen!r} as the default, which is not a packaged config")
+    return chosen
+
+
 def network_config(model: str, config_path: Path | None, epochs: int | None, seed: int) -> ModelConfig:
-    """The packaged config of a network (or the file given), with CLI overrides applied."""
-    config = load_config(config_path or model)
+    """The packaged config of a network (or the file or packaged name given), with CLI overrides applied."""
+    config = load_config(config_path or packaged_config(model))
     if config.architecture != model and model != config.name:
         raise ValueError(f"config {config.name} builds a {config.architecture}, not a {model}")
     overrides: dict[str, Any] = {"train.seed": seed}
