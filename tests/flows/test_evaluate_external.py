@@ -22,7 +22,7 @@ from flows.cli import main
 from flows.features import features
 from flows.ingest import ingest
 from flows.quality import quality
-from flows.train import evaluate, train
+from flows.train import TrainedModel, evaluate, train
 from msaic_model.model.config import load_config, with_overrides
 from msaic_model.training.eligible import eligible_records
 from msaic_model.training.registry import load_model
@@ -78,13 +78,28 @@ def tiny_fused(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def trained(stores: tuple[Path, Path], evaluation_config: Path, tiny_fused: Path) -> TrainedModel:
+    """The tiny fused MSAIC-Net trained on the LUDB store."""
+    (model,) = train(
+        stores[0], model="msaic", split="patient", config=tiny_fused, evaluation_config=evaluation_config
+    )
+    return model
+
+
+def _demographics(store: Path, record_ids: pd.Series) -> list[tuple[object, object]]:
+    people = st.read_table(store, "records", ["record_id", "sex", "age"]).to_pandas().set_index("record_id")
+    pairs = people.loc[record_ids].itertuples(index=False, name=None)
+    return [(sex, None if pd.isna(age) else age) for sex, age in pairs]
+
+
 def test_evaluate_all_on_a_store_the_model_never_saw(
-    stores: tuple[Path, Path], evaluation_config: Path, tiny_fused: Path, capsys: pytest.CaptureFixture[str]
+    stores: tuple[Path, Path],
+    evaluation_config: Path,
+    trained: TrainedModel,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     own, other = stores
-    (trained,) = train(
-        own, model="msaic", split="patient", config=tiny_fused, evaluation_config=evaluation_config
-    )
     card_before = (trained.path / "model_card.html").read_text()
     assert "External validation" not in card_before
 
@@ -105,9 +120,7 @@ def test_evaluate_all_on_a_store_the_model_never_saw(
     model = load_model(trained.path)  # features measured from the signals, not read from the store
     assert model.net.features is not None
     signals = signals_for(other, labelled["record_id"].tolist())
-    people = st.read_table(other, "records", ["record_id", "sex", "age"]).to_pandas().set_index("record_id")
-    demographics = list(people.loc[labelled["record_id"]].itertuples(index=False, name=None))
-    demographics = [(sex, None if pd.isna(age) else age) for sex, age in demographics]
+    demographics = _demographics(other, labelled["record_id"])
     p = model.predict_proba(signals, demographics)
     assert test["auroc"]["value"] == pytest.approx(roc_auc_score(labelled["mi_label"], p), abs=1e-6)
     np.testing.assert_allclose(model.occlusion(signals, demographics).probability, p, rtol=1e-5, atol=1e-7)
@@ -135,3 +148,24 @@ def test_evaluate_all_on_a_store_the_model_never_saw(
     saved = pd.read_parquet(trained.path / "split.parquet")
     assert mine["excluded"]["seen_in_training"] == int((saved["part"] != "test").sum()) > 0
     assert mine["evaluation"]["test"]["n"] == int((saved["part"] == "test").sum())
+
+
+def test_a_fused_model_scores_an_archive_as_evaluation_does(
+    stores: tuple[Path, Path], trained: TrainedModel, tmp_path: Path
+) -> None:
+    """`msaic score` with a fused model (the packaged default's kind) on the CinC archive behind the
+    external store: each window's features measured from its signal with its sex and age, the same
+    probabilities as the model gives the stored windows, and every positive call explained."""
+    other = stores[1]
+    out = tmp_path / "out"
+    assert main(["score", str(other.parent / "cinc"), "--model", str(trained.path), "--out", str(out)]) == 0
+    scores = st.read_table(out, "scores").to_pandas()
+    scored = scores[scores["probability"].notna()].set_index("record_id")
+    assert len(scored) > 20 and scored["flagged"].any() and not scored["flagged"].all()
+    model = load_model(trained.path)
+    ids = scored.index.to_series()
+    expected = model.predict_proba(signals_for(other, ids.tolist()), _demographics(other, ids))
+    np.testing.assert_allclose(scored["probability"], expected, rtol=1e-5, atol=1e-6)
+    explained = scored[scored["territory"].notna()]  # positive calls whose occlusion named a territory
+    assert len(explained) and explained["flagged"].all()
+    assert explained["explanation"].str.startswith("consistent with a").all()
