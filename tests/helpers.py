@@ -1,4 +1,5 @@
-"""Small builders for real test archives: WFDB records written with wfdb.wrsamp."""
+"""Small builders for real test archives (WFDB records written with wfdb.wrsamp) and the tiniest
+MSAIC-Net config for tests that train many models."""
 
 from __future__ import annotations
 
@@ -59,3 +60,19 @@ def copy_store(store: Path, to: Path) -> Path:
     """A private copy of a session-wide store, for a test that writes to it."""
     shutil.copytree(store, to, ignore=shutil.ignore_patterns(".staging", "*.lock"))
     return to
+
+
+# The smallest MSAIC-Net that still has every part (lead convolution, one atrous block, attention,
+# projection head), trained one pass over the windows per epoch: for tests that train several models
+# (folds, ranks); a test adds its epochs and learning rate.
+TINIEST_MSAIC: dict[str, object] = {
+    "net.lead_width": 2,
+    "net.stem_width": 8,
+    "net.stem_pool": 2,
+    "net.blocks": [{"width": 8, "branch_width": 2, "dilations": [1, 2], "kernel_size": 5, "pool": 2}],
+    "net.projection_hidden": 8,
+    "net.projection_dim": 4,
+    "train.min_windows_per_epoch": None,  # one pass over the training windows, not the packaged floor
+    "train.batch_size": 16,
+    "train.num_threads": 1,
+}

@@ -14,8 +14,9 @@ Hyper-parameters come from the versioned `data_contracts/feature_models.json`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
@@ -28,33 +29,29 @@ def load_feature_model_config() -> dict[str, Any]:
     return load_json("feature_models.json")
 
 
-_LOGISTIC_FIELDS = ("used", "median", "mean", "scale", "coef", "intercept")
-_TREE_FIELDS = (
-    "used",
-    "feature",
-    "threshold",
-    "missing_left",
-    "left",
-    "right",
-    "is_leaf",
-    "value",
-    "roots",
-    "baseline",
-)
+class FeatureModel:
+    """What both baselines share: the log-odds of a (n, feature columns) matrix (NaN allowed) from
+    the model's own arrays, its probabilities, and the arrays themselves (its dataclass fields
+    but `kind`), from which `from_arrays` rebuilds it."""
 
-
-class FeatureModel(Protocol):
     kind: str
 
-    def logit(self, x: np.ndarray) -> np.ndarray: ...
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return expit(self.logit(x))
 
-    def to_arrays(self) -> dict[str, np.ndarray]: ...
+    @classmethod
+    def array_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name != "kind")  # the subclasses are dataclasses
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in self.array_fields()}
 
 
 @dataclass(frozen=True)
-class LogisticModel:
+class LogisticModel(FeatureModel):
     used: np.ndarray
     median: np.ndarray
     mean: np.ndarray
@@ -69,19 +66,13 @@ class LogisticModel:
         filled = np.where(np.isnan(x), self.median, x)
         return ((filled - self.mean) / self.scale) @ self.coef + self.intercept[0]
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return expit(self.logit(x))
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in _LOGISTIC_FIELDS}
-
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LogisticModel:
-        return cls(**{k: arrays[k] for k in _LOGISTIC_FIELDS})
+        return cls(**{k: arrays[k] for k in cls.array_fields()})
 
 
 @dataclass(frozen=True)
-class TreeEnsemble:
+class TreeEnsemble(FeatureModel):
     """All trees' nodes in flat arrays (children as global node indices; `roots` per tree)."""
 
     used: np.ndarray
@@ -109,15 +100,9 @@ class TreeEnsemble:
             active = ~self.is_leaf[node]
         return self.baseline[0] + self.value[node].sum(axis=1)
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return expit(self.logit(x))
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in _TREE_FIELDS}
-
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TreeEnsemble:
-        out = {k: arrays[k] for k in _TREE_FIELDS}
+        out = {k: arrays[k] for k in cls.array_fields()}
         return cls(**out | {k: out[k].astype(bool) for k in ("missing_left", "is_leaf")})
 
 
@@ -184,19 +169,22 @@ def export_trees(clf: Any, used: np.ndarray) -> TreeEnsemble:
     )
 
 
+_KINDS: dict[str, tuple[Callable[..., FeatureModel], Callable[[dict[str, np.ndarray]], FeatureModel]]] = {
+    "logreg": (fit_logreg, LogisticModel.from_arrays),
+    "gbm": (fit_gbm, TreeEnsemble.from_arrays),
+}
+
+
+def _kind(kind: str) -> tuple[Callable[..., FeatureModel], Callable[[dict[str, np.ndarray]], FeatureModel]]:
+    if kind not in _KINDS:
+        raise ValueError(f"unknown feature model {kind!r}; choose one of {', '.join(FEATURE_MODELS)}")
+    return _KINDS[kind]
+
+
 def fit_feature_model(kind: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> FeatureModel:
     """Fit `logreg` or `gbm` with the versioned hyper-parameters."""
-    params = load_feature_model_config()
-    if kind == "logreg":
-        return fit_logreg(x, y, params["logreg"], seed)
-    if kind == "gbm":
-        return fit_gbm(x, y, params["gbm"], seed)
-    raise ValueError(f"unknown feature model {kind!r}; choose one of {', '.join(FEATURE_MODELS)}")
+    return _kind(kind)[0](x, y, load_feature_model_config()[kind], seed)
 
 
 def feature_model_from_arrays(kind: str, arrays: dict[str, np.ndarray]) -> FeatureModel:
-    if kind == "logreg":
-        return LogisticModel.from_arrays(arrays)
-    if kind == "gbm":
-        return TreeEnsemble.from_arrays(arrays)
-    raise ValueError(f"unknown feature model {kind!r}")
+    return _kind(kind)[1](arrays)

@@ -32,21 +32,11 @@ from msaic_model.training.run import calibrated
 from tasks.settings import Settings
 from tasks.store.model_files import THRESHOLDS, WEIGHTS
 from tests.conftest import LUDB
+from tests.helpers import TINIEST_MSAIC
 
 LUDB_RECORDS = range(1, 31)  # the first 30 of the 200 records, 8 of them MI-positive
 FOLDS = 3
-TINY = {
-    "net.lead_width": 2,
-    "net.stem_width": 8,
-    "net.stem_pool": 2,
-    "net.blocks": [{"width": 8, "branch_width": 2, "dilations": [1, 2], "kernel_size": 5, "pool": 2}],
-    "net.projection_hidden": 8,
-    "net.projection_dim": 4,
-    "train.epochs": 1,
-    "train.min_windows_per_epoch": None,  # a pass over the few windows, not the packaged floor
-    "train.batch_size": 16,
-    "train.num_threads": 1,
-}
+TINY = {**TINIEST_MSAIC, "train.epochs": 1}
 
 
 @pytest.fixture(scope="module")

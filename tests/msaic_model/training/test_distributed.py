@@ -25,22 +25,10 @@ from msaic_model.training.distributed import Ranks, ShardedStream
 from msaic_model.training.registry import load_model
 from tasks import store as st
 from tasks.settings import Settings
-from tests.helpers import copy_store
+from tests.helpers import TINIEST_MSAIC, copy_store
 
 ROOT = Path(__file__).resolve().parents[3]
-TINY = {
-    "net.lead_width": 2,
-    "net.stem_width": 8,
-    "net.stem_pool": 2,
-    "net.blocks": [{"width": 8, "branch_width": 2, "dilations": [1, 2], "kernel_size": 5, "pool": 2}],
-    "net.projection_hidden": 8,
-    "net.projection_dim": 4,
-    "train.epochs": 2,
-    "train.min_windows_per_epoch": None,  # one pass over the training windows
-    "train.batch_size": 16,
-    "train.lr": 0.003,
-    "train.num_threads": 1,
-}
+TINY = {**TINIEST_MSAIC, "train.epochs": 2, "train.lr": 0.003}
 
 
 def _positions(stream: WaveformStream) -> np.ndarray:
