@@ -2,7 +2,9 @@
 local Dask cluster of 1 and 2 worker processes (one thread each: one core each), on the same
 archive in the same run, the whole run pinned to as many cores as workers (`pinned`), through the
 stages' own Prefect tasks (`flows.cluster.run_stage`: on Dask one Prefect task per shard on
-prefect-dask's DaskTaskRunner, the committer in this process).
+prefect-dask's DaskTaskRunner, the committer in this process). Each backend runs with the shard
+sizes the product gives it: the local ones in the pool, `cluster_shard_factor` times larger on Dask
+(`Settings.shard_records`); the default archive holds a dozen Dask shards of each stage.
 
 Each rate is taken once started: the records handed back after the first round of shard results
 over the time after it (a pool's start, a flow's start, a Dask worker's first imports and model
@@ -15,7 +17,7 @@ archive and the store on S3 (a SeaweedFS started for the purpose, `bench/_storag
 disk, on the first `--s3-records` records. Prints one JSON object; no timed assertions (the goals
 are reported as met or not).
 
-    .venv/bin/python bench/scale.py [--base 48] [--small 128] [--records 1536] [--rounds 1]
+    .venv/bin/python bench/scale.py [--base 48] [--small 128] [--records 6144] [--rounds 1]
         [--model DIR] [--s3-records 240] [--workdir DIR]
 """
 
@@ -180,6 +182,17 @@ def ratios(rates: dict[str, dict[str, float]]) -> dict[str, Any]:
     }
 
 
+def shard_sizes() -> dict[str, dict[str, int]]:
+    """Records per shard of each stage in the pool and on Dask, as the runs above used them."""
+    from tasks.settings import Settings
+
+    settings = Settings()
+    local = {"ingest": settings.shard_size, "score": settings.score_shard_size}
+    return {
+        stage: {"pool": n, "dask": settings.shard_records(n, on_cluster=True)} for stage, n in local.items()
+    }
+
+
 def night(per_core: dict[str, float]) -> dict[str, Any]:
     """Cores for `NIGHT_RECORDS` in `NIGHT_S`, per stage and for ingest then score, from the
     measured per-core rates (linear in cores: the measured 2-over-1 ratio says how far that holds)."""
@@ -197,10 +210,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", type=int, default=48, help="records of the synthetic base archive")
     parser.add_argument("--small", type=int, default=128, help="records of the warm-up archive")
-    parser.add_argument("--records", type=int, default=1536, help="records of the measured archive")
+    parser.add_argument("--records", type=int, default=6144, help="records of the measured archive")
     parser.add_argument("--rounds", type=int, default=1, help="rounds per rate (median)")
     parser.add_argument("--model", type=Path, help="registered model dir (default: train one)")
-    parser.add_argument("--config", help="model config to train (default: the packaged msaic)")
+    parser.add_argument("--config", help="model config to train (default: the packaged MSAIC-Net default)")
     parser.add_argument("--s3-records", type=int, default=240, help="records of the S3 vs disk runs")
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temporary)")
     args = parser.parse_args()
@@ -237,6 +250,7 @@ def main() -> None:
                 "bench": "scale",
                 "cpu_count": os.cpu_count(),
                 "records": {"small": args.small, "large": args.records, "distinct": len(units)},
+                "shard_records": shard_sizes(),
                 "model": model.name,
                 "stages": stages,
                 "night": night(per_core),

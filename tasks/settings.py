@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         default=256, ge=1, description="tar: signal files held while waiting for their header, MiB"
     )
     shard_max_mb: int = Field(default=64, ge=1, description="input bytes per worker shard, MiB")
+    cluster_shard_factor: int = Field(
+        default=4, ge=1, description="Dask cluster: ingest, features, score shards this many times larger"
+    )
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for patient_key and record_id; else STORE/.pseudonym_key"
     )
@@ -81,6 +84,13 @@ class Settings(BaseSettings):
     )
     serve_train_model: str = Field(default="msaic", description="serve: architecture retrained weekly")
     serve_train_split: str = Field(default="site", description="serve: split of weekly retraining")
+
+    def shard_records(self, records: int, on_cluster: bool) -> int:
+        """Records per shard of a stage whose local shards hold `records`: on a Dask cluster each
+        shard is one Prefect task run, whose orchestration (about 0.2-0.3 s of the worker's and
+        the submitter's CPU, bench/scale.py) a shard's work must outweigh, so shards there are
+        `cluster_shard_factor` times larger (a local pool hands a shard over in milliseconds)."""
+        return records * self.cluster_shard_factor if on_cluster else records
 
     @property
     def window_samples(self) -> int:

@@ -274,7 +274,8 @@ def build_features(
         )
     totals = FeatureTotals()
     with st.store_lock(store):
-        shards, cleanup, unreadable = plan(store, settings.shard_size, totals)
+        size = settings.shard_records(settings.shard_size, executor is not None)
+        shards, cleanup, unreadable = plan(store, size, totals)
         cleanup.publish(store)
         committer = Committer(store, "features", validate=False)  # checked whole after the run
         for problem in unreadable:

@@ -112,7 +112,8 @@ def ingest_archive(
                 ingestor.commit()
 
         run_id = st.new_part_id()[:8]
-        work = shards(tasks(), settings.shard_size, settings.shard_max_mb << 20, _task_bytes)
+        size = settings.shard_records(settings.shard_size, executor is not None)
+        work = shards(tasks(), size, settings.shard_max_mb << 20, _task_bytes)
         jobs = ((shard, f"{run_id}-{i}") for i, shard in enumerate(work))
         shard_fn = partial(_ingest_shard, cfg=cfg, staging=staging)
         for result in run_sharded(jobs, shard_fn, settings.workers, executor=executor):

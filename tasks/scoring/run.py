@@ -325,7 +325,8 @@ def score_archive_run(
     if profile.warning:
         warnings.warn(profile.warning, stacklevel=2)
     with st.store_lock(out):
-        shard_size = _run_file(out, archive, totals.model_id, settings.score_shard_size)
+        size = settings.shard_records(settings.score_shard_size, executor is not None)
+        shard_size = _run_file(out, archive, totals.model_id, size)
         ledger = _ledger(out)
         done_inputs = _scored_inputs(out)
 

@@ -134,7 +134,7 @@ def test_a_worker_killed_mid_ingest_loses_and_doubles_nothing(
     small_archive: Path, cluster: DaskCluster, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
-    settings = Settings(workers=2, shard_size=2, commit_records=2)
+    settings = Settings(workers=2, shard_size=2, cluster_shard_factor=1, commit_records=2)  # many shards
     killer = WorkerKiller(str(cluster.address))
     with on_cluster(ingest_killing, cluster) as run:
         totals = run(killer, small_archive, store, settings)
@@ -176,7 +176,7 @@ def test_a_worker_killed_mid_score_loses_and_doubles_nothing(
     small_archive: Path, model_dir: Path, cluster: DaskCluster, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    settings = Settings(workers=2, score_shard_size=2)
+    settings = Settings(workers=2, score_shard_size=2, cluster_shard_factor=1)  # many shards
     killer = WorkerKiller(str(cluster.address))
     with on_cluster(score_killing, cluster) as run:
         totals = run(killer, small_archive, model_dir, out, settings)

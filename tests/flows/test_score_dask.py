@@ -10,7 +10,7 @@ import numpy as np
 
 from tasks import store as st
 
-SHARD = 40
+SHARD = 16  # on the cluster 64 records a shard: several shards of the session archive
 
 
 async def _shard_task_runs() -> list[str]:
@@ -47,7 +47,9 @@ def test_shards_run_as_prefect_tasks_on_a_local_dask_cluster(
             synth_archive, model_dir, tmp_path / "dask", settings, DaskCluster(cluster.scheduler_address)
         )
     shard_runs = [n for n in asyncio.run(_shard_task_runs()) if n.startswith("score-shard")]
-    assert len(shard_runs) == totals.shards_done == -(-totals.counts["records"] // SHARD)
+    size = settings.shard_records(SHARD, on_cluster=True)  # larger shards on a cluster
+    assert size == SHARD * settings.cluster_shard_factor > SHARD
+    assert len(shard_runs) == totals.shards_done == -(-totals.counts["records"] // size)
 
     local = score_archive_run(synth_archive, model_dir, tmp_path / "local", Settings(workers=1))
     a = st.read_table(tmp_path / "dask", "scores").to_pandas().sort_values("record_id").reset_index(drop=True)
