@@ -20,6 +20,21 @@ def existing_path(value: str) -> Path:
     return path
 
 
+def model_config(value: str) -> Path:
+    """A model config: a packaged one by name (`msaic`, `msaic_fused`, `resnet1d`, ...), else a
+    JSON file that must exist."""
+    from msaic_model.model.config import available_configs
+
+    if value in available_configs():
+        return Path(value)
+    try:
+        return existing_path(value)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{value} is neither a packaged config ({', '.join(available_configs())}) nor a file"
+        ) from exc
+
+
 def existing_dir(value: str) -> Path:
     """A directory that must exist already (a store that a command reads)."""
     path = existing_path(value)

@@ -39,7 +39,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 from rich.console import Console
 from rich.table import Table
 
-from flows.args import existing_dir, existing_path, positive_int
+from flows.args import existing_dir, existing_path, model_config, positive_int
 from flows.cluster import on_cluster
 from flows.options import add_dask, cluster_of
 from msaic_model.training.distributed import process_group
@@ -244,7 +244,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=MODEL_CHOICES, default="msaic", help="network or feature baseline")
     p.add_argument("--split", choices=MODES, default="site", help="patient-disjoint split mode")
     p.add_argument("--epochs", type=positive_int, help="override the config's epochs")
-    p.add_argument("--config", type=existing_path, help="model config JSON (default: the packaged one)")
+    p.add_argument("--config", type=model_config, help="packaged config name or JSON file")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
     p.add_argument("--held-out", nargs="+", help="sites (devices) to hold out in site (device) mode")
     p.add_argument("--evaluation-config", type=existing_path, help=_EVALUATION_HELP)

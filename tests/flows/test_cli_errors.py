@@ -82,6 +82,7 @@ def test_usage_and_path_errors_exit_2_with_one_line(
             str(tmp_path / "o"),
         ],
         "--out: ": ["score", str(archive), "--model", str(model), "--out", str(a_file)],
+        "nope is neither a packaged config (": ["train", "--store", str(tmp_path), "--config", "nope"],
         "the following arguments are required: --store": ["features"],
         "invalid choice: 'bogus'": ["bogus"],
     }
