@@ -71,10 +71,10 @@ def store_location(value: str) -> Location:
     return location(value) if value.startswith(SCHEME) else output_dir(value)
 
 
-def model_dir(value: str) -> Path:
-    """A registered model directory (STORE/models/<model_id>): its contents are checked when the
-    run loads it (`msaic_model.training.registry.load_model`)."""
-    path = existing_dir(value)
+def model_dir(value: str) -> Location:
+    """A registered model directory (STORE/models/<model_id>, a path or an s3:// location): its
+    contents are checked when the run loads it (`msaic_model.training.registry.load_model`)."""
+    path = existing_store(value)
     if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
         raise argparse.ArgumentTypeError(
             f"{value} is not a registered model ({CONFIG} and {WEIGHTS} expected)"

@@ -35,6 +35,7 @@ from msaic_model.model.net import build_model
 from msaic_model.training import distributed
 from msaic_model.training.eligible import feature_matrix
 from msaic_model.training.losses import MsaicLoss, positive_class_weight
+from tasks.store.location import Location
 
 
 def seed_everything(seed: int) -> None:
@@ -61,7 +62,7 @@ class FitResult:
         return predict_proba(self.model, self.config, signals)
 
 
-def store_features(store: Path, record_ids: list[str], config: ModelConfig) -> np.ndarray | None:
+def store_features(store: Location, record_ids: list[str], config: ModelConfig) -> np.ndarray | None:
     """A fused network's second input for stored records (None for any other network)."""
     if not config.feature_columns:
         return None
@@ -97,7 +98,7 @@ def _validation_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def fit(
-    store: Path,
+    store: Location,
     train: pd.DataFrame,
     val: pd.DataFrame,
     config: ModelConfig,
