@@ -126,7 +126,7 @@ def write_model_dir(store: Location, model_id: str, files: Mapping[str, bytes]) 
     final = location(store) / MODELS / model_id
     if CONFIG not in files:
         raise ValueError(f"a model directory needs its {CONFIG}")
-    if final.exists():
+    if _taken(final):
         raise FileExistsError(f"model {model_id} is already registered in {store}")
     if isinstance(final, ObjectPath):
         _claim(final, store)
@@ -142,6 +142,14 @@ def write_model_dir(store: Location, model_id: str, files: Mapping[str, bytes]) 
     return final
 
 
+def _taken(final: Location) -> bool:
+    """Whether a model id is registered or being registered (on object storage its claim or its
+    config: an emptied prefix may still be listed as a folder by some servers)."""
+    if isinstance(final, ObjectPath):
+        return (final / CLAIM).exists() or (final / CONFIG).exists()
+    return final.exists()
+
+
 def _claim(final: ObjectPath, store: Location) -> None:
     """Create final/CLAIM only if it does not exist (a conditional PUT when the keys are in the
     environment; else after the existence check of the caller, which two registrations of one id
@@ -151,6 +159,19 @@ def _claim(final: ObjectPath, store: Location) -> None:
         (final / CLAIM).write_bytes(body)
     elif conditional.create(final / CLAIM, body) is None:
         raise FileExistsError(f"model {final.name} is already registered in {store}")
+
+
+def incomplete_models(store: Location) -> list[Location]:
+    """Model directories on object storage that a registration left without their config or
+    weights (it died half-way: see `write_model_dir`) and that nothing has written to for
+    `remote.ORPHAN_AGE_S`; in a local store the rename leaves none."""
+    if not isinstance(store, ObjectPath):
+        return []
+    return [
+        folder
+        for folder in remote.orphan_folders(store, MODELS, None)
+        if not ((folder / CONFIG).is_file() and (folder / WEIGHTS).is_file()) and folder.files()
+    ]
 
 
 def read_model_files(model_dir: Location) -> ModelFiles:

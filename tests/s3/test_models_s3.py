@@ -6,6 +6,7 @@ read and write S3 locations."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.args import local_path
 from tasks import store as st
 from tasks.store import remote
 from tasks.store.location import ObjectPath
@@ -67,9 +69,15 @@ def test_a_model_trained_on_s3_is_registered_there_on_the_data_a_disk_store_give
     loaded = load_model(trained, device="cpu")
     assert loaded.model_id == trained.name and 0 < float(loaded.threshold) < 1  # type: ignore[arg-type]
     assert not list((s3_store / st.STAGING).rglob("*")) and not remote.journals(s3_store)
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"].encode()
+    assert all(secret not in ObjectPath(f"s3://{i.path}").read_bytes() for i in trained.files())
 
 
-def test_a_model_id_is_registered_once_and_a_half_written_model_is_no_model(s3_prefix: ObjectPath) -> None:
+def test_a_model_id_is_registered_once_and_a_half_written_model_is_no_model(
+    s3_prefix: ObjectPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.store.repair import check_store, repair_store
+
     files = {WEIGHTS: b"w", CONFIG: b"{}"}
     write_model_dir(s3_prefix, "m1", files)
     with pytest.raises(FileExistsError, match="already registered"):
@@ -82,6 +90,12 @@ def test_a_model_id_is_registered_once_and_a_half_written_model_is_no_model(s3_p
         read_model_files(half)
     with pytest.raises(FileExistsError):
         write_model_dir(s3_prefix, "m2", files)
+    assert check_store(s3_prefix) == []  # a registration may still be writing it
+    monkeypatch.setattr(remote, "ORPHAN_AGE_S", -1.0)  # instead of waiting an hour
+    assert [(f.path, f.kind) for f in check_store(s3_prefix)] == [("models/m2", "incomplete_model")]
+    assert [f.kind for f in repair_store(s3_prefix).moved] == ["incomplete_model"]
+    assert write_model_dir(s3_prefix, "m2", files) == half
+    assert (s3_prefix / "models" / "m1" / CONFIG).is_file()
 
 
 def test_evaluate_a_model_on_s3_on_its_store_and_on_every_record(
@@ -141,6 +155,8 @@ def test_cli_names_a_missing_model_or_store_on_s3_in_one_line(
         assert done.returncode == 2 and "does not exist" in done.stderr, (argv, done.stderr[-2000:])
         assert "Traceback" not in done.stderr
         assert os.environ["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
+    with pytest.raises(argparse.ArgumentTypeError, match="takes a local path"):  # configs, demo, synth
+        local_path(missing)
 
 
 def test_review_serves_an_out_on_s3_and_records_decisions_in_a_store_on_s3(
