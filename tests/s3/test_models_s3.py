@@ -1,6 +1,6 @@
 """Models, training, evaluation, scoring, review and the scheduled flows with the store and the
 model registry on S3 (a real SeaweedFS server, tests/s3/conftest.py): a tiny MSAIC-Net trained on
-a store on S3 is registered there, sees the same data as when trained on disk, is evaluated there,
+a store on S3 is registered there, sees the data the same store on disk gives, is evaluated there,
 scores from there as the same model on disk does, and `msaic review` and `msaic serve`'s flows
 read and write S3 locations."""
 
@@ -28,18 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def s3_store(s3_bucket: ObjectPath, synth_archive: Path) -> ObjectPath:
-    """The session's synthetic archive ingested, checked and measured into a store on S3 (as
-    `model_dir`'s store is on disk)."""
-    from flows.features import features
-    from flows.ingest import ingest
-    from flows.quality import quality
-    from tasks.settings import Settings
-
+def s3_store(s3_bucket: ObjectPath, model_dir: Path) -> ObjectPath:
+    """The tables and QC profile of the store `model_dir` was trained on (ingested, checked and
+    measured on disk), copied to a store on S3 (the stages themselves on S3: test_store_s3.py)."""
     store = s3_bucket / "models-s3" / "store"
-    ingest(synth_archive, store, settings=Settings(workers=2))
-    quality(store, Settings(workers=2))
-    features(store, Settings(workers=2))
+    for name in ("records", "waveforms", "quality", "features", "qc_profile.json"):
+        upload(model_dir.parent.parent / name, store / name)
     return store
 
 
@@ -64,7 +58,7 @@ def test_a_model_trained_on_s3_is_registered_there_on_the_data_a_disk_store_give
     assert b"<html" in (trained / "model_card.html").read_bytes()[:200].lower()
     on_s3, on_disk = (json.loads((d / "snapshot.json").read_text()) for d in (trained, model_dir))
     assert on_s3["parts"] == on_disk["parts"]  # the same records in each part, by hash
-    assert on_s3["qc_profile"] == on_disk["qc_profile"]
+    assert on_s3["store_files"] == on_disk["store_files"] and on_s3["qc_profile"] == on_disk["qc_profile"]
     assert on_s3["store_files"]["records"]["files"] > 0
     loaded = load_model(trained, device="cpu")
     assert loaded.model_id == trained.name and 0 < float(loaded.threshold) < 1  # type: ignore[arg-type]
@@ -110,11 +104,13 @@ def test_evaluate_a_model_on_s3_on_its_store_and_on_every_record(
     assert saved["evaluation"]["test"]["auroc"]["value"] == pytest.approx(
         metrics["evaluation"]["test"]["auroc"]["value"], abs=1e-6
     )
-    assert ObjectPath(saved["path"]).is_file()
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"].encode()
+    assert secret not in ObjectPath(saved["path"]).read_bytes()
     everything = evaluate(s3_store, model=trained, all_records=True)
     recorded = ObjectPath(everything["recorded_in"])
     assert recorded.parent == trained / "external" and recorded.is_file()
     assert "external" in everything and everything["evaluation"]["test"]["n"] > 0
+    assert secret not in recorded.read_bytes() + (trained / "model_card.html").read_bytes()
 
 
 def test_scores_with_a_model_on_s3_are_those_of_the_same_model_on_disk(
