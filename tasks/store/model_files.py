@@ -7,7 +7,7 @@ files and loads the weights.
 model's log-odds into a risk with its bands (`Calibration`, fitted by `msaic_model.training.calibration`);
 both are checked here, so that a tampered calibration is refused like a tampered threshold.
 
-`write_model_dir` publishes a model directory whole, in a local store or on S3 (`publish` below
+`write_model_dir` publishes a model directory whole, in a local store or on S3 (its docstring
 says how), and `read_model_files` reads one from either."""
 
 from __future__ import annotations

@@ -116,10 +116,14 @@ def test_evaluate_a_model_on_s3_on_its_store_and_on_every_record(
 def test_scores_with_a_model_on_s3_are_those_of_the_same_model_on_disk(
     small_archive: Path, s3_prefix: ObjectPath, model_dir: Path, tmp_path: Path
 ) -> None:
+    from flows.args import model_dir as model_argument
     from flows.score import run_score
     from tasks.settings import Settings
 
     model = upload(model_dir, s3_prefix / "models" / model_dir.name)
+    assert model_argument(str(model)) == model  # what `msaic score --model s3://…` takes
+    with pytest.raises(argparse.ArgumentTypeError, match="not a registered model"):
+        model_argument(str(model.parent))
     settings = Settings(workers=1, score_shard_size=8)
     on_disk = run_score(small_archive, model_dir, tmp_path / "disk", settings)
     on_s3 = run_score(small_archive, model, s3_prefix / "out", settings)
