@@ -12,9 +12,19 @@ from tasks.store.location import SCHEME, Location, location
 from tasks.store.model_files import CONFIG, WEIGHTS
 
 
+def local_path(value: str) -> Path:
+    """A path on this machine: an s3:// URL is refused in one line where only files are read or
+    written (configs, QC profiles, the synthetic archive, the demo's folder)."""
+    if value.startswith(SCHEME):
+        raise argparse.ArgumentTypeError(
+            f"{value}: this option takes a local path (s3:// is for stores, archives, OUT and models)"
+        )
+    return Path(value)
+
+
 def existing_path(value: str) -> Path:
     """An input that must exist: an archive (folder, zip or tar), a config or profile file."""
-    path = Path(value)
+    path = local_path(value)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{value} does not exist")
     return path
@@ -27,12 +37,11 @@ def model_config(value: str) -> Path:
 
     if value in available_configs():
         return Path(value)
-    try:
-        return existing_path(value)
-    except argparse.ArgumentTypeError as exc:
+    if not value.startswith(SCHEME) and not Path(value).exists():
         raise argparse.ArgumentTypeError(
             f"{value} is neither a packaged config ({', '.join(available_configs())}) nor a file"
-        ) from exc
+        )
+    return existing_path(value)
 
 
 def existing_dir(value: str) -> Path:
@@ -46,7 +55,7 @@ def existing_dir(value: str) -> Path:
 def output_dir(value: str) -> Path:
     """A directory that a command writes, created if missing: it may not be a file, and it (or
     the nearest folder above it that exists) must be a writable directory."""
-    path = Path(value)
+    path = local_path(value)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{value} is a file, not a directory")
     existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
@@ -86,10 +95,10 @@ def store_location(value: str) -> Location:
     return location(value) if value.startswith(SCHEME) else output_dir(value)
 
 
-def model_dir(value: str) -> Path:
-    """A registered model directory (STORE/models/<model_id>): its contents are checked when the
-    run loads it (`msaic_model.training.registry.load_model`)."""
-    path = existing_dir(value)
+def model_dir(value: str) -> Location:
+    """A registered model directory (STORE/models/<model_id>, a path or an s3:// location): its
+    contents are checked when the run loads it (`msaic_model.training.registry.load_model`)."""
+    path = existing_store(value)
     if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
         raise argparse.ArgumentTypeError(
             f"{value} is not a registered model ({CONFIG} and {WEIGHTS} expected)"

@@ -6,7 +6,8 @@ A small web server on 127.0.0.1 (standard library, one thread per request) serve
 archive named in OUT/score_run.json, decoded and harmonized as scoring does, then cached as
 OUT/ecg/<record_id>.svg; with a store that holds features, with the median beats), and records
 each decision (`tasks.review.adjudication`) in STORE/adjudications/ (OUT/adjudications/ without
---store) under the store lock, the reviewer as a keyed hash of the name.
+--store) under the store lock, the reviewer as a keyed hash of the name. OUT, the store and the
+archive may each be a path or an s3:// location (`tasks.store.location`).
 
 The server answers only requests addressed to 127.0.0.1 or localhost (a page of another site cannot
 reach it through a name it controls), and a decision only from the page itself (a JSON POST with
@@ -24,13 +25,12 @@ import threading
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow.dataset as ds
 
-from flows.args import existing_dir
+from flows.args import existing_store
 from tasks import store as st
 from tasks.ingest.errors import RecordError
 from tasks.review import (
@@ -50,6 +50,7 @@ from tasks.review import (
 )
 from tasks.scoring import RUN_FILE
 from tasks.settings import Settings
+from tasks.store.location import Location, location
 from tasks.store.pseudonym import KEY_FILE, PseudonymKeyError, load_key
 
 DEFAULT_PORT = 8765
@@ -62,7 +63,7 @@ PAGE_CSP = (
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 
-def store_key(store: Path, settings: Settings) -> bytes:
+def store_key(store: Location, settings: Settings) -> bytes:
     """The store's pseudonym key. A store that holds tables but no key file was written with
     MSAIC_PSEUDONYM_KEY: without it, a new key file would give its next ingest other record ids."""
     configured = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
@@ -77,14 +78,14 @@ def store_key(store: Path, settings: Settings) -> bytes:
 class Review:
     """What the server serves: OUT's worklist, its records by id, and where decisions go."""
 
-    def __init__(self, out: Path, store: Path | None, reviewer: str, settings: Settings) -> None:
+    def __init__(self, out: Location, store: Location | None, reviewer: str, settings: Settings) -> None:
         self.out = out.resolve()
         self.store = (store or out).resolve()
         self.settings = settings
         run_file = self.out / RUN_FILE
         if not run_file.is_file():
             raise FileNotFoundError(f"{out} holds no scoring run ({RUN_FILE}): run `msaic score` first")
-        self.archive = Path(json.loads(run_file.read_text())["archive"])
+        self.archive = location(json.loads(run_file.read_text())["archive"])
         self.frame = worklist(self.out, store.resolve() if store else None)
         self.index = {rid: i for i, rid in enumerate(self.frame["record_id"])}
         self.reviewer = reviewer_key(store_key(self.store, settings), reviewer)
@@ -235,10 +236,12 @@ def port_number(value: str) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="review the worklist of a scored archive in the browser (local server)")
-    p.add_argument("--out", type=existing_dir, required=True, help="the scored OUT directory")
     p.add_argument(
-        "--store", type=existing_dir, help="store that gets the adjudications (default: OUT); its features "
-        "add the median beats to the ECG",
+        "--out", type=existing_store, required=True, help="the scored OUT directory (or s3://bucket/prefix)"
+    )
+    p.add_argument(
+        "--store", type=existing_store, help="store that gets the adjudications (default: OUT); its features "
+        "add the median beats to the ECG (a directory or s3://…)",
     )  # fmt: skip
     p.add_argument(
         "--port", type=port_number, default=DEFAULT_PORT, help=f"port on 127.0.0.1 ({DEFAULT_PORT})"

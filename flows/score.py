@@ -44,7 +44,7 @@ class _RateColumn(ProgressColumn):
 @flow(name="score_archive")
 def score_archive(
     archive: Location,
-    model: Path,
+    model: Location,
     out: Location,
     settings: Settings | None = None,
     site: str | None = None,
@@ -125,7 +125,7 @@ def score_summary(totals: ScoreTotals, out: Path) -> Summary:
 
 def run_score(
     archive: Location,
-    model: Path,
+    model: Location,
     out: Location,
     settings: Settings,
     cluster: DaskCluster | None = None,
@@ -143,7 +143,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "archive", type=existing_location, help="directory, .zip, .tar or .tar.gz (or s3://bucket/prefix)"
     )
     p.add_argument(
-        "--model", type=model_dir, required=True, help="registered model directory (STORE/models/<id>)"
+        "--model",
+        type=model_dir,
+        required=True,
+        help="registered model directory (STORE/models/<id>, or s3://…)",
     )
     p.add_argument(
         "--out", type=store_location, required=True, help="output directory or s3:// prefix; rerun to resume"

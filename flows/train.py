@@ -39,7 +39,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 from rich.console import Console
 from rich.table import Table
 
-from flows.args import existing_dir, existing_path, model_config, positive_int
+from flows.args import existing_path, existing_store, model_config, positive_int
 from flows.cluster import on_cluster
 from flows.options import add_dask, cluster_of
 from msaic_model.training.distributed import process_group
@@ -59,6 +59,7 @@ from msaic_model.training.run import (
 from msaic_model.training.splits import MODES, make_split
 from tasks import store as st
 from tasks.settings import Settings
+from tasks.store.location import Location, location
 
 check_task = task(check_contracts, name="check-contracts", cache_policy=NO_CACHE)
 eligible_task = task(eligible_records, name="eligible-records", cache_policy=NO_CACHE)
@@ -74,7 +75,7 @@ FOLDED_SPLITS = ("loso", "cv")
 @dataclass(frozen=True)
 class TrainedModel:
     model_id: str
-    path: Path
+    path: Location
     fold: int
     metrics: dict[str, Any]
     # what the adjudicated labels did (msaic_model.training.eligible.adjudicated)
@@ -84,7 +85,7 @@ class TrainedModel:
 
 @flow(name="train")
 def train(
-    store: Path,
+    store: Location,
     model: str = "msaic",
     split: str = "site",
     epochs: int | None = None,
@@ -96,7 +97,7 @@ def train(
     """Train, evaluate and register `model` on `store`, one model per fold of the split (the
     folds as tasks of the flow's task runner; under torchrun, see the module docstring)."""
     spec_args = model_arguments(model, config, epochs, seed)
-    store = Path(store)
+    store = location(store)
     evaluation = load_evaluation_config(evaluation_config)
     ranks = process_group()
     check_task(store)
@@ -146,20 +147,20 @@ def train(
 
 @flow(name="evaluate")
 def evaluate(
-    store: Path,
+    store: Location,
     model_id: str | None = None,
-    model_store: Path | None = None,
+    model_store: Location | None = None,
     split: str | None = None,
     seed: int | None = None,
     evaluation_config: Path | None = None,
-    model: Path | None = None,
+    model: Location | None = None,
     all_records: bool = False,
 ) -> dict[str, Any]:
     """Re-evaluate a registered model (`model_id` in `model_store`, or the directory `model`); the
     report goes to STORE/reports/evaluations/. With `all_records`, every eligible labelled record of
     the store is evaluated and the report is also recorded in the model's directory and card."""
-    store = Path(store)
-    path = Path(model) if model is not None else model_dir(model_store or store, str(model_id))
+    store = location(store)
+    path = location(model) if model is not None else model_dir(model_store or store, str(model_id))
     if not path.is_dir():
         raise FileNotFoundError(f"no registered model {path.name} in {path.parent}")
     check_task(store)
@@ -174,7 +175,7 @@ def evaluate(
     return report
 
 
-def _write_json(path: Path, content: dict[str, Any]) -> None:
+def _write_json(path: Location, content: dict[str, Any]) -> None:
     """Write atomically (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     st.write_atomic(path, json.dumps(content, indent=2))
@@ -239,7 +240,10 @@ _EVALUATION_HELP = "splits/threshold/metrics config JSON (default: data_contract
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train, evaluate and register an MI model on the store")
     p.add_argument(
-        "--store", type=existing_dir, required=True, help="store with records, quality and features"
+        "--store",
+        type=existing_store,
+        required=True,
+        help="store with records, quality and features (a directory or s3://bucket/prefix)",
     )
     p.add_argument("--model", choices=MODEL_CHOICES, default="msaic", help="network or feature baseline")
     p.add_argument("--split", choices=MODES, default="site", help="patient-disjoint split mode")
@@ -254,12 +258,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dask(p)
     p.set_defaults(func=run_train)
     e = sub.add_parser("evaluate", help="re-evaluate a registered model on its split or another store")
-    e.add_argument("--store", type=existing_dir, required=True, help="store to evaluate on")
+    e.add_argument(
+        "--store", type=existing_store, required=True, help="store to evaluate on (a directory or s3://…)"
+    )
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--model-id", help="a directory name under STORE/models/ (or --model-store)")
-    which.add_argument("--model", type=existing_dir, help="a registered model's directory")
+    which.add_argument("--model", type=existing_store, help="a registered model's directory (or s3://…)")
     e.add_argument(
-        "--model-store", type=existing_dir, help="store the model is registered in (default: --store)"
+        "--model-store", type=existing_store, help="store the model is registered in (default: --store)"
     )
     what = e.add_mutually_exclusive_group()
     what.add_argument(

@@ -47,7 +47,11 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for patient_key and record_id; else STORE/.pseudonym_key"
     )
-    store: Path | None = None
+    # locations of `msaic serve`: a path, or an s3:// URL kept as a string (a Path would fold its
+    # "//"); the flows read them with tasks.store.location
+    store: Path | str | None = Field(
+        default=None, description="serve: the store (a path or s3://bucket/prefix)"
+    )
     qc_profile: Path | None = Field(
         default=None, description="QC profile JSON (default: the packaged data_contracts/qc_profile.json)"
     )
@@ -73,13 +77,13 @@ class Settings(BaseSettings):
     serve_retrain_cron: str = Field(default="0 3 * * 0", description="serve: weekly retraining (Sundays)")
     serve_screen_cron: str = Field(default="0 5 * * *", description="serve: nightly archive screening")
     serve_timezone: str = Field(default="UTC", description="serve: time zone of the cron schedules")
-    serve_archives: list[Path] = Field(
+    serve_archives: list[Path | str] = Field(
         default_factory=list, description="serve: archives ingested nightly into `store` (JSON list)"
     )
-    serve_screen_archives: list[Path] = Field(
+    serve_screen_archives: list[Path | str] = Field(
         default_factory=list, description="serve: archives screened nightly (default: serve_archives)"
     )
-    serve_out: Path | None = Field(
+    serve_out: Path | str | None = Field(
         default=None, description="serve: screening output root (default STORE/screening/<archive>)"
     )
     serve_train_model: str = Field(default="msaic", description="serve: architecture retrained weekly")

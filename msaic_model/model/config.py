@@ -221,8 +221,9 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(default=64, ge=1, description="windows per inference batch (× crops)")
     init_weights: str | None = Field(
         default=None,
-        description="start from the weights of this safetensors file (the same network, e.g. pretrained "
-        "on a synthetic archive: `msaic_model.training.pretrain`) instead of a random initialization",
+        description="start from the weights of this safetensors file, a path or an s3:// URL (the same "
+        "network, e.g. pretrained on a synthetic archive: `msaic_model.training.pretrain`) instead of "
+        "a random initialization",
     )
 
     def epoch_windows(self, training_windows: int) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from math import gcd
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -38,6 +37,7 @@ from tasks.features.beats import FeatureSkip, beat_span, clean, median_beats
 from tasks.features.measure import criteria_config
 from tasks.ingest.harmonize import resample_poly_fast
 from tasks.store import dataset
+from tasks.store.location import Location, location
 
 
 def _data_config(config: ModelConfig | DataConfig) -> DataConfig:
@@ -183,7 +183,7 @@ class WaveformStream(IterableDataset):
 
     def __init__(
         self,
-        store: Path,
+        store: Location,
         record_ids: Sequence[str],
         labels: Sequence[int] | np.ndarray | None,
         config: ModelConfig,
@@ -196,7 +196,7 @@ class WaveformStream(IterableDataset):
         features: np.ndarray | None = None,
     ) -> None:
         super().__init__()
-        self.store = Path(store)
+        self.store = location(store)
         self.record_ids = [str(r) for r in record_ids]
         if len(set(self.record_ids)) != len(self.record_ids):
             raise ValueError("record_ids must be unique (one row per stored window)")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,6 +48,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from msaic_model.model.config import ModelConfig
 from msaic_model.model.data import WaveformStream, crop_samples, prepare
+from tasks.store.location import Location
 
 
 def fold_batch_norm(net: nn.Module) -> nn.Module:
@@ -339,7 +339,7 @@ class CropOcclusion:
 def predict_store(
     model: nn.Module,
     config: ModelConfig,
-    store: Path,
+    store: Location,
     record_ids: list[str] | pd.Series,
     features: np.ndarray | None = None,
 ) -> WindowScores:

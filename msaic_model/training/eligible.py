@@ -14,7 +14,6 @@ evaluation (counted as `adjudicated_unreadable`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +26,7 @@ from data_contracts.suites import require_valid
 from tasks import store as st
 from tasks.features.contract import require_valid_features
 from tasks.review.adjudication import latest_decisions
+from tasks.store.location import Location
 
 RECORD_COLUMNS = ["record_id", "patient_key", "site", "device", "mi_label", "strat_fold"]
 USABLE_VERDICTS = ("pass", "limited")
@@ -34,7 +34,7 @@ ADJUDICATED_LABELS = {"mi": 1, "not_mi": 0}  # "unreadable" removes the record
 _PREREQUISITES = {"quality": "msaic qc", "features": "msaic features"}
 
 
-def check_contracts(store: Path) -> dict[str, int]:
+def check_contracts(store: Location) -> dict[str, int]:
     """Validate quality/ and features/ against their suites; rows checked per table."""
     for table, command in _PREREQUISITES.items():
         if st.dataset(store, table) is None:
@@ -79,7 +79,7 @@ def adjudicated(records: pd.DataFrame, decisions: pd.DataFrame) -> tuple[pd.Data
     return records.assign(mi_label=label.where(relabelled, source))[~removed], counts
 
 
-def eligible_records(store: Path) -> Eligible:
+def eligible_records(store: Location) -> Eligible:
     """Records joined with their quality verdict; `reject` and unchecked windows left out; the
     adjudicated labels applied (`adjudicated`). In record_id order: the store's part files have
     random names, and a training run that followed their order drew different batches from the
@@ -99,7 +99,7 @@ def eligible_records(store: Path) -> Eligible:
     return Eligible(labelled.sort_values("record_id", ignore_index=True), excluded, adjudications)
 
 
-def feature_matrix(store: Path, record_ids: list[str], columns: list[str]) -> np.ndarray:
+def feature_matrix(store: Location, record_ids: list[str], columns: list[str]) -> np.ndarray:
     """Feature values (records × columns, float64; a boolean criterion as 0/1) of the current
     feature version, aligned with `record_ids`; a record the features stage skipped is all NaN,
     which the models handle."""

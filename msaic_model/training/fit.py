@@ -19,7 +19,6 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,6 +34,7 @@ from msaic_model.model.net import build_model
 from msaic_model.training import distributed
 from msaic_model.training.eligible import feature_matrix
 from msaic_model.training.losses import MsaicLoss, positive_class_weight
+from tasks.store.location import Location, location
 
 
 def seed_everything(seed: int) -> None:
@@ -61,7 +61,7 @@ class FitResult:
         return predict_proba(self.model, self.config, signals)
 
 
-def store_features(store: Path, record_ids: list[str], config: ModelConfig) -> np.ndarray | None:
+def store_features(store: Location, record_ids: list[str], config: ModelConfig) -> np.ndarray | None:
     """A fused network's second input for stored records (None for any other network)."""
     if not config.feature_columns:
         return None
@@ -69,9 +69,9 @@ def store_features(store: Path, record_ids: list[str], config: ModelConfig) -> n
 
 
 def initial_weights(config: ModelConfig) -> dict[str, torch.Tensor] | None:
-    """The weights of the safetensors file `train.init_weights` names, if any."""
+    """The weights of the safetensors file `train.init_weights` names (a path or an s3:// URL), if any."""
     path = config.train.init_weights
-    return None if path is None else safetensors.torch.load_file(Path(path))
+    return None if path is None else safetensors.torch.load(location(path).read_bytes())
 
 
 def _labels(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -97,7 +97,7 @@ def _validation_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def fit(
-    store: Path,
+    store: Location,
     train: pd.DataFrame,
     val: pd.DataFrame,
     config: ModelConfig,

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from data_contracts import load_json
 from tasks import store as st
+from tasks.store.location import Location, location
 from tasks.store.model_files import MODELS
 
 PROMOTION_RULES = "promotion.json"
@@ -44,13 +44,13 @@ class Decision:
     adjudications: dict[str, int] | None  # the candidate's adjudicated labels; None: not recorded
 
 
-def trained_on_adjudications(model_dir: Path) -> dict[str, int] | None:
+def trained_on_adjudications(model_dir: Location) -> dict[str, int] | None:
     """The adjudication counts in a registered model's snapshot.json (None before they were kept)."""
     snapshot: dict[str, Any] = json.loads((model_dir / "snapshot.json").read_text())
     return snapshot.get("adjudications")
 
 
-def held_out_interval(model_dir: Path, metric: str) -> Interval | None:
+def held_out_interval(model_dir: Location, metric: str) -> Interval | None:
     """The held-out-site interval of `metric` in a registered model's metrics.json, or None."""
     metrics: dict[str, Any] = json.loads((model_dir / "metrics.json").read_text())
     shift = (metrics.get("evaluation") or {}).get("shift") or {}
@@ -60,9 +60,9 @@ def held_out_interval(model_dir: Path, metric: str) -> Interval | None:
     return Interval(float(entry["value"]), float(entry["low"]), float(entry["high"]))
 
 
-def promoted_model(store: Path) -> str | None:
+def promoted_model(store: Location) -> str | None:
     """The id of the model scheduled screening uses, or None before the first promotion."""
-    pointer = store / MODELS / POINTER
+    pointer = location(store) / MODELS / POINTER
     if not pointer.is_file():
         return None
     return pointer.read_text().strip() or None
@@ -79,8 +79,10 @@ def decide(candidate: Interval | None, current: Interval | None, tolerance: floa
     return False, "held-out-site interval worse than the promoted model's"
 
 
-def gate(store: Path, candidate_id: str) -> Decision:
-    """Decide on a freshly registered model and record the decision (and the new pointer)."""
+def gate(store: Location, candidate_id: str) -> Decision:
+    """Decide on a freshly registered model and record the decision (and the new pointer), under
+    the store lock (a path or an s3:// store)."""
+    store = location(store)
     rules = load_json(PROMOTION_RULES)
     metric, tolerance = str(rules["metric"]), float(rules["tolerance"])
     models = store / MODELS
@@ -100,8 +102,7 @@ def gate(store: Path, candidate_id: str) -> Decision:
         trained_on_adjudications(models / candidate_id),
     )
     with st.store_lock(store):
-        with (models / LOG).open("a") as log:
-            log.write(json.dumps(asdict(decision)) + "\n")
+        st.append_line(models / LOG, json.dumps(asdict(decision)))
         if promoted:
             st.write_atomic(models / POINTER, candidate_id + "\n")
     return decision

@@ -11,21 +11,21 @@ A registered directory holds only data, nothing that executes on load:
 - `qc_profile.json`: the QC profile of the store it was trained on (when the store keeps one),
   which `msaic score` applies unless given another;
 - `model_card.html`.
-The directory is written under STORE/.staging and renamed into place, so a reader never sees a
-half-registered model.
+The directory is published whole (`tasks.store.model_files.write_model_dir`: staged and renamed
+in a local store, claimed and then written config last on S3), so a reader never sees a
+half-registered model. A store, and a model directory, may be a path or an s3:// location.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,8 @@ from msaic_model.model.feature_baselines import (
 )
 from msaic_model.model.inference import CropOcclusion, WindowScores, predict_proba, resolve_device
 from msaic_model.model.net import build_model
-from tasks import store as st
 from tasks.quality.profile_file import PROFILE_FILE, ProfileId, recorded_profile
+from tasks.store.location import Location, location
 from tasks.store.model_files import (
     CONFIG,
     MODELS,
@@ -58,6 +58,7 @@ from tasks.store.model_files import (
     ModelError,
     ModelFiles,
     read_model_files,
+    write_model_dir,
 )
 
 SPLIT_FILE = "split.parquet"
@@ -72,15 +73,15 @@ def new_model_id(name: str, split: str, fold: int | None = None) -> str:
     return f"{name}-{split}{fold_tag}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def model_dir(store: Path, model_id: str) -> Path:
-    return Path(store) / MODELS / model_id
+def model_dir(store: Location, model_id: str) -> Location:
+    return location(store) / MODELS / model_id
 
 
 def sha256_of(values: list[str]) -> str:
     return hashlib.sha256("\n".join(values).encode()).hexdigest()
 
 
-def data_snapshot(store: Path, assignment: pd.DataFrame) -> dict[str, Any]:
+def data_snapshot(store: Location, assignment: pd.DataFrame) -> dict[str, Any]:
     """Identifiers of the data a model saw: per part and fold, the count and hash of its sorted
     record ids; per table, the store part files present (their relative paths and hash); the QC
     profile its quality rows were checked with (version and hash; None for a store checked
@@ -90,11 +91,12 @@ def data_snapshot(store: Path, assignment: pd.DataFrame) -> dict[str, Any]:
         for (fold, part), g in assignment.groupby(["fold", "part"], sort=True)
     }
     files = {}
+    store = location(store)
     for table in SNAPSHOT_TABLES:
-        found = sorted(str(p.relative_to(store)) for p in (Path(store) / table).rglob("*.parquet"))
+        found = sorted(str(p.relative_to(store)) for p in (store / table).rglob("*.parquet"))  # type: ignore[arg-type]
         if found:
             files[table] = {"files": len(found), "files_sha256": sha256_of(found), "paths": found}
-    profile = recorded_profile(Path(store))
+    profile = recorded_profile(store)
     qc = asdict(ProfileId.of(profile.read_bytes())) if profile else None
     return {"parts": parts, "store_files": files, "qc_profile": qc}
 
@@ -113,33 +115,30 @@ class Registration:
     card_html: str
 
 
-def register(store: Path, reg: Registration) -> Path:
-    """Write the model directory atomically (staged, then renamed); refuses an existing id."""
-    final = model_dir(store, reg.model_id)
-    if final.exists():
-        raise FileExistsError(f"model {reg.model_id} is already registered in {store}")
-    staged = st.staging_dir(Path(store)) / f"model-{reg.model_id}"
-    staged.mkdir()
+def register(store: Location, reg: Registration) -> Location:
+    """Write the model directory whole (`write_model_dir`); refuses an existing id."""
+    metadata = {"model_id": reg.model_id}
     if reg.config["kind"] == NET:
         tensors = {k: v.detach().cpu().contiguous() for k, v in reg.weights.items()}
-        safetensors.torch.save_file(tensors, staged / WEIGHTS, metadata={"model_id": reg.model_id})
+        weights = safetensors.torch.save(tensors, metadata=metadata)
     else:
-        safetensors.numpy.save_file(reg.weights, staged / WEIGHTS, metadata={"model_id": reg.model_id})
+        weights = safetensors.numpy.save(reg.weights, metadata=metadata)
+    files = {WEIGHTS: weights}
     for name, payload in (
         (CONFIG, reg.config),
         (THRESHOLDS, reg.thresholds),
         ("metrics.json", reg.metrics),
         ("snapshot.json", reg.snapshot),
     ):
-        (staged / name).write_text(json.dumps(payload, indent=2, default=_json_default))
-    reg.split.to_parquet(staged / SPLIT_FILE, index=False)
-    profile = recorded_profile(Path(store))
+        files[name] = json.dumps(payload, indent=2, default=_json_default).encode()
+    split = io.BytesIO()
+    reg.split.to_parquet(split, index=False)
+    files[SPLIT_FILE] = split.getvalue()
+    profile = recorded_profile(store)
     if profile is not None:  # the QC profile of the store it was trained on: what scoring applies
-        shutil.copyfile(profile, staged / PROFILE_FILE)
-    (staged / "model_card.html").write_text(reg.card_html, encoding="utf-8")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staged.replace(final)
-    return final
+        files[PROFILE_FILE] = profile.read_bytes()
+    files["model_card.html"] = reg.card_html.encode("utf-8")
+    return write_model_dir(store, reg.model_id, files)
 
 
 def _json_default(value: Any) -> Any:
@@ -286,15 +285,15 @@ EVAL_BATCH_LIMIT = 4096
 FEATURE_UNIT_ARRAYS = frozenset({"median", "mean", "scale", "threshold"})
 
 
-def load_model(model_dir: Path, device: str = "auto") -> LoadedModel:
+def load_model(model_dir: Location, device: str = "auto") -> LoadedModel:
     """A registered model from its directory, without executing anything stored in it (a network
     in eval mode, exactly as evaluated; score workers rewrite it, `inference.for_cpu_scoring`).
     Everything it relies on is checked first and refused with a one-line `ModelError`: the files
     and threshold (`read_model_files`), weights without NaN and within WEIGHT_LIMIT, a network
     config within bounds whose parameter shapes match the weights, and feature-baseline arrays
     consistent with their feature columns. The calibration comes checked with the files."""
-    files = read_model_files(Path(model_dir))
-    arrays = _read_weights(Path(model_dir) / WEIGHTS)
+    files = read_model_files(model_dir)
+    arrays = _read_weights(location(model_dir) / WEIGHTS)
     _check_values(files.model_id, arrays)
     if files.kind == NET:
         config = _net_config(files)
@@ -312,9 +311,9 @@ def load_model(model_dir: Path, device: str = "auto") -> LoadedModel:
     )
 
 
-def _read_weights(path: Path) -> dict[str, np.ndarray]:
+def _read_weights(path: Location) -> dict[str, np.ndarray]:
     try:
-        return safetensors.numpy.load_file(path)
+        return safetensors.numpy.load(path.read_bytes())
     except Exception as exc:  # safetensors raises its own error types for a damaged file
         raise ModelError(f"{path} is unreadable: {exc}") from None
 

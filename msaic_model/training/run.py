@@ -63,6 +63,7 @@ from msaic_model.training.registry import (
 )
 from msaic_model.training.splits import ASSIGNMENT_COLUMNS, Split, labelled_records, make_split
 from tasks import store as st
+from tasks.store.location import Location, location
 from tasks.store.model_files import CONFIG, FEATURE_MODELS, NET, THRESHOLDS
 
 NETS: tuple[str, ...] = ("msaic", "resnet1d", "inception1d")
@@ -74,7 +75,7 @@ class RunSpec:
     """What one fold's run needs; `model_config` for networks, `feature_columns` for baselines;
     `adjudications`: how the reviewers' decisions changed the labels (`msaic_model.training.eligible`)."""
 
-    store: Path
+    store: Location
     model: str
     split: Split
     fold: int
@@ -175,7 +176,7 @@ def fit_fold(spec: RunSpec, model_id: str) -> Fitted:
 _ONE_FOLD_PER_PROCESS = threading.Lock()
 
 
-def train_fold(spec: RunSpec, model_id: str, description: str) -> tuple[Path, pd.DataFrame]:
+def train_fold(spec: RunSpec, model_id: str, description: str) -> tuple[Location, pd.DataFrame]:
     """One fold trained, evaluated and registered (`fit_fold`, then `finish_fold`): the model's
     directory and the fold's val and test predictions."""
     with _ONE_FOLD_PER_PROCESS:
@@ -194,7 +195,7 @@ def fit_share(spec: RunSpec) -> None:
     fit(spec.store, rows[rows["part"] == "train"], rows[rows["part"] == "val"], spec.model_config)
 
 
-def score_rows(store: Path, loaded: LoadedModel, record_ids: list[str]) -> WindowScores:
+def score_rows(store: Location, loaded: LoadedModel, record_ids: list[str]) -> WindowScores:
     """Probabilities and log-odds of stored records, aligned with `record_ids`: networks stream
     the waveforms, feature baselines read the feature store."""
     if loaded.net is not None:
@@ -203,7 +204,7 @@ def score_rows(store: Path, loaded: LoadedModel, record_ids: list[str]) -> Windo
     return loaded.feature_scores(feature_matrix(store, record_ids, loaded.feature_columns))
 
 
-def predict_rows(store: Path, loaded: LoadedModel, record_ids: list[str]) -> np.ndarray:
+def predict_rows(store: Location, loaded: LoadedModel, record_ids: list[str]) -> np.ndarray:
     """Probabilities (float64) of stored records, aligned with `record_ids` (`score_rows`)."""
     return score_rows(store, loaded, record_ids).probability.astype(np.float64)
 
@@ -221,7 +222,7 @@ def split_description(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def signals_for(store: Path, record_ids: list[str]) -> np.ndarray:
+def signals_for(store: Location, record_ids: list[str]) -> np.ndarray:
     """The windows of a few records (n, 12, 5000) in the given order, read with a record filter."""
     table = st.read_table(store, "waveforms", ["record_id", "signal"], ds.field("record_id").isin(record_ids))
     position = {r: i for i, r in enumerate(table["record_id"].to_pylist())}
@@ -229,7 +230,7 @@ def signals_for(store: Path, record_ids: list[str]) -> np.ndarray:
 
 
 def lead_importance(
-    store: Path, loaded: LoadedModel, test: pd.DataFrame, config: EvaluationConfig, seed: int
+    store: Location, loaded: LoadedModel, test: pd.DataFrame, config: EvaluationConfig, seed: int
 ) -> dict[str, pd.DataFrame]:
     """Permutation importance of single leads and of territories on (at most
     `importance_max_records` of) the test part; empty when the test part holds a single class."""
@@ -282,7 +283,7 @@ def reliability(
     return {"n": len(test), "ece_bins": config.metrics.ece_bins, **out}
 
 
-def finish_fold(spec: RunSpec, fitted: Fitted, description: str) -> Path:
+def finish_fold(spec: RunSpec, fitted: Fitted, description: str) -> Location:
     """Threshold and calibration (val only), evaluation (test), importance, model card; register;
     the model dir. The decision threshold stays on the raw probability: the calibration is
     non-decreasing, so it could only restate the same calls (or merge isotonic ties)."""
@@ -337,12 +338,12 @@ def finish_fold(spec: RunSpec, fitted: Fitted, description: str) -> Path:
 EXTERNAL_DIR = "external"
 
 
-def card_description(model: str, store: Path, split: str) -> str:
+def card_description(model: str, store: Location, split: str) -> str:
     """The model card's subtitle."""
-    return f"{model} trained on {Path(store).name}, split {split}"
+    return f"{model} trained on {location(store).name}, split {split}"
 
 
-def card_from_directory(model_path: Path) -> CardData:
+def card_from_directory(model_path: Location) -> CardData:
     """The card data of a registered model, read back from its directory, with the external
     evaluations recorded in it (`record_external`)."""
 
@@ -350,7 +351,7 @@ def card_from_directory(model_path: Path) -> CardData:
         return json.loads((model_path / name).read_text())
 
     config, metrics, snapshot = read(CONFIG), read("metrics.json"), read("snapshot.json")
-    split = pd.read_parquet(model_path / SPLIT_FILE)
+    split = st.read_table_file(model_path / SPLIT_FILE).to_pandas()
     external = sorted((model_path / EXTERNAL_DIR).glob("*.json"))
     return CardData(
         model_id=config["model_id"],
@@ -367,7 +368,7 @@ def card_from_directory(model_path: Path) -> CardData:
     )
 
 
-def record_external(model_path: Path, report: dict[str, Any]) -> Path:
+def record_external(model_path: Location, report: dict[str, Any]) -> Location:
     """Add an external evaluation (`reevaluate` on every record of another store) to a registered
     model: `external/<time>-<store>.json`, then the model card rendered again with it; each file
     written beside its place and renamed into it, so a reader never sees half of one."""
@@ -381,8 +382,8 @@ def record_external(model_path: Path, report: dict[str, Any]) -> Path:
 
 
 def reevaluate(
-    store: Path,
-    model_path: Path,
+    store: Location,
+    model_path: Location,
     eligible: Eligible,
     config: EvaluationConfig,
     split_mode: str | None = None,
@@ -399,8 +400,9 @@ def reevaluate(
         raise ValueError("evaluate every labelled record or one split's test part, not both")
     loaded = load_model(model_path)
     seed = loaded.config["split"]["seed"] if seed is None else seed
-    saved = pd.read_parquet(model_path / SPLIT_FILE)
-    trained_here = model_path.resolve().parent.parent == Path(store).resolve()
+    model_path, store = location(model_path), location(store)
+    saved = st.read_table_file(model_path / SPLIT_FILE).to_pandas()
+    trained_here = model_path.resolve().parent.parent == store.resolve()
     excluded = dict(eligible.excluded)
     if split_mode is None and trained_here and not all_records:
         rows = saved[saved["part"] != "train"].drop(columns=["probability", "logit", "risk"], errors="ignore")
@@ -426,7 +428,7 @@ def reevaluate(
     report = {
         "model_id": loaded.model_id,
         "store": str(store),
-        "store_name": Path(store).name,
+        "store_name": store.name,
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "split": "all" if everything else (split_mode or "saved"),
         "excluded": excluded,

@@ -7,20 +7,21 @@ signal: a flat, all-NaN or pure-noise record gets flags and a verdict, not an ex
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from data_contracts import load_contract
 from data_contracts.leads import CANONICAL_LEADS
 from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, QC_FLAGS, QC_VERDICTS, QUALITY
 from tasks.quality import lead_reversal
 from tasks.quality.indices import IndexParams, LeadIndices, masked_median, measure
+from tasks.quality.profile_file import profile_bytes
+from tasks.store.location import Location
 
 FLAGS = QC_FLAGS
 VERDICTS = QC_VERDICTS  # in increasing severity
@@ -121,10 +122,10 @@ def parse_profile(raw: dict[str, Any]) -> QcProfile:
     )
 
 
-def load_profile(path: Path | None = None) -> QcProfile:
-    """The QC profile at `path`, or the one shipped in data_contracts/qc_profile.json."""
-    raw = load_contract("qc_profile.json", path)
-    return parse_profile(raw)
+def load_profile(path: Location | None = None) -> QcProfile:
+    """The QC profile at `path` (a path or an s3:// location, such as a model's own profile), or
+    the one shipped in data_contracts/qc_profile.json."""
+    return parse_profile(json.loads(profile_bytes(path)))
 
 
 @dataclass

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from tasks.store.location import Location, location
+
 PROFILE_FILE = "qc_profile.json"
 
 
-def profile_bytes(path: Path | None) -> bytes:
-    """The bytes of the profile at `path`, or of the packaged data_contracts/qc_profile.json."""
+def profile_bytes(path: Location | None) -> bytes:
+    """The bytes of the profile at `path` (a path or an s3:// location), or of the packaged
+    data_contracts/qc_profile.json."""
     if path is not None:
-        return Path(path).read_bytes()
+        return location(path).read_bytes()
     return resources.files("data_contracts").joinpath(PROFILE_FILE).read_bytes()
 
 
@@ -37,9 +40,9 @@ class ProfileId:
         return cls(str(json.loads(data)["version"]), hashlib.sha256(data).hexdigest())
 
 
-def recorded_profile(directory: Path) -> Path | None:
-    """The profile kept in a store or model directory, if any."""
-    path = Path(directory) / PROFILE_FILE
+def recorded_profile(directory: Location) -> Location | None:
+    """The profile kept in a store or model directory (a path or an s3:// location), if any."""
+    path = location(directory) / PROFILE_FILE
     return path if path.is_file() else None
 
 
@@ -48,19 +51,19 @@ class ProfileChoice:
     """The profile a scoring run applies (`path` None: the packaged one), its identity, and a
     warning when it is not the model's."""
 
-    path: Path | None
+    path: Location | None
     profile: ProfileId
     model_profile: ProfileId | None
     warning: str | None
 
 
-def scoring_profile(model_dir: Path, given: Path | None) -> ProfileChoice:
+def scoring_profile(model_dir: Location, given: Path | None) -> ProfileChoice:
     """The given profile, else the model's, else the packaged one; a warning when the given one
     (or the packaged one, for a model trained with another) is not the one the model was trained
     with, since its verdicts then gate windows differently from what the model saw."""
     kept = recorded_profile(model_dir)
     model = ProfileId.of(kept.read_bytes()) if kept else None
-    path = given or kept
+    path: Location | None = given or kept
     used = ProfileId.of(profile_bytes(path))
     warning = None
     if model is not None and used != model:

@@ -25,7 +25,6 @@ import html
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from tasks.ingest.readers import SNIFF_BYTES, sniff
 from tasks.ingest.records import content_sha256, decode_harmonized
 from tasks.ingest.wfdb_header import header_text, parse_header
 from tasks.settings import Settings
+from tasks.store.location import Location
 
 MM_PER_S = 25.0  # paper speed
 MM_PER_MV = 10.0  # gain
@@ -391,9 +391,10 @@ class SourceChanged(RecordError):
     """The archive's file is not the one scored (its content hash differs)."""
 
 
-def record_unit(archive: Path, source_path: str, limits: ArchiveLimits) -> RecordUnit:
+def record_unit(archive: Location, source_path: str, limits: ArchiveLimits) -> RecordUnit:
     """The unit a scored `source_path` names (a WFDB header with its signal files, or a single
-    export file), read directly: members over the size limit or outside the archive are refused."""
+    export file), read directly from a folder or an s3:// prefix, or from a zip or tar: members
+    over the size limit or outside the archive are refused."""
     if archive.is_dir():
         root = archive.resolve()
 
@@ -427,7 +428,9 @@ def record_unit(archive: Path, source_path: str, limits: ArchiveLimits) -> Recor
     return RecordUnit(source_path, {base: head}, {}, fmt)
 
 
-def record_window(archive: Path, source_path: str, window: int, sha: str, settings: Settings) -> np.ndarray:
+def record_window(
+    archive: Location, source_path: str, window: int, sha: str, settings: Settings
+) -> np.ndarray:
     """The scored window (12 × samples, mV at the target rate) of a record: decoded and harmonized
     as scoring does (`decode_harmonized`), after checking that the file is the one scored."""
     unit = record_unit(archive, source_path, ArchiveLimits.from_settings(settings))
@@ -440,7 +443,7 @@ def record_window(archive: Path, source_path: str, window: int, sha: str, settin
 
 
 def render_record(
-    archive: Path,
+    archive: Location,
     info: CallInfo,
     sha: str,
     settings: Settings,

@@ -55,7 +55,7 @@ from tasks.scoring.score import (
 )
 from tasks.settings import Settings
 from tasks.store.commit import Committer
-from tasks.store.location import inside
+from tasks.store.location import Location, inside, location
 from tasks.store.model_files import ModelFiles, read_model_files
 
 RUN_FILE = "score_run.json"
@@ -175,19 +175,21 @@ def start_worker_server() -> None:
 
 
 @cache
-def _resources(model_dir: str, threads: int, qc_profile: Path | None) -> tuple[ProbabilityModel, Any, Any]:
+def _resources(
+    model_dir: str, threads: int, qc_profile: Location | None
+) -> tuple[ProbabilityModel, Any, Any]:
     """The model, QC profile and explainer, loaded once per worker process."""
     from msaic_model.model.inference import for_cpu_scoring
     from msaic_model.training.registry import load_model
 
     limit_threads(threads)
-    model = load_model(Path(model_dir))
+    model = load_model(location(model_dir))
     if model.net is not None and next(model.net.parameters()).device.type == "cpu":
         for_cpu_scoring(model.net)  # inference only: the same probabilities to float rounding, faster
     return model, load_profile(qc_profile), load_explainer()
 
 
-def check_model(model_dir: Path, settings: Settings) -> ModelFiles:
+def check_model(model_dir: Location, settings: Settings) -> ModelFiles:
     """Refuse a broken model before any work: `msaic_model.training.registry.load_model` checks its files,
     threshold, weights, config and shapes. With local workers the check runs in a process forked
     from their forkserver, which has torch imported already, so that this parent never imports it."""
@@ -203,7 +205,7 @@ def check_model(model_dir: Path, settings: Settings) -> ModelFiles:
 def _check_loads(model_dir: str) -> None:
     from msaic_model.training.registry import load_model
 
-    load_model(Path(model_dir), device="cpu")
+    load_model(location(model_dir), device="cpu")
 
 
 def run_shard(job: ShardJob, cfg: ScoreConfig, out: Path) -> ShardDone:
@@ -281,7 +283,11 @@ def _run_file(out: Path, archive: Path, model_id: str, shard_size: int) -> int:
 
 
 def score_config(
-    out: Path, model_dir: Path, settings: Settings, qc_profile: Path | None, threads: int | None = None
+    out: Path,
+    model_dir: Location,
+    settings: Settings,
+    qc_profile: Location | None,
+    threads: int | None = None,
 ) -> ScoreConfig:
     """The workers' configuration; `threads` torch threads each (default: the CPUs shared out)."""
     ingest = IngestConfig.for_store(out, settings)
@@ -290,7 +296,7 @@ def score_config(
 
 def score_archive_run(
     archive: Path,
-    model_dir: Path,
+    model_dir: Location,
     out: Path,
     settings: Settings,
     executor: Executor | None = None,

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +25,7 @@ from tasks.ingest.archive import ArchiveProblem, RecordUnit
 from tasks.ingest.records import IngestConfig, Task, classify_error, content_sha256, record_rows
 from tasks.quality.gate import QcProfile, assess
 from tasks.store.commit import quarantine_row
+from tasks.store.location import Location
 from tasks.store.model_files import Calibration
 
 # 2: explanations from log-odds drops (score_explain/3); 3: logit, risk, risk_band; 4: device
@@ -88,9 +88,9 @@ class ScoreConfig:
     """What a scoring worker needs; plain data so that it pickles to processes and Dask workers."""
 
     ingest: IngestConfig
-    model_dir: Path
+    model_dir: Location  # a path or an s3:// location
     torch_threads: int
-    qc_profile: Path | None = None  # the quality gate's profile (None: the packaged one)
+    qc_profile: Location | None = None  # the quality gate's profile (None: the packaged one)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 from tasks.store.tables import (
     STAGING,
     Commit,
+    append_line,
     clean_staging,
     dataset,
     fragment_file,
@@ -34,6 +35,7 @@ from tasks.store.tables import (
 __all__ = [
     "STAGING",
     "Commit",
+    "append_line",
     "clean_staging",
     "dataset",
     "fragment_file",

@@ -101,6 +101,9 @@ class ObjectPath:
     def with_name(self, name: str) -> ObjectPath:
         return self.parent / name
 
+    def with_suffix(self, suffix: str) -> ObjectPath:
+        return self.with_name(self.stem + suffix)
+
     def resolve(self) -> ObjectPath:
         return self
 
@@ -133,6 +136,15 @@ class ObjectPath:
 
     def is_symlink(self) -> bool:
         return False
+
+    def stat(self) -> os.stat_result:
+        """An object's size and modification time as pathlib's `stat` gives them (a regular,
+        read-only file; the other fields zero); FileNotFoundError when there is no such object."""
+        info = self.info()
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(f"{self} is no object")
+        mtime = int(info.mtime.timestamp()) if info.mtime is not None else 0
+        return os.stat_result((0o100444, 0, 0, 1, 0, 0, info.size, mtime, mtime, mtime))
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to do: a prefix exists once an object is written under it."""

@@ -5,22 +5,31 @@ files and loads the weights.
 
 `thresholds.json` holds the decision threshold and, from calibration/1 on, the calibration of the
 model's log-odds into a risk with its bands (`Calibration`, fitted by `msaic_model.training.calibration`);
-both are checked here, so that a tampered calibration is refused like a tampered threshold."""
+both are checked here, so that a tampered calibration is refused like a tampered threshold.
+
+`write_model_dir` publishes a model directory whole, in a local store or on S3 (its docstring
+says how), and `read_model_files` reads one from either."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tasks.store import conditional, remote
+from tasks.store.location import Location, ObjectPath, location
+from tasks.store.tables import staging_dir
 
 MODELS = "models"  # STORE/models/<model_id>/
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
 THRESHOLDS = "thresholds.json"
+CLAIM = ".registered"  # on object storage: the first object of a model directory (who, when)
 NET = "net"
 FEATURE_MODELS: tuple[str, ...] = ("logreg", "gbm")
 MODEL_KINDS: tuple[str, ...] = (NET, *FEATURE_MODELS)
@@ -103,12 +112,74 @@ class ModelFiles:
         return str(self.config["kind"])
 
 
-def read_model_files(model_dir: Path) -> ModelFiles:
-    """Read and check a registered model directory: weights present, a known kind, an id, a
-    threshold that is null or a finite probability strictly between 0 and 1, and a calibration
-    that is absent or valid (`read_calibration`); raises FileNotFoundError or ModelError with the
-    directory named."""
-    model_dir = Path(model_dir)
+def write_model_dir(store: Location, model_id: str, files: Mapping[str, bytes]) -> Location:
+    """Publish STORE/models/<model_id>/ holding `files` (name → bytes, `CONFIG` among them) so that
+    a reader sees the whole model or none of it; refuses an id that is already registered.
+
+    In a local store the files are written under STORE/.staging and the folder is renamed into
+    place. On object storage, where nothing can be renamed, the id is first claimed by creating
+    `CLAIM` with a conditional PUT (If-None-Match: *, so of two registrations of one id only one
+    goes on), then every file is PUT, `CONFIG` last: a model is only a model with its config and
+    weights (`read_model_files`), and with read-after-write consistency a reader that finds the
+    config finds every other file. A writer killed half-way leaves a directory without a config,
+    which no reader takes for a model and whose id stays claimed."""
+    final = location(store) / MODELS / model_id
+    if CONFIG not in files:
+        raise ValueError(f"a model directory needs its {CONFIG}")
+    if _taken(final):
+        raise FileExistsError(f"model {model_id} is already registered in {store}")
+    if isinstance(final, ObjectPath):
+        _claim(final, store)
+        for name in sorted(files, key=lambda n: n == CONFIG):
+            (final / name).write_bytes(files[name])
+        return final
+    staged = staging_dir(store) / f"model-{model_id}"
+    staged.mkdir()
+    for name, data in files.items():
+        (staged / name).write_bytes(data)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged.replace(final)
+    return final
+
+
+def _taken(final: Location) -> bool:
+    """Whether a model id is registered or being registered (on object storage its claim or its
+    config: an emptied prefix may still be listed as a folder by some servers)."""
+    if isinstance(final, ObjectPath):
+        return (final / CLAIM).exists() or (final / CONFIG).exists()
+    return final.exists()
+
+
+def _claim(final: ObjectPath, store: Location) -> None:
+    """Create final/CLAIM only if it does not exist (a conditional PUT when the keys are in the
+    environment; else after the existence check of the caller, which two registrations of one id
+    at the same instant could both pass)."""
+    body = json.dumps({"by": remote.process_tag(), "at": time.time()}).encode()
+    if not conditional.available():
+        (final / CLAIM).write_bytes(body)
+    elif conditional.create(final / CLAIM, body) is None:
+        raise FileExistsError(f"model {final.name} is already registered in {store}")
+
+
+def incomplete_models(store: Location) -> list[Location]:
+    """Model directories on object storage that a registration left without their config or
+    weights (it died half-way: see `write_model_dir`) and that nothing has written to for
+    `remote.ORPHAN_AGE_S`; in a local store the rename leaves none."""
+    if not isinstance(store, ObjectPath):
+        return []
+    return [
+        folder
+        for folder in remote.orphan_folders(store, MODELS, None)
+        if not ((folder / CONFIG).is_file() and (folder / WEIGHTS).is_file()) and folder.files()
+    ]
+
+
+def read_model_files(model_dir: Location) -> ModelFiles:
+    """Read and check a registered model directory (a path or an s3:// location): weights
+    present, a known kind, an id, a threshold that is null or a finite probability strictly
+    between 0 and 1, and a calibration that is absent or valid (`read_calibration`); raises
+    FileNotFoundError or ModelError with the directory named."""
+    model_dir = location(model_dir)
     if not (model_dir / CONFIG).is_file() or not (model_dir / WEIGHTS).is_file():
         raise FileNotFoundError(f"{model_dir} is not a registered model ({CONFIG} and {WEIGHTS} expected)")
     config = _read_json(model_dir / CONFIG)
@@ -128,7 +199,7 @@ def read_model_files(model_dir: Path) -> ModelFiles:
     return ModelFiles(config["model_id"], threshold, config, calibration)
 
 
-def read_calibration(raw: Any, model_dir: Path) -> Calibration:
+def read_calibration(raw: Any, model_dir: Location) -> Calibration:
     """The `calibration` entry of thresholds.json, checked: a known method on the logit, Platt's
     a >= 0 and b finite, or isotonic breakpoints (finite, strictly increasing logits; risks
     non-decreasing within [0, 1]; as many of each), and bands whose cuts rise strictly within
@@ -185,7 +256,7 @@ def _rising(values: list[float], strict: bool) -> bool:
     return bool((steps > 0).all() if strict else (steps >= 0).all())
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Location) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:

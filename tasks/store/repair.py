@@ -4,8 +4,9 @@ Two kinds of debris stop or burden every command on a store and no run clears th
 - a part file that pyarrow cannot read (a disk that filled, a copy cut short): each read of its
   table fails, so each command on the store stops;
 - what processes that died had staged (a run deletes it at its next start, but a store nobody
-  writes to any more keeps it, and a half-done commit waits in it).
-`check_store` lists both. `repair_store` takes the store lock (which finishes the half-done
+  writes to any more keeps it, and a half-done commit waits in it), and on object storage the
+  model directories whose registration died half-way (`model_files.incomplete_models`).
+`check_store` lists them. `repair_store` takes the store lock (which finishes the half-done
 commits), then moves the rest to STORE/lost+found/<time>/ under the same relative paths, with
 LOST.json saying what each entry was, why it was moved, and its size. What depends on a lost
 part goes with it, so that the next runs make the store whole again:
@@ -32,6 +33,7 @@ import pyarrow as pa
 from data_contracts.schemas import TABLES
 from tasks.store import tables as st
 from tasks.store.location import Location, ObjectPath, location
+from tasks.store.model_files import incomplete_models
 
 LOST_FOUND = "lost+found"
 LOST_FILE = "LOST.json"
@@ -45,7 +47,7 @@ class Finding:
     """One entry of a store that blocks or burdens it: `path` relative to the store."""
 
     path: str
-    kind: str  # unreadable_part, paired_part, ledger, orphan_staging, pending_commit
+    kind: str  # unreadable_part, paired_part, ledger, orphan_staging, pending_commit, incomplete_model
     detail: str
 
 
@@ -105,6 +107,10 @@ def check_store(store: Path) -> list[Finding]:
     found += [
         Finding(_rel(store, e), "orphan_staging", f"{_size(e)} bytes staged by a process that died")
         for e in st.orphan_staging(store)
+    ]
+    found += [
+        Finding(_rel(store, m), "incomplete_model", "a model registration that died before its config.json")
+        for m in incomplete_models(store)
     ]
     return found
 

@@ -188,6 +188,22 @@ def write_atomic(path: Location, data: str | bytes) -> Location:
     return path
 
 
+def append_line(path: Location, line: str) -> None:
+    """Append one line to a text log (STORE/models/promotions.jsonl). Object storage cannot
+    append, so there the object is read and written back whole by one PUT: callers hold the
+    store lock, which makes the read and the write one step."""
+    if isinstance(path, ObjectPath):
+        try:
+            before = path.read_bytes()
+        except FileNotFoundError:
+            before = b""
+        path.write_bytes(before + line.encode() + b"\n")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open("a") as log:
+        log.write(line + "\n")
+
+
 def write_parquet(table: pa.Table, path: Location) -> Location:
     """Write one Parquet file; it is complete on disk before it is ever renamed into a dataset.
     Float columns use byte-stream-split, which suits sampled signals, with LZ4: on 12-lead

@@ -27,6 +27,7 @@ def test_s3_urls_are_object_paths_with_path_arithmetic() -> None:
     assert part.is_relative_to(store) and part.relative_to(store) == "records/site=a/part-1.parquet"
     assert not inside(part, Path("/bucket")) and not inside(Path("/bucket/pre"), store)
     assert location(str(part)) == part and sorted([part, store]) == [store, part]
+    assert str(part.with_suffix(".json")) == "s3://bucket/pre/fix/records/site=a/part-1.json"
     with pytest.raises(ValueError, match="names no bucket"):
         ObjectPath("s3://")
 
