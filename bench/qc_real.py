@@ -16,6 +16,9 @@ the fitting part; the figures that count are those of the held-out part. Prints 
   calls unusable, and its record is not one of REVIEWED (real artifacts seen in the recordings,
   kept as tests). A clean record has no lead with own noise at or above the unusable strength:
   the gate must never reject it. Artifacts are injected into clean records only.
+- Out of fold (--part fit): the chest-amplitude rule judged fold by fold (patients in 5 folds) by
+  the Gaussian fitted on the other folds, per candidate z: clean chest leads flagged, injected chest
+  gain errors found (the in-sample rate flatters a rule fitted on the same records).
 - Scores: per artifact kind, recall of the kind's own flag on the leads it reaches at or above the
   profile's `unusable` strength, and the confusion (every flag those leads received); flags on the
   clean leads of the records as recorded; verdicts of the clean records; flags on untouched clean
@@ -447,6 +450,59 @@ def chest_amplitudes(as_recorded: GateRun, clean: np.ndarray) -> dict[str, list]
     }
 
 
+CHEST_Z = (3.5, 3.75, 4.0, 4.25, 4.5)
+
+
+def chest_amplitude_out_of_fold(
+    as_recorded: GateRun,
+    clean: np.ndarray,
+    record: list[str],
+    gain: tuple[np.ndarray, list[Truth], list[int]],
+    t,
+) -> dict:
+    """The chest-amplitude rule out of fold on the fitting part: patients dealt into 5 folds, each
+    fold judged by the Gaussian fitted (as `chest_amplitudes` does) on the others. Per candidate
+    `chest_amplitude_z`: the clean chest leads it flags, and the chest leads with an injected gain
+    error (`gain`: their log QRS amplitudes, truths and base windows) that it finds. `t`: the
+    profile's thresholds, whose Gaussian is replaced fold by fold."""
+    import dataclasses
+
+    from tasks.quality.gate import chest_z
+
+    patient = [SAME_PATIENT.get(r, r) for r in record]
+    order = {
+        p: k % 5 for k, p in enumerate(np.random.default_rng(SPLIT_SEED).permutation(sorted(set(patient))))
+    }
+    fold = np.array([order[p] for p in patient])
+    logs = np.log(np.maximum(as_recorded.indices["qrs_amplitude"][:, 6:].astype(np.float64), 1e-9))
+    gain_logs, truths, base = gain
+    chest = [k for k, tr in enumerate(truths) if tr.touched[6:].any()]
+    z_clean, z_gain = np.full(logs.shape, np.nan), np.full(len(chest), np.nan)
+    for f in range(5):
+        fitted = logs[clean[:, 6:].all(1) & (fold != f)]
+        tf = dataclasses.replace(
+            t,
+            chest_log_mean=tuple(fitted.mean(0)),
+            chest_log_cov=tuple(map(tuple, np.cov(fitted, rowvar=False))),
+        )
+        here = fold == f
+        z_clean[here] = np.abs(chest_z(np.where(clean[here][:, 6:], logs[here], np.nan), tf))
+        for n, k in enumerate(chest):
+            if fold[base[k]] == f:
+                lead = int(np.flatnonzero(truths[k].touched[6:])[0])
+                row = np.where(clean[base[k]][6:], logs[base[k]], np.nan)
+                row[lead] = gain_logs[k][lead]
+                z_gain[n] = abs(chest_z(row[None], tf)[0, lead])
+    on_clean = z_clean[clean[:, 6:]]
+    return {
+        str(z): {
+            "clean_chest_leads_flagged": f"{int((on_clean > z).sum())} of {on_clean.size}",
+            "gain_chest_leads_found": _rate(z_gain > z),
+        }
+        for z in CHEST_Z
+    }
+
+
 def benchmark_section(out: dict, command: str) -> dict:
     """The profile's `benchmark`: per kind its flag, truth leads, recall and the share of them that
     received each flag (and none); the clean leads' flags; the clean records rejected."""
@@ -538,6 +594,15 @@ def main() -> None:
     if args.part == "fit":
         out["index_quantiles"] = index_quantiles(as_recorded, ok, with_artifacts, truths, profile.unusable)
         out["fitted_chest_amplitudes"] = chest_amplitudes(as_recorded, ok)
+        gains = [k for k, t in enumerate(truths) if t.kind == "gain"]
+        gain_logs = np.log(np.maximum(with_artifacts.indices["qrs_amplitude"][gains][:, 6:], 1e-9))
+        out["chest_amplitude_out_of_fold"] = chest_amplitude_out_of_fold(
+            as_recorded,
+            ok,
+            [w.record[k] for k in here],
+            (gain_logs, [truths[k] for k in gains], [jobs[k][0] for k in gains]),
+            profile.thresholds,
+        )
     if args.write_profile:
         path = ROOT / "data_contracts" / "qc_profile.json"
         raw = json.loads(path.read_text(encoding="utf-8"))

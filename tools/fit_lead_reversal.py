@@ -11,8 +11,10 @@ folds, each fold scored by weights fitted without it; for each candidate margin 
 many windows as recorded would be flagged (false alarms, real and synthetic apart) and the recall of
 each swap applied to the real windows.
 The QC profile's margins follow a rule fixed before the figures are seen (`chosen_margins`): for
-each kind (limb, chest), the smallest candidate margin at which no real fitting window and at most
-SYNTH_FALSE_ALARMS of the synthetic windows, out of fold, are flagged with a swap of that kind
+each kind (limb, chest), the smallest candidate margin at which no real fitting window (the clean
+ones out of fold; the others, with a lead too noisy for a clean record but all 12 trusted, never
+fitted on, by the final model) and at most SYNTH_FALSE_ALARMS of the synthetic windows, out of fold,
+are flagged with a swap of that kind
 (a reversal rejects the record, and clean records may be rejected at most 0.5 % of the time
 for all reasons together).
 Prints one JSON object (what it fitted on, those out-of-fold figures, and how often the final score
@@ -88,11 +90,15 @@ def _scored(model, template, p_corr, names, p, p_min) -> tuple[np.ndarray, np.nd
     return lead, right.astype(bool), kind.astype(bool)
 
 
-def out_of_fold(synth: tuple, real: tuple, swaps: tuple[str, ...], args, p, p_min) -> dict:
+def out_of_fold(
+    synth: tuple, real: tuple, noisy: tuple, final, swaps: tuple[str, ...], args, p, p_min
+) -> dict:
     """Per candidate margin: the real and the synthetic windows as recorded whose best limb (chest)
     swap beats "no swap" by more than it, scored by weights fitted without their fold, and per swap
     the share of the real windows with it applied that is found (the right swap, by more than the
-    margin); and the margins the rule chooses."""
+    margin); and the margins the rule chooses. The fitting part's other real windows (`noisy`: a
+    lead too noisy for a clean record, all 12 trusted) are never fitted on: the `final` model scores
+    them, as the gate will, and they count as false alarms too."""
     from tasks.quality import lead_reversal as lr
 
     names = (None, *swaps)
@@ -109,6 +115,7 @@ def out_of_fold(synth: tuple, real: tuple, swaps: tuple[str, ...], args, p, p_mi
             here = folds[k] == f
             for out, new in zip(got[k], _scored(model, v[0][here], v[1][here], names, p, p_min), strict=True):
                 out[:, here] = new
+    got["real_noisy"] = list(_scored(final, *noisy, (None,), p, p_min))
     by_margin = {}
     for m in MARGINS:
         entry: dict = {}
@@ -127,6 +134,7 @@ def out_of_fold(synth: tuple, real: tuple, swaps: tuple[str, ...], args, p, p_mi
                 m
                 for m in MARGINS
                 if by_margin[str(m)][f"false_alarms_{kind}_real"] == 0
+                and by_margin[str(m)][f"false_alarms_{kind}_real_noisy"] == 0
                 and by_margin[str(m)][f"false_alarms_{kind}_synthetic"] <= allowed
             ),
             None,
@@ -134,10 +142,10 @@ def out_of_fold(synth: tuple, real: tuple, swaps: tuple[str, ...], args, p, p_mi
         for kind in ("limb", "chest")
     }
     return {
-        "windows": {k: len(v[0]) for k, v in parts.items()},
+        "windows": {**{k: len(v[0]) for k, v in parts.items()}, "real_noisy": len(noisy[0])},
         "folds": args.folds,
-        "rule": f"smallest margin with no real and at most {allowed} synthetic out-of-fold false alarms "
-        "of the kind",
+        "rule": f"smallest margin with no real (clean out of fold, noisy by the final model) and at most "
+        f"{allowed} synthetic out-of-fold false alarms of the kind",
         "chosen_margins": chosen,
         "by_margin": by_margin,
     }
@@ -180,12 +188,13 @@ def main() -> None:
     base = base_set(profile)
     fit = (base.part == "fit") & base.records
     real_t, real_p, real_n = clean_beats(base.w.x[fit], profile)
+    noisy = clean_beats(base.w.x[(base.part == "fit") & ~base.records], profile)[:2]
     synth_t, synth_p, synth_n = clean_beats(synthetic_signals(args.synth_records, args.seed), profile)
     template, p_corr = np.concatenate([synth_t, real_t]), np.concatenate([synth_p, real_p])
     swaps = lr.LIMB_SWAPS + lr.CHEST_SWAPS
-    oof = out_of_fold((synth_t, synth_p), (real_t, real_p), swaps, args, p, p_min)
     weights = lr.fit_weights(template, p_corr, p, p_min, swaps, args.l2)
     model = lr.ReversalModel(VERSION, swaps, weights, {})
+    oof = out_of_fold((synth_t, synth_p), (real_t, real_p), noisy, model, swaps, args, p, p_min)
     trusted = np.ones(template.shape[:2], dtype=bool)
     first = {}
     for k, name in enumerate((None, *swaps)):
