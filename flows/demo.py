@@ -30,6 +30,9 @@ from tasks.store.pseudonym import KEY_FILE
 
 DEMO_RECORDS = 600
 DEMO_SITES = 4
+# not seed 0: the packaged pretrained MSAIC-Net started from a seed-0 synthetic archive
+# (msaic_model/model/weights/msaic_synth20000.json), which the demo's test part must not share
+DEMO_SEED = 1
 DEMO_PSEUDONYM_KEY = "msaic-demo"  # the demo's patients are synthetic; a real store keeps a random key
 
 
@@ -51,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     console = Console()
     if not (archive / "ptbxl_database.csv").exists():
-        summary = synth(out=archive, records=args.records, sites=DEMO_SITES, seed=0, workers=settings.workers)
+        summary = synth(
+            out=archive, records=args.records, sites=DEMO_SITES, seed=DEMO_SEED, workers=settings.workers
+        )
         console.print(f"synth: {summary.records} records over {len(summary.per_site)} sites in {archive}")
     synthetic = (archive / "truth.parquet").exists()  # written by synth alone
     if settings.pseudonym_key is None and synthetic and not (store / KEY_FILE).exists():

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from data_contracts import load_json
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+WEIGHTS_DIR = Path(__file__).parent / "weights"  # pretrained weights that packaged configs start from
 
 
 class _Strict(BaseModel):
@@ -250,6 +251,13 @@ class ModelConfig(_Strict):
         """The feature-store columns the network reads beside the waveforms (empty without fusion)."""
         fusion = getattr(self.net, "fusion", None)
         return fusion_columns(fusion) if fusion is not None else []
+
+
+def init_weights_path(value: str) -> str:
+    """Where `train.init_weights` points: a packaged weights file by name (`WEIGHTS_DIR`, as
+    `msaic_pretrained` names its own), else the path or s3:// URL as given."""
+    packaged = WEIGHTS_DIR / value
+    return str(packaged) if "/" not in value and packaged.is_file() else value
 
 
 def available_configs() -> list[str]:

@@ -27,7 +27,7 @@ import torch
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from torch import nn
 
-from msaic_model.model.config import ModelConfig
+from msaic_model.model.config import ModelConfig, init_weights_path
 from msaic_model.model.data import WaveformStream
 from msaic_model.model.inference import predict_proba, predict_stream, resolve_device
 from msaic_model.model.net import build_model
@@ -69,9 +69,10 @@ def store_features(store: Location, record_ids: list[str], config: ModelConfig) 
 
 
 def initial_weights(config: ModelConfig) -> dict[str, torch.Tensor] | None:
-    """The weights of the safetensors file `train.init_weights` names (a path or an s3:// URL), if any."""
+    """The weights of the safetensors file `train.init_weights` names (a packaged file by name, a path
+    or an s3:// URL), if any."""
     path = config.train.init_weights
-    return None if path is None else safetensors.torch.load(location(path).read_bytes())
+    return None if path is None else safetensors.torch.load(location(init_weights_path(path)).read_bytes())
 
 
 def _labels(frame: pd.DataFrame, name: str) -> np.ndarray:
