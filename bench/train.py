@@ -43,6 +43,18 @@ MODELS = ("msaic", "logreg", "gbm", "resnet1d", "inception1d")  # the slowest la
 SITES = 4
 
 
+def pretraining_seeds(config: Path | None) -> set[int]:
+    """Seeds of the synthetic archives that the MSAIC-Net config (the packaged default when None)
+    was pretrained on, from the provenance beside its packaged weights: a bench archive of such a
+    seed would test the network on records it has seen."""
+    from msaic_model.model.config import WEIGHTS_DIR, load_config
+    from msaic_model.training.run import packaged_config
+
+    start = load_config(config or packaged_config("msaic")).train.init_weights
+    provenance = (WEIGHTS_DIR / start).with_suffix(".json") if start else None
+    return {json.loads(provenance.read_text())["seed"]} if provenance and provenance.is_file() else set()
+
+
 def build_store(work: Path, records: int, seed: int) -> Path:
     """The synthetic archive ingested, quality-checked and measured (reused when present)."""
     from flows.ingest import ingest
@@ -217,7 +229,7 @@ def main() -> None:
     parser.add_argument(
         "--held-out", nargs="+", help="site split: sites to hold out (default: drawn with the seed)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1, help="archive seed and first split seed")
     parser.add_argument("--repeats", type=int, default=1, help="splits drawn with seeds seed .. seed+R-1")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch/OpenMP threads (2 on a loaded 2-core machine spin-wait)"
@@ -226,6 +238,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.split == "loso" and args.held_out:
         parser.error("--held-out applies to --split site (loso holds out every site in turn)")
+    if args.seed in pretraining_seeds(args.config):
+        parser.error(f"--seed {args.seed}: the pretrained MSAIC-Net saw that seed's synthetic archive")
     os.environ.setdefault("MSAIC_PSEUDONYM_KEY", "bench")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch and scikit-learn load OpenMP
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded machine
