@@ -154,6 +154,15 @@ def test_patients_differ_in_orientation_size_septal_q_and_normal_st() -> None:
     assert np.median(st_young_men) > 1.3 * np.median(st_women)  # normal ST elevation of young men
 
 
+def test_normal_septal_q_waves_show_laterally_and_in_about_half_inferiorly() -> None:
+    """Normal q waves in I, aVL and V6, and in about half of normal adults also in II and aVF
+    (Chou): an inferior q wave alone is no infarct."""
+    q = np.array([q_depth(render(spec(pid), artifacts=False)) for pid in range(1, 41)]) < -0.02
+    share = dict(zip(LEADS, q.mean(axis=0), strict=True))
+    assert 0.3 < share["II"] < 0.75 and 0.25 < share["AVF"] < 0.75, share
+    assert min(share["I"], share["AVL"], share["V6"]) > 0.35, share
+
+
 def test_chest_leads_reach_normal_precordial_voltage() -> None:
     """The torso's median gain on the chest leads lifts R in V2 and V4 and S in V2 to the normal
     medians of the source (Rijnbeek): about 0.6 mV R in V2, over 1 mV in V4, about 1 mV S in V2."""
