@@ -522,6 +522,16 @@ def test_the_plan_mixes_patterns_mimics_placements_and_rhythms(plan: list[Record
     assert Counter(s.rhythm for s in plan)["af"] / len(plan) == pytest.approx(0.08, abs=0.02)
 
 
+def test_infarct_territories_follow_ptbxl(plan: list[RecordSpec]) -> None:
+    """PTB-XL's MI statements are mostly inferior (IMI) and anteroseptal (ASMI); the rare posterior
+    ones stay represented."""
+    mi = Counter(s.territory for s in plan if s.mi_type != NONE)
+    total = sum(mi.values())
+    assert mi["inferior"] / total == pytest.approx(0.40, abs=0.04), mi
+    assert mi["anteroseptal"] / total == pytest.approx(0.35, abs=0.04), mi
+    assert max(mi["anterior"], mi["lateral"], mi["anterolateral"]) / total < 0.1 and mi["posterior"] > 0, mi
+
+
 def test_infarcts_come_with_more_fibrillation_and_bundle_branch_block(plan: list[RecordSpec]) -> None:
     """Atrial fibrillation (6-21 % with MI) and LBBB/RBBB (6.7 / 6.2 % of MI) as the sources give them."""
     rhythm = load_json("physiology.json")["rhythm"]
