@@ -61,6 +61,7 @@ TRUTH_SCHEMA = pa.schema(
         ("confounder_severity", pa.float64()),
         ("placement", pa.string()),
         ("rhythm", pa.string()),
+        ("ectopy", pa.string()),
         ("site", pa.string()),
         ("device", pa.string()),
         ("fs", pa.int32()),

@@ -147,12 +147,16 @@ class Rhythm:
     resp_amp: float
     resp_axis_deg: float
     resp_phase: float
+    shown: np.ndarray | None = None  # (beats, c) 0/1: the components each beat shows (ectopic beats)
 
 
-def sample_rhythm(rng: np.random.Generator, hr_bpm: float, duration: float, af: bool = False) -> Rhythm:
+def sample_rhythm(
+    rng: np.random.Generator, hr_bpm: float, duration: float, af: bool = False, hrv_scale: float = 1.0
+) -> Rhythm:
     """RR series with LF (Mayer wave) and HF (respiratory sinus arrhythmia) modulation plus jitter,
-    or in atrial fibrillation (`af`) irregularly irregular (independent log-normal RR);
-    `hr_bpm` must not exceed MAX_HR_BPM, and no RR interval gets shorter than at that rate."""
+    all scaled by `hrv_scale` (lower after an infarct), or in atrial fibrillation (`af`) irregularly
+    irregular (independent log-normal RR); `hr_bpm` must not exceed MAX_HR_BPM, and no RR interval
+    gets shorter than at that rate."""
     r = load_json("physiology.json")["record"]
     rr0 = 60.0 / hr_bpm
     n = int(np.ceil((duration + 2.0) / (60.0 / MAX_HR_BPM))) + 3
@@ -161,9 +165,12 @@ def sample_rhythm(rng: np.random.Generator, hr_bpm: float, duration: float, af: 
     k = np.arange(n) * rr0
     rr = rr0 * (
         1.0
-        + rng.uniform(*r["lf_frac"]) * np.sin(2 * np.pi * r["lf_hz"] * k + phases[0])
-        + rng.uniform(*r["hf_frac"]) * np.sin(2 * np.pi * resp_hz * k + phases[1])
-        + rng.normal(0.0, r["jitter_frac"], n)
+        + hrv_scale
+        * (
+            rng.uniform(*r["lf_frac"]) * np.sin(2 * np.pi * r["lf_hz"] * k + phases[0])
+            + rng.uniform(*r["hf_frac"]) * np.sin(2 * np.pi * resp_hz * k + phases[1])
+            + rng.normal(0.0, r["jitter_frac"], n)
+        )
     )
     irregular = rr0 * np.exp(rng.normal(0.0, load_json("physiology.json")["rhythm"]["af_rr_log_sd"], n))
     rr = np.maximum(irregular if af else rr, 60.0 / MAX_HR_BPM)
@@ -203,13 +210,16 @@ def beat_variation(rng: np.random.Generator, model: BeatModel, beats: int) -> tu
 
 def render_vcg(model: BeatModel, rhythm: Rhythm, fs: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """The dipole (n, 3) in mV sampled at `fs`, all beats at once; each beat's waves vary in size
-    and timing, and breathing scales the dipole and turns it in the frontal plane. The Gaussians
+    and timing (and show only the components `rhythm.shown` gives them, where ectopic beats
+    differ), and breathing scales the dipole and turns it in the frontal plane. The Gaussians
     are evaluated in float32 (half the cost; far below a microvolt of error)."""
     t = np.arange(n) / fs
     beats = rhythm.r_times
     rr = np.diff(beats, prepend=beats[0] - (beats[1] - beats[0]))
     scale = np.where(model.rr_scaled, np.sqrt(rr)[:, None], 1.0)  # (beats, c)
     gain, shift = beat_variation(rng, model, len(beats))
+    if rhythm.shown is not None:
+        gain = gain * rhythm.shown
     at = (beats[:, None] + model.center * scale + shift).astype(np.float32)  # (beats, c) absolute times
     inverse_width = (1.0 / (model.width * scale)).astype(np.float32)
     gain, vector, t32 = gain.astype(np.float32), model.vector.astype(np.float32), t.astype(np.float32)

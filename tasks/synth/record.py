@@ -21,6 +21,7 @@ from tasks.synth.dipole import (
     sample_patient,
     sample_rhythm,
 )
+from tasks.synth.ectopy import draw_ectopy, with_ectopy
 from tasks.synth.leadfield import PLACEMENTS, lead_field, to_leads, to_measured
 from tasks.synth.pathology import (
     MI_TYPES,
@@ -57,6 +58,8 @@ class RecordSpec:
     confounder_severity: float = 0.0
     placement: str = "standard"  # electrode placement (leadfield.PLACEMENTS)
     rhythm: str = "sinus"  # sinus or af (atrial fibrillation)
+    ectopy: str = NONE  # premature beats: pvc, pac or none (ectopy.py)
+    hrv_scale: float = 1.0  # heart rate variability against the normal, lower after an infarct
     statement: str = NONE  # the infarct territory the reader states, none when no infarct is stated
 
 
@@ -112,7 +115,9 @@ def render(spec: RecordSpec, artifacts: bool = True, artifact_scale: float = 1.0
     beat, hr = record_model(physio, patient, beat)
     field = recording_field(physio, patient, spec.placement)
     hr = min(hr + profile.hr_shift_bpm, MAX_HR_BPM)
-    rhythm = sample_rhythm(physio, hr, duration, af)
+    rhythm = sample_rhythm(physio, hr, duration, af, spec.hrv_scale)
+    if spec.ectopy != NONE:
+        beat, rhythm = with_ectopy(physio, spec.ectopy, beat, rhythm, duration)
     vcg = render_vcg(beat, rhythm, profile.fs, n, beats)
     if af:
         vcg += fibrillatory_waves(beats, n, profile.fs)
@@ -140,8 +145,9 @@ def _confounder(rng: np.random.Generator, weights: dict[str, float]) -> dict[str
 
 
 def _recording(rng: np.random.Generator, profile: SiteProfile, patient: dict) -> dict[str, str]:
-    """What differs between a patient's recordings: electrode placement and the reader's statement
-    (the true territory, a mimic's look-alike territory or a drawn one for a false call, or none)."""
+    """What differs between a patient's recordings: electrode placement, the reader's statement
+    (the true territory, a mimic's look-alike territory or a drawn one for a false call, or none)
+    and premature beats."""
     high = load_json("physiology.json")["record"]["placement"]["v1v2_high_rate"]
     shares = {"v1v2_high": high, "mason_likar": profile.mason_likar_rate}
     placement = _choose(rng, {p: shares.get(p, 1.0 - sum(shares.values())) for p in PLACEMENTS})
@@ -154,7 +160,8 @@ def _recording(rng: np.random.Generator, profile: SiteProfile, patient: dict) ->
             statement = confounders()[confounder]["reads_as"]
         else:
             statement = _choose(rng, _territory_weights())
-    return {"placement": placement, "statement": statement}
+    ectopy = draw_ectopy(rng, grade != NONE, patient["rhythm"] == "sinus")
+    return {"placement": placement, "statement": statement, "ectopy": ectopy}
 
 
 def _territory_weights() -> dict[str, float]:
@@ -202,6 +209,7 @@ def plan_shard(
                 "territory": _choose(rng, _territory_weights()),
                 "grade": grade,
                 "severity": _uniform(rng, mi["grades"][grade]),
+                "hrv_scale": load_json("physiology.json")["record"]["hrv_scale_mi"],
             }
             if rng.random() < mi["confounder_rate"]:
                 patient |= _confounder(rng, mi["confounder_weights"])

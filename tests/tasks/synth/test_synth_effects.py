@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tasks.synth.dipole import MAX_COMPONENTS, Rhythm, beat_variation, render_vcg, rotation, sample_patient
+from tasks.synth.ectopy import PREFIX, ectopy_config, with_ectopy
 from tasks.synth.leadfield import DOWER, LEADS, lead_field
 from tasks.synth.pathology import NONE, apply_confounder, confounders, scp_codes, territories
 from tasks.synth.record import RecordSpec, Rendered, plan_shard, render
@@ -153,6 +154,15 @@ def test_patients_differ_in_orientation_size_septal_q_and_normal_st() -> None:
     assert np.median(st_young_men) > 1.3 * np.median(st_women)  # normal ST elevation of young men
 
 
+def test_normal_septal_q_waves_show_laterally_and_in_about_half_inferiorly() -> None:
+    """Normal q waves in I, aVL and V6, and in about half of normal adults also in II and aVF
+    (Chou): an inferior q wave alone is no infarct."""
+    q = np.array([q_depth(render(spec(pid), artifacts=False)) for pid in range(1, 41)]) < -0.02
+    share = dict(zip(LEADS, q.mean(axis=0), strict=True))
+    assert 0.3 < share["II"] < 0.75 and 0.25 < share["AVF"] < 0.75, share
+    assert min(share["I"], share["AVL"], share["V6"]) > 0.35, share
+
+
 def test_chest_leads_reach_normal_precordial_voltage() -> None:
     """The torso's median gain on the chest leads lifts R in V2 and V4 and S in V2 to the normal
     medians of the source (Rijnbeek): about 0.6 mV R in V2, over 1 mV in V4, about 1 mV S in V2."""
@@ -216,6 +226,98 @@ def test_atrial_fibrillation_has_no_p_wave_and_an_irregular_rhythm() -> None:
     assert np.std(np.concatenate(spread["af"])) > 0.12 > 2 * np.std(np.concatenate(spread["sinus"]))
     codes = scp_codes(NONE, NONE, NONE, NONE, "af")
     assert codes["AFIB"] == 100.0 and "SR" not in codes and "NORM" in codes
+
+
+def _premature(normal: Rendered, ectopic: Rendered) -> np.ndarray:
+    """Indices of the beats that came early."""
+    return np.flatnonzero(ectopic.r_times < normal.r_times - 1e-9)
+
+
+def _qrs_span(r: Rendered, at: float, threshold: float = 0.2) -> float:
+    """Seconds during which the spatial size of the signal (all leads, against the level just
+    before the beat's window) exceeds `threshold` of its peak within 0.1 s of `at`."""
+    w = r.signal[_samples(np.array([at]), np.linspace(-0.1, 0.1, 101))[0]]
+    size = np.linalg.norm(w - w[:5].mean(axis=0), axis=1)
+    return float((size > threshold * size.max()).sum() * 0.002)
+
+
+def test_a_pvc_comes_early_wide_without_p_with_opposite_t_and_a_compensatory_pause() -> None:
+    e = ectopy_config()
+    for pid in PIDS:
+        normal, pvc = pair(pid, ectopy="pvc")
+        early = _premature(normal, pvc)
+        assert e["count"][0] <= len(early) <= e["count"][1], early
+        first = pvc.r_times[early[0]] - 0.5
+        assert np.allclose(normal.signal[: int(first * FS)], pvc.signal[: int(first * FS)])  # all else alike
+        for k in early:
+            rr = normal.r_times[k] - normal.r_times[k - 1]
+            assert pvc.r_times[k] - pvc.r_times[k - 1] < 0.8 * rr
+            if k + 1 not in early:
+                assert pvc.r_times[k + 1] == normal.r_times[k + 1]  # the next sinus beat on time
+            assert _qrs_span(pvc, pvc.r_times[k]) > _qrs_span(normal, normal.r_times[k]) + 0.015, pid
+    p = sample_patient(np.random.default_rng(5), 50, False)
+    rhythm = Rhythm(np.arange(-1.0, 12.0, 0.8), 0.25, 0.0, 0.0, 0.0)
+    model, ectopic = with_ectopy(np.random.default_rng(6), "pvc", p.model, rhythm, 10.0)
+    own = np.array([n.startswith(PREFIX) for n in model.names])
+    early = np.flatnonzero(np.diff(ectopic.r_times, prepend=-1.8) < 0.7)
+    assert ectopic.shown is not None and (ectopic.shown[early] == own).all()  # no P, no sinus QRS
+    assert (ectopic.shown[np.setdiff1d(np.arange(len(ectopic.r_times)), early)] == ~own).all()
+    qrs, t = model.vector[model.index(f"{PREFIX}R1")], model.vector[model.index(f"{PREFIX}T")]
+    assert qrs @ t < 0 and 1.0 <= np.linalg.norm(qrs) <= 2.0  # the T wave opposite to the wide QRS
+    with pytest.raises(ValueError, match="ectopy"):
+        with_ectopy(np.random.default_rng(6), "vt", p.model, rhythm, 10.0)
+
+
+def test_a_pac_comes_early_with_another_p_and_resets_the_sinus_node() -> None:
+    for pid in PIDS:
+        normal, pac = pair(pid, ectopy="pac")
+        early = _premature(normal, pac)
+        k = early[0]
+        assert pac.r_times[k] - pac.r_times[k - 1] < 0.9 * (normal.r_times[k] - normal.r_times[k - 1])
+        later = np.setdiff1d(np.arange(k + 1, len(pac.r_times)), early)
+        shift = normal.r_times[later] - pac.r_times[later]
+        assert (shift > 0.05).all()  # the sinus node reset: the beats after it come earlier too
+        assert abs(_qrs_span(pac, pac.r_times[k]) - _qrs_span(normal, normal.r_times[k])) < 0.01  # normal QRS
+    p = sample_patient(np.random.default_rng(5), 50, False)
+    rhythm = Rhythm(np.arange(-1.0, 12.0, 0.8), 0.25, 0.0, 0.0, 0.0)
+    model, ectopic = with_ectopy(np.random.default_rng(7), "pac", p.model, rhythm, 10.0)
+    sinus, other = model.vector[model.index("P")], model.vector[model.index(f"{PREFIX}P")]
+    cos = sinus @ other / np.linalg.norm(sinus) / np.linalg.norm(other)
+    assert cos < np.cos(np.radians(ectopy_config()["pac_p_turn_deg"][0])) + 1e-9  # another atrial focus
+    assert ectopic.shown is not None and set(ectopic.shown.sum(axis=1)) == {len(model.names) - 1}
+
+
+def test_infarcts_lower_heart_rate_variability(plan: list[RecordSpec]) -> None:
+    """RR variability is lower after an infarct (Kleiger 1987, Bigger 1995): the plan gives every
+    infarct `hrv_scale_mi`, and for the same patient and draws the RR deviations scale by it."""
+    scale = load_json("physiology.json")["record"]["hrv_scale_mi"]
+    assert {s.hrv_scale for s in plan if s.mi_type != NONE} == {scale}
+    assert {s.hrv_scale for s in plan if s.mi_type == NONE} == {1.0}
+    for pid in PIDS:
+        normal, low = pair(pid, hrv_scale=scale)
+        a, b = np.diff(normal.r_times), np.diff(low.r_times)
+        assert np.std(b) == pytest.approx(scale * np.std(a), rel=0.02), pid
+
+
+def test_the_scar_q_wave_does_not_start_the_qrs_early() -> None:
+    """An infarct's Q wave replaces initial forces and lasts at least 30 ms (UDMI4): the scar's Q
+    component starts (centre minus 2.5 widths) with the normal q wave and lasts about 40 ms, so the
+    QRS onset seen in the leads moves by under 12 ms at full severity (a wider Q moved it 21 ms)."""
+    phys = load_json("physiology.json")
+    old, q = phys["mi"]["old"], next(c for c in phys["components"] if c["name"] == "Q")
+    assert old["q_center_s"] - 2.5 * old["q_width_s"] >= q["center_s"] - 2.5 * q["width_s"] - 1e-9
+    assert 4.3 * old["q_width_s"] >= 0.03  # above a tenth of its depth for at least 30 ms
+
+    def onset(r: Rendered) -> np.ndarray:
+        b = _beats(r, len(r.signal))
+        w = r.signal[_samples(b, np.linspace(-0.1, 0.0, 51))]
+        base = r.signal[_samples(b, np.linspace(*PR, 5))].mean(axis=1, keepdims=True)
+        size = np.linalg.norm(w - base, axis=2)
+        return np.array([np.median(np.argmax(size > 0.05, axis=1)) * 0.002])
+
+    for territory in ("anterior", "inferior", "lateral"):
+        moved = mean_change(onset, mi_type="old", pattern="q_wave", territory=territory, severity=1.0)
+        assert abs(moved[0]) < 0.012, (territory, moved)
 
 
 # --- MI-negative mimics -------------------------------------------------------------------------
@@ -420,6 +522,16 @@ def test_the_plan_mixes_patterns_mimics_placements_and_rhythms(plan: list[Record
     assert Counter(s.rhythm for s in plan)["af"] / len(plan) == pytest.approx(0.08, abs=0.02)
 
 
+def test_infarct_territories_follow_ptbxl(plan: list[RecordSpec]) -> None:
+    """PTB-XL's MI statements are mostly inferior (IMI) and anteroseptal (ASMI); the rare posterior
+    ones stay represented."""
+    mi = Counter(s.territory for s in plan if s.mi_type != NONE)
+    total = sum(mi.values())
+    assert mi["inferior"] / total == pytest.approx(0.40, abs=0.04), mi
+    assert mi["anteroseptal"] / total == pytest.approx(0.35, abs=0.04), mi
+    assert max(mi["anterior"], mi["lateral"], mi["anterolateral"]) / total < 0.1 and mi["posterior"] > 0, mi
+
+
 def test_infarcts_come_with_more_fibrillation_and_bundle_branch_block(plan: list[RecordSpec]) -> None:
     """Atrial fibrillation (6-21 % with MI) and LBBB/RBBB (6.7 / 6.2 % of MI) as the sources give them."""
     rhythm = load_json("physiology.json")["rhythm"]
@@ -432,6 +544,17 @@ def test_infarcts_come_with_more_fibrillation_and_bundle_branch_block(plan: list
     block = Counter(s.confounder for s in mi)
     assert block["LBBB"] / len(mi) == pytest.approx(0.067, abs=0.025)
     assert block["RBBB"] / len(mi) == pytest.approx(0.062, abs=0.025)
+
+
+def test_premature_beats_in_sinus_rhythm_and_more_with_infarcts(plan: list[RecordSpec]) -> None:
+    e = ectopy_config()
+    assert all(s.ectopy == NONE for s in plan if s.rhythm == "af")
+    sinus = [s for s in plan if s.rhythm == "sinus"]
+    for mi, factor in ((False, 1.0), (True, e["mi_factor"])):
+        kinds = Counter(s.ectopy for s in sinus if (s.mi_type != NONE) == mi)
+        total = sum(kinds.values())
+        assert kinds["pvc"] / total == pytest.approx(factor * e["pvc_rate"], abs=0.02), (mi, kinds)
+        assert kinds["pac"] / total == pytest.approx(factor * e["pac_rate"], abs=0.02), (mi, kinds)
 
 
 def test_the_reader_misses_subtle_infarcts_and_calls_some_mimics(plan: list[RecordSpec]) -> None:
