@@ -233,11 +233,16 @@ def lead_importance(
     store: Location, loaded: LoadedModel, test: pd.DataFrame, config: EvaluationConfig, seed: int
 ) -> dict[str, pd.DataFrame]:
     """Permutation importance of single leads and of territories on (at most
-    `importance_max_records` of) the test part; empty when the test part holds a single class."""
+    `importance_max_records` of) the test part, sampled within each class so that both stay in
+    the sample (a plain sample of a small or skewed test part could hold one class only); empty
+    when the test part holds a single class."""
     if test["mi_label"].nunique() < 2:
         return {}
-    sample = test.sample(n=min(len(test), config.importance_max_records), random_state=seed)
-    sample = sample.sort_values("record_id")
+    share = min(1.0, config.importance_max_records / len(test))
+    sample = pd.concat(
+        rows.sample(n=max(1, round(share * len(rows))), random_state=seed)
+        for _, rows in test.groupby("mi_label", sort=True)
+    ).sort_values("record_id")
     signals = signals_for(store, sample["record_id"].tolist())
     labels = sample["mi_label"].to_numpy(int)
     if loaded.net is None:  # a feature baseline: the shuffled leads are measured again

@@ -203,11 +203,20 @@ def test_review_serves_an_out_on_s3_and_records_decisions_in_a_store_on_s3(
 
 
 def test_serve_flows_promote_and_screen_with_store_archives_and_out_on_s3(
-    trained: ObjectPath, s3_store: ObjectPath, small_archive: Path, s3_prefix: ObjectPath
+    trained: ObjectPath,
+    s3_store: ObjectPath,
+    small_archive: Path,
+    s3_prefix: ObjectPath,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows.serve import deployments, nightly_screen
     from msaic_model.training.promotion import LOG, gate, promoted_model
     from tasks.settings import Settings
+
+    # the flows read their Settings from the environment; one worker, in this process: a process
+    # pool forks from this session's forkserver, which earlier tests may have started before the
+    # SeaweedFS endpoint was put in the environment (a real `msaic serve` has it from the start)
+    monkeypatch.setenv("MSAIC_WORKERS", "1")
 
     archive = upload(small_archive, s3_prefix / "archive")
     screening = str(s3_prefix / "screening")
