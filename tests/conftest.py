@@ -80,12 +80,27 @@ def synth_store(synth_archive: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
-    """The directory of a tiny MSAIC-Net registered on `synth_store`, trained once per session
-    (tests/flows/scoring_setup.py); read-only for tests."""
+def measured_store(synth_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`synth_store` with its quality verdicts and features, through their own flows, once per
+    session; read-only for tests (copy before writing: training registers models in the store)."""
+    from flows.features import features
+    from flows.quality import quality
+    from tasks.settings import Settings
+    from tests.helpers import copy_store
+
+    store = copy_store(synth_store, tmp_path_factory.mktemp("measured") / "store")
+    quality(store, Settings(workers=2))
+    features(store, Settings(workers=2))
+    return store
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, measured_store: Path) -> Path:
+    """The directory of a tiny MSAIC-Net registered on a copy of `measured_store`, trained once
+    per session (tests/flows/scoring_setup.py); read-only for tests."""
     from tests.flows.scoring_setup import trained_store
 
-    store, model_id = trained_store(tmp_path_factory, synth_store)
+    store, model_id = trained_store(tmp_path_factory, measured_store)
     return store / "models" / model_id
 
 

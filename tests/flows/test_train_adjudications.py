@@ -32,13 +32,13 @@ def _row(store_records: pd.DataFrame, record_id: str, decision: str, at: datetim
 
 def test_training_uses_the_latest_adjudication_over_the_source_label(
     tmp_path_factory: pytest.TempPathFactory,
-    synth_store: Path,
+    measured_store: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from flows.cli import main
 
-    trained, _ = trained_store(tmp_path_factory, synth_store)
+    trained, _ = trained_store(tmp_path_factory, measured_store)
     store = copy_store(trained, tmp_path / "store")
     source = eligible_records(store).records.set_index("record_id")
     positives = source[source["mi_label"] == 1].head(2)

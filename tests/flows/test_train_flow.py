@@ -18,8 +18,6 @@ import safetensors.torch
 from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS
 from flows.cli import main
-from flows.features import features
-from flows.quality import quality
 from flows.train import evaluate, train
 from msaic_model.model.config import load_config, with_overrides
 from msaic_model.training.calibration import calibrate, load_calibration_config
@@ -28,7 +26,6 @@ from msaic_model.training.registry import load_model
 from msaic_model.training.run import signals_for
 from tasks import store as st
 from tasks.quality.profile_file import ProfileId, profile_bytes
-from tasks.settings import Settings
 from tests.helpers import copy_store
 
 TINY_NET = {
@@ -47,12 +44,9 @@ TINY_NET = {
 
 
 @pytest.fixture(scope="module")
-def store(synth_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic store with its quality verdicts and features, through their own flows."""
-    store = copy_store(synth_store, tmp_path_factory.mktemp("train-flow") / "store")
-    quality(store, Settings(workers=1))
-    features(store, Settings(workers=1))
-    return store
+def store(measured_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's synthetic store with its quality verdicts and features."""
+    return copy_store(measured_store, tmp_path_factory.mktemp("train-flow") / "store")
 
 
 @pytest.fixture(scope="module")

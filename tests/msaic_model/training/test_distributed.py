@@ -17,14 +17,11 @@ import pandas as pd
 import pytest
 
 from data_contracts import load_json
-from flows.features import features
-from flows.quality import quality
 from msaic_model.model.config import load_config, with_overrides
 from msaic_model.model.data import WaveformStream
 from msaic_model.training.distributed import Ranks, ShardedStream
 from msaic_model.training.registry import load_model
 from tasks import store as st
-from tasks.settings import Settings
 from tests.helpers import TINIEST_MSAIC, copy_store
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -64,12 +61,9 @@ def test_ranks_share_each_epoch_disjointly_and_equally(synth_store: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def store(synth_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic store with its quality verdicts and features, through their own flows."""
-    store = copy_store(synth_store, tmp_path_factory.mktemp("ddp") / "store")
-    quality(store, Settings(workers=1))
-    features(store, Settings(workers=1))
-    return store
+def store(measured_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's synthetic store with its quality verdicts and features."""
+    return copy_store(measured_store, tmp_path_factory.mktemp("ddp") / "store")
 
 
 def test_two_ranks_under_torchrun(store: Path, tmp_path: Path, prefect_harness: None) -> None:
