@@ -47,12 +47,11 @@ def pretraining_seeds(config: Path | None) -> set[int]:
     """Seeds of the synthetic archives that the MSAIC-Net config (the packaged default when None)
     was pretrained on, from the provenance beside its packaged weights: a bench archive of such a
     seed would test the network on records it has seen."""
-    from msaic_model.model.config import WEIGHTS_DIR, load_config
+    from msaic_model.model.config import load_config, weights_provenance
     from msaic_model.training.run import packaged_config
 
-    start = load_config(config or packaged_config("msaic")).train.init_weights
-    provenance = (WEIGHTS_DIR / start).with_suffix(".json") if start else None
-    return {json.loads(provenance.read_text())["seed"]} if provenance and provenance.is_file() else set()
+    provenance = weights_provenance(load_config(config or packaged_config("msaic")))
+    return {provenance["seed"]} if provenance else set()
 
 
 def build_store(work: Path, records: int, seed: int) -> Path:

@@ -260,6 +260,15 @@ def init_weights_path(value: str) -> str:
     return str(packaged) if "/" not in value and packaged.is_file() else value
 
 
+def weights_provenance(config: ModelConfig) -> dict[str, Any] | None:
+    """How a config's packaged start was made (the JSON beside its weights file in `WEIGHTS_DIR`:
+    SHA-256, pretraining config, archive seed); None for a random start or weights of your own."""
+    if config.train.init_weights is None:
+        return None
+    path = Path(init_weights_path(config.train.init_weights)).with_suffix(".json")
+    return json.loads(path.read_text()) if path.parent == WEIGHTS_DIR and path.is_file() else None
+
+
 def available_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 

@@ -5,10 +5,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from data_contracts import load_json
-from msaic_model.model.config import WEIGHTS_DIR, available_configs, load_config
+from msaic_model.model.config import WEIGHTS_DIR, available_configs, load_config, weights_provenance
 from msaic_model.model.net import build_model
 from msaic_model.training.fit import initial_weights
 from msaic_model.training.run import network_config, packaged_config
@@ -28,7 +27,7 @@ def test_packaged_pretrained_weights_are_intact_and_fit_their_network() -> None:
     assert [c.name for c in pretrained] == ["msaic_pretrained"]
     for config in pretrained:
         path = WEIGHTS_DIR / config.train.init_weights
-        provenance = json.loads(path.with_suffix(".json").read_text())
+        provenance = weights_provenance(config)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == provenance["sha256"]
         build_model(config).load_state_dict(initial_weights(config), strict=True)
         # the same network and training as the config it was pretrained with; only the start differs
