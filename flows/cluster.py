@@ -30,6 +30,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 
+from tasks.runner import tune_allocator
+
 R = TypeVar("R")
 
 
@@ -135,6 +137,7 @@ class ShardCall:
         return self.token
 
     def __call__(self) -> Any:
+        tune_allocator()  # the Dask worker's process, as the local pool's initializer does
         return self.fn(*self.args)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tasks.runner import run_sharded, worker_count, worker_threads
+from tasks.runner import run_sharded, tune_allocator, worker_count, worker_threads
 
 
 def _square_pid(x: int, delay: float = 0.0) -> tuple[int, int]:
@@ -74,3 +78,46 @@ def test_worker_policy() -> None:
 def test_an_error_in_a_shard_reaches_the_caller() -> None:
     with pytest.raises(ZeroDivisionError):
         list(run_sharded([1, 0], partial(divmod, 1), 1))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mapped_growth(mib: int) -> int:
+    """Bytes glibc serves from fresh mmaps (`hblkhd`) for one array of `mib` MiB, in this process."""
+    import numpy as np
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    before = libc.mallinfo2().hblkhd
+    block = np.ones(mib << 20, np.uint8)
+    grown = libc.mallinfo2().hblkhd - before
+    del block
+    return int(grown)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt and mallinfo2 are glibc's")
+def test_pool_workers_keep_signal_buffers_in_the_heap() -> None:
+    """A fresh process maps a 16 MiB array afresh (and unmaps it on free); a pool worker, tuned at
+    start, serves it from the heap."""
+    code = "from tests.tasks.test_runner import _mapped_growth; print(_mapped_growth(16))"
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(fresh.stdout) >= 16 << 20
+    in_pool = list(run_sharded([16, 16], _mapped_growth, 2, start_method="spawn"))
+    assert in_pool == [0, 0]
+    assert tune_allocator() and _mapped_growth(16) == 0  # and in this process, once tuned
