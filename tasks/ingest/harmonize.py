@@ -42,9 +42,11 @@ class Harmonized:
 
 
 def to_canonical(raw: RawRecord) -> tuple[np.ndarray, list[str], list[str]]:
-    """Source channels mapped to the 12 canonical leads in mV (samples × 12, NaN where absent),
-    with the missing canonical leads and the dropped source channels."""
-    out = np.full((raw.signal.shape[0], len(CANONICAL_LEADS)), np.nan, dtype=np.float32)
+    """Source channels mapped to the 12 canonical leads in mV, lead-major (12 × samples, NaN where
+    absent: each lead one contiguous row for the filters after), with the missing canonical leads
+    and the dropped source channels."""
+    out = np.empty((len(CANONICAL_LEADS), raw.signal.shape[0]), dtype=np.float32)
+    source = raw.signal.T
     filled: set[int] = set()
     dropped: list[str] = []
     for ch, name in enumerate(raw.sig_name):
@@ -56,12 +58,13 @@ def to_canonical(raw: RawRecord) -> tuple[np.ndarray, list[str], list[str]]:
         if unit not in _UNIT_TO_MV:
             raise HarmonizeError("unknown_unit", f"lead {lead} is in a unit other than mV, uV, V or nV")
         idx = CANONICAL_LEADS.index(lead)
-        out[:, idx] = raw.signal[:, ch] * np.float32(sign * _UNIT_TO_MV[unit])
+        np.multiply(source[ch], sign * _UNIT_TO_MV[unit], out=out[idx], casting="same_kind")
         filled.add(idx)
     if not filled:
         n = len(raw.sig_name)
         raise HarmonizeError("no_ecg_leads", f"none of the {n} channels is one of the 12 standard leads")
     missing = [lead for i, lead in enumerate(CANONICAL_LEADS) if i not in filled]
+    out[[i for i in range(len(CANONICAL_LEADS)) if i not in filled]] = np.nan
     return out, missing, dropped
 
 
@@ -142,39 +145,43 @@ def _polyphase_matmul(x: np.ndarray, up: int, down: int) -> np.ndarray:
 
 
 def resample(signal: np.ndarray, fs: float, target_fs: int) -> np.ndarray:
-    """Polyphase resampling along time (axis 0); gaps (NaN or infinite samples) are bridged linearly
-    for the filter and are NaN afterwards, all-NaN leads stay NaN."""
+    """Polyphase resampling along time (the last axis: leads × samples); gaps (NaN or infinite
+    samples) are bridged linearly for the filter and are NaN afterwards, all-NaN leads stay NaN."""
     ratio = Fraction(target_fs) / Fraction(fs).limit_denominator(1000)
     if ratio == 1:
         return signal
-    nan = ~np.isfinite(signal)  # an infinite sample is a gap too: the FFT would spread it over the lead
     filled = signal
-    if nan.any():
+    nan = None
+    # an infinite sample is a gap too: the filter would spread it over the lead
+    if not np.isfinite(signal.sum(axis=-1)).all():
+        nan = ~np.isfinite(signal)
         filled = signal.copy()
-        t = np.arange(signal.shape[0])
-        for j in np.flatnonzero(nan.any(axis=0) & ~nan.all(axis=0)):
-            ok = ~nan[:, j]
-            filled[:, j] = np.interp(t, t[ok], signal[ok, j])
-        filled[:, nan.all(axis=0)] = 0.0
+        t = np.arange(signal.shape[-1])
+        for j in np.ndindex(signal.shape[:-1]):
+            gaps = nan[j]
+            if gaps.all():
+                filled[j] = 0.0
+            elif gaps.any():
+                filled[j] = np.interp(t, t[~gaps], signal[j][~gaps])
     up, down = ratio.numerator, ratio.denominator
-    out = resample_poly_fast(filled.astype(np.float32, copy=False), up, down, axis=0)
-    if nan.any():
-        src = np.minimum((np.arange(out.shape[0]) / ratio).astype(int), signal.shape[0] - 1)
-        out[nan[src]] = np.nan
+    out = resample_poly_fast(filled.astype(np.float32, copy=False), up, down)
+    if nan is not None:
+        src = np.minimum((np.arange(out.shape[-1]) / ratio).astype(int), signal.shape[-1] - 1)
+        out[nan[..., src]] = np.nan
     return out
 
 
 def to_windows(signal: np.ndarray, window: int, min_tail: int) -> tuple[np.ndarray, list[int]]:
-    """Consecutive windows (n × leads × window); a tail of at least `min_tail` samples becomes a
-    last window padded with NaN, a shorter tail is dropped."""
-    n, leads = signal.shape
+    """Consecutive windows (n × leads × window) of a lead-major signal (leads × samples); a tail of
+    at least `min_tail` samples becomes a last window padded with NaN, a shorter tail is dropped."""
+    leads, n = signal.shape
     n_full, tail = divmod(n, window)
     keep_tail = tail >= min_tail
-    out = np.empty((n_full + int(keep_tail), leads, window), dtype=np.float32)  # one copy, lead-major
-    out[:n_full] = signal[: n_full * window].reshape(n_full, window, leads).transpose(0, 2, 1)
+    out = np.empty((n_full + int(keep_tail), leads, window), dtype=np.float32)
+    out[:n_full] = signal[:, : n_full * window].reshape(leads, n_full, window).transpose(1, 0, 2)
     if keep_tail:
         out[n_full] = np.nan
-        out[n_full, :, :tail] = signal[n_full * window :].T
+        out[n_full, :, :tail] = signal[:, n_full * window :]
     valid = [window] * n_full + ([tail] if keep_tail else [])
     return out, valid
 
@@ -191,8 +198,8 @@ def harmonize(
     if duration > max_duration_s:
         raise HarmonizeError("too_long", f"{duration:.0f} s is above the {max_duration_s:g} s maximum")
     signal, missing, dropped = to_canonical(raw)
-    present = signal[:, ~np.isnan(signal).all(axis=0)]
-    if present.size == 0 or np.all(np.nanmax(present, axis=0) == np.nanmin(present, axis=0)):
+    # fmax/fmin pass over NaN; a lead that is all NaN or constant has no max above its min
+    if not np.any(np.fmax.reduce(signal, axis=1) > np.fmin.reduce(signal, axis=1)):
         raise HarmonizeError("no_signal", "every lead is empty (NaN) or constant")
     signal = resample(signal, raw.fs, target_fs)
     windows, valid = to_windows(signal, round(window_s * target_fs), round(min_duration_s * target_fs))

@@ -67,7 +67,7 @@ def test_stored_signals_match_the_source_in_mv(real_store: Path) -> None:
             [sig_by_id[r][:, :n] for r, n in zip(grp["record_id"], grp["n_samples"], strict=False)], axis=1
         ).T
         fs = src.fs
-        back = resample(stored, 500, fs) if fs != 500 else stored
+        back = resample(stored.T, 500, fs).T if fs != 500 else stored
         ref = src.p_signal[: back.shape[0]]
         if fs == 500:
             np.testing.assert_allclose(back, ref, atol=1e-5, err_msg=path)

@@ -74,7 +74,7 @@ def test_clipping_at_a_native_1000_hz_then_resampled_is_saturation(profile: QcPr
     resampling filter rings at each plateau's start and leaves the plateau itself flat."""
     raw = wfdb.rdrecord(str(CINC / "PTB_PTBXL" / "S0001")).p_signal[:10_000].astype(np.float32)
     raw[:, LEAD["V2"]] = _clip(raw[:, LEAD["V2"]], share=0.3, drift_mv=1.5)
-    x = resample(raw, 1000.0, 500).T[None]
+    x = resample(raw.T, 1000.0, 500)[None]
     flags = _flags(x, profile)[0]
     assert "saturation" in flags[LEAD["V2"]]
     assert not any("saturation" in f for j, f in enumerate(flags) if j != LEAD["V2"])
