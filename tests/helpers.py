@@ -4,6 +4,7 @@ MSAIC-Net config for tests that train many models."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,17 @@ def write_record(
         write_dir=str(directory),
     )
     return directory / f"{name}.hea"
+
+
+def copy_ludb(folder: Path, ids: Iterable[int]) -> Path:
+    """Real LUDB records (header and signal file) copied into `folder` (made if missing)."""
+    from tests.conftest import LUDB
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in ids:
+        for ext in ("hea", "dat"):
+            shutil.copy(LUDB / f"{i}.{ext}", folder / f"{i}.{ext}")
+    return folder
 
 
 def copy_store(store: Path, to: Path) -> Path:

@@ -22,7 +22,7 @@ import stat
 import tarfile
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -65,11 +65,12 @@ class ArchiveLimits:
 @dataclass(frozen=True)
 class RecordUnit:
     """One recording as found in the archive: its path relative to the archive root (the WFDB
-    header, or the export file itself), the bytes of every file it needs by base name, and its
-    format (`wfdb` or a `tasks.ingest.readers.FORMATS` value)."""
+    header, or the export file itself), the bytes of every file it needs by base name (held, or
+    `ArchiveFiles` read where they are needed), and its format (`wfdb` or a
+    `tasks.ingest.readers.FORMATS` value)."""
 
     header_path: str
-    files: dict[str, bytes]
+    files: Mapping[str, bytes]
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = "wfdb"
 
@@ -79,7 +80,54 @@ class RecordUnit:
 
     @property
     def nbytes(self) -> int:
+        if isinstance(self.files, ArchiveFiles):
+            return self.files.nbytes
         return sum(len(b) for b in self.files.values())
+
+
+class ArchiveFiles(Mapping[str, bytes]):
+    """A record unit's files by base name, read from a directory or object-storage archive when
+    first asked for, in the worker that decodes them: the walking process hands workers where the
+    files are, not their bytes, so it neither reads, pickles nor pipes every record. Files already
+    read (a WFDB header, which the walk parses) travel with it. A file read once is kept; one that
+    grew past the member size limit since the walk, or can no longer be read, is a `HeaderError`
+    (`too_large`, `unreadable_file`) for the quarantine."""
+
+    def __init__(
+        self,
+        root: Location,
+        members: dict[str, str],
+        sizes: dict[str, int],
+        max_bytes: int,
+        loaded: dict[str, bytes],
+    ) -> None:
+        self._root, self._members, self._sizes, self._max = root, members, sizes, max_bytes
+        self._loaded = dict(loaded)
+
+    @property
+    def nbytes(self) -> int:
+        """The files' sizes as the walk saw them (nothing is read)."""
+        return sum(self._sizes.values())
+
+    def __getitem__(self, name: str) -> bytes:
+        if name not in self._loaded:
+            member = self._members[name]
+            try:
+                with (self._root / member).open("rb") as fh:
+                    data = fh.read(self._max + 1)
+            except OSError as exc:
+                why = f"{member}: {type(exc).__name__}: {exc.strerror}"
+                raise HeaderError("unreadable_file", why) from None
+            if len(data) > self._max:
+                raise HeaderError("too_large", f"{member} grew above the limit of {self._max} bytes")
+            self._loaded[name] = data
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
 
 
 @dataclass(frozen=True)
@@ -188,11 +236,15 @@ class _RandomAccess:
     def names(self) -> list[str]:
         return list(self._sizes)
 
-    def _checked_read(self, name: str) -> bytes:
+    def _check_size(self, name: str) -> None:
         size, limit = self._sizes[name], self.limits.max_member_bytes
         if size > limit:
             raise HeaderError("too_large", f"{name} holds {size} bytes, above the limit of {limit}")
-        return self._read(name, None)
+
+    def _unit_files(self, members: dict[str, str], loaded: dict[str, bytes]) -> Mapping[str, bytes]:
+        """A unit's files (base name → member), sizes already checked: read now, with those in
+        `loaded` as they are; `ArchiveFiles` in archives whose workers read for themselves."""
+        return {base: loaded[base] if base in loaded else self._read(m, None) for base, m in members.items()}
 
     def units(self, keep: HeaderFilter) -> Iterator[Item]:
         yield from self._problems
@@ -204,14 +256,17 @@ class _RandomAccess:
                 yield Skipped(name, "not_in_database")
                 continue
             try:
-                raw = self._checked_read(name)
-                files = {posixpath.basename(name): raw}
+                self._check_size(name)
+                raw = self._read(name, None)
+                members = {posixpath.basename(name): name}
                 for sig in parse_header(header_text(raw)).file_names:
                     path = _sibling(name, sig)
                     if path not in self._sizes:
                         raise HeaderError("missing_signal_file", f"signal file {sig!r} not found")
                     claimed.add(path)
-                    files[sig] = self._checked_read(path)
+                    self._check_size(path)
+                    members[sig] = path
+                files = self._unit_files(members, {posixpath.basename(name): raw})
             except HeaderError as exc:
                 yield ArchiveProblem(name, exc.reason, str(exc))
                 continue
@@ -237,7 +292,30 @@ class _RandomAccess:
             return ArchiveProblem(
                 name, "too_large", f"{size} bytes, above the limit of {self.limits.max_member_bytes}"
             )
-        return RecordUnit(name, {posixpath.basename(name): self._read(name, None)}, {}, fmt)
+        return RecordUnit(name, self._unit_files({posixpath.basename(name): name}, {}), {}, fmt)
+
+
+class _WorkersRead(_RandomAccess):
+    """A random-access archive at `root` whose units, when `workers_read`, carry `ArchiveFiles`
+    (the workers can open `root / member` themselves) instead of bytes."""
+
+    def __init__(
+        self,
+        root: Location,
+        names: dict[str, int],
+        read: Callable[[str, int | None], bytes],
+        problems: list[ArchiveProblem],
+        limits: ArchiveLimits,
+        workers_read: bool,
+    ):
+        super().__init__(names, read, problems, limits)
+        self.root, self.workers_read = root, workers_read
+
+    def _unit_files(self, members: dict[str, str], loaded: dict[str, bytes]) -> Mapping[str, bytes]:
+        if not self.workers_read:
+            return super()._unit_files(members, loaded)
+        sizes = {base: self._sizes[m] for base, m in members.items()}
+        return ArchiveFiles(self.root, members, sizes, self.limits.max_member_bytes, loaded)
 
 
 def _walk(root: Path, limits: ArchiveLimits) -> Iterator[tuple[str, os.stat_result | None, str | None]]:
@@ -280,12 +358,13 @@ def _walk(root: Path, limits: ArchiveLimits) -> Iterator[tuple[str, os.stat_resu
         stack.extend(reversed(subfolders))
 
 
-class DirectoryArchive(_RandomAccess):
+class DirectoryArchive(_WorkersRead):
     """A directory tree. Only regular files are read; a FIFO, device or socket, a name that is
     not UTF-8 and a tree deeper than the limit become problems."""
 
-    def __init__(self, root: Path, limits: ArchiveLimits):
-        self.root = root.resolve()
+    def __init__(self, root: Path, limits: ArchiveLimits, workers_read: bool = False):
+        root = root.resolve()
+        self.root = root
         sizes: dict[str, int] = {}
         problems: list[ArchiveProblem] = []
         for rel, st, why in _walk(self.root, limits):
@@ -297,18 +376,18 @@ class DirectoryArchive(_RandomAccess):
                 problems.append(ArchiveProblem(name, reason, detail))
             elif st is not None:
                 sizes[name] = st.st_size
-        super().__init__(sizes, self._read_file, problems, limits)
+        super().__init__(root, sizes, self._read_file, problems, limits, workers_read)
 
     def _read_file(self, name: str, n: int | None) -> bytes:
         with (self.root / name).open("rb") as fh:
             return fh.read(-1 if n is None else n)
 
 
-class ObjectArchive(_RandomAccess):
+class ObjectArchive(_WorkersRead):
     """The objects under a prefix on object storage, read as a directory tree is: every object
     by its key below the prefix (there are no links, FIFOs or bytes that are not UTF-8)."""
 
-    def __init__(self, root: ObjectPath, limits: ArchiveLimits):
+    def __init__(self, root: ObjectPath, limits: ArchiveLimits, workers_read: bool = False):
         self.root = root
         sizes: dict[str, int] = {}
         problems: list[ArchiveProblem] = []
@@ -323,7 +402,7 @@ class ObjectArchive(_RandomAccess):
                 )
             else:
                 sizes[name] = info.size
-        super().__init__(sizes, self._read_object, problems, limits)
+        super().__init__(root, sizes, self._read_object, problems, limits, workers_read)
 
     def _read_object(self, name: str, n: int | None) -> bytes:
         if n is None:
@@ -527,14 +606,15 @@ def _read_tar(tf: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
 
 
 def open_archive(
-    path: Location, limits: ArchiveLimits | None = None
+    path: Location, limits: ArchiveLimits | None = None, workers_read: bool = False
 ) -> DirectoryArchive | ObjectArchive | ZipArchive | TarArchive:
     """The reader for an archive path: a directory, a zip file or a (compressed) tar file, on
-    disk or on object storage (a prefix there is the directory)."""
+    disk or on object storage (a prefix there is the directory). `workers_read`: a directory's or
+    prefix's units carry `ArchiveFiles` for the workers to read, not bytes."""
     limits = limits or ArchiveLimits()
     if isinstance(path, ObjectPath):
         if path.is_dir():
-            return ObjectArchive(path, limits)
+            return ObjectArchive(path, limits, workers_read)
         with path.open("rb") as fh:
             if zipfile.is_zipfile(fh):
                 return ZipArchive(path, limits)
@@ -543,7 +623,7 @@ def open_archive(
                 return TarArchive(path, limits)
         raise ValueError(f"{path} is not a prefix, zip or tar archive")
     if path.is_dir():
-        return DirectoryArchive(path, limits)
+        return DirectoryArchive(path, limits, workers_read)
     if zipfile.is_zipfile(path):
         return ZipArchive(path, limits)
     if tarfile.is_tarfile(path):

@@ -201,11 +201,12 @@ def process_shard(tasks: list[Task], cfg: IngestConfig, staging: Path, shard_id:
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     signals: dict[str, list[np.ndarray]] = defaultdict(list)
     for task in tasks:
-        sha = content_sha256(task.unit.files)
-        if sha == task.stored_sha:
-            result.unchanged += 1
-            continue
+        sha = None
         try:
+            sha = content_sha256(task.unit.files)  # the files are read here (`ArchiveFiles`)
+            if sha == task.stored_sha:
+                result.unchanged += 1
+                continue
             unit_rows, windows = record_rows(task, sha, cfg)
         except Exception as exc:  # a decoder bug must not stop the archive either: keep the evidence
             stage, reason, detail = classify_error(exc)

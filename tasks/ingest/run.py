@@ -24,7 +24,7 @@ from tasks.ingest.records import (
 )
 from tasks.runner import Executor, run_sharded
 from tasks.settings import Settings
-from tasks.store.location import Location, inside
+from tasks.store.location import Location, ObjectPath, inside
 
 
 def archive_name(path: Location) -> str:
@@ -45,10 +45,18 @@ def site_of(source_path: str, extra: dict[str, Any], override: str | None, defau
     return head if rest else default
 
 
-def walk_archive(archive_path: Location, settings: Settings) -> Iterator[Item]:
+def workers_read(archive_path: Location, executor: Executor | None) -> bool:
+    """Whether shard workers read their records' files themselves rather than being handed the
+    bytes: on the local pool, or wherever the archive lies on object storage. A cluster's workers
+    get the bytes of an archive on this machine's disk, which they may not see."""
+    return executor is None or isinstance(archive_path, ObjectPath)
+
+
+def walk_archive(archive_path: Location, settings: Settings, for_workers: bool = False) -> Iterator[Item]:
     """Every file of the archive as a record unit, a skipped file or a problem; in the PTB-XL
-    layout only the ECGs its database lists, with their metadata."""
-    archive = open_archive(archive_path, ArchiveLimits.from_settings(settings))
+    layout only the ECGs its database lists, with their metadata. `for_workers`: units of a
+    directory or prefix carry where their files are, for the workers to read (`workers_read`)."""
+    archive = open_archive(archive_path, ArchiveLimits.from_settings(settings), for_workers)
     database = ptbxl.find_database(archive.names())
     if database is None:
         return archive.units(lambda _name: {})
@@ -94,7 +102,7 @@ def ingest_archive(
         staging = st.staging_dir(store)
 
         def tasks() -> Iterator[Task]:
-            for item in walk_archive(archive_path, settings):
+            for item in walk_archive(archive_path, settings, workers_read(archive_path, executor)):
                 if isinstance(item, Skipped):
                     ingestor.totals.skipped[item.kind] += 1
                     continue

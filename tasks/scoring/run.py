@@ -41,7 +41,7 @@ from tasks.ingest.archive import (
     open_archive,
 )
 from tasks.ingest.records import IngestConfig, shards
-from tasks.ingest.run import archive_name, site_of, walk_archive
+from tasks.ingest.run import archive_name, site_of, walk_archive, workers_read
 from tasks.quality.gate import load_profile
 from tasks.quality.profile_file import scoring_profile
 from tasks.runner import Executor, limit_threads, process_pool, run_sharded, worker_threads
@@ -121,13 +121,15 @@ def plan(
     settings: Settings,
     site: str | None = None,
     skipped: Counter | None = None,
+    for_workers: bool = False,
 ) -> Iterator[ShardJob]:
     """The shard plan: the archive walk cut into consecutive shards (same archive, same plan);
-    files that hold no recording are counted in `skipped` by kind."""
+    files that hold no recording are counted in `skipped` by kind; `for_workers` as in
+    `walk_archive`."""
     default_site = archive_name(archive)
 
     def items() -> Iterator[Item]:
-        for item in walk_archive(archive, settings):
+        for item in walk_archive(archive, settings, for_workers):
             if isinstance(item, Skipped):
                 if skipped is not None:
                     skipped[item.kind] += 1
@@ -338,7 +340,8 @@ def score_archive_run(
 
         def jobs() -> Iterator[ShardJob]:
             t = time.perf_counter()
-            for job in plan(archive, shard_size, settings, site, totals.skipped):
+            read_in_workers = workers_read(archive, executor)
+            for job in plan(archive, shard_size, settings, site, totals.skipped, read_in_workers):
                 todo = [(item, s) for item, s in job.items if (s, item.source_path) not in done_inputs]
                 skipped = len(job.items) - len(todo)
                 if job.key in ledger or not todo:

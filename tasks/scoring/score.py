@@ -203,8 +203,9 @@ def score_units(
             )
             continue
         out.records += 1
-        sha = content_sha256(item.files)
+        sha = None
         try:
+            sha = content_sha256(item.files)  # the files are read here (`ArchiveFiles`)
             unit_rows, windows = record_rows(Task(item, site, None), sha, cfg.ingest)
         except Exception as exc:  # a decoder bug must not stop the archive: keep the evidence
             stage, reason, detail = classify_error(exc)
