@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from flows.cli import main
 from tasks import store as st
-from tests.conftest import LUDB
+from tests.helpers import copy_ludb
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,10 +50,7 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def archive(tmp_path: Path) -> Path:
     """Twelve real LUDB records."""
     folder = tmp_path / "archive"
-    folder.mkdir()
-    for i in range(1, 13):
-        for ext in ("hea", "dat"):
-            shutil.copy(LUDB / f"{i}.{ext}", folder / f"{i}.{ext}")
+    copy_ludb(folder, range(1, 13))
     return folder
 
 

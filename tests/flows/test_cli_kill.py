@@ -6,7 +6,6 @@ cleans what the killed one had staged and ingests every record once."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 from flows.cli import main
 from tasks import store as st
-from tests.conftest import LUDB
+from tests.helpers import copy_ludb
 
 ROOT = Path(__file__).resolve().parents[2]
 N_RECORDS = 16
@@ -73,10 +72,7 @@ def kill_when(
 @pytest.fixture
 def archive(tmp_path: Path) -> Path:
     folder = tmp_path / "archive"
-    folder.mkdir()
-    for i in range(1, N_RECORDS + 1):
-        for ext in ("hea", "dat"):
-            shutil.copy(LUDB / f"{i}.{ext}", folder / f"{i}.{ext}")
+    copy_ludb(folder, range(1, N_RECORDS + 1))
     return folder
 
 

@@ -5,7 +5,6 @@ Prefect API (no PREFECT_API_URL set)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from flows.cli import build_parser
 from flows.cluster import DaskCluster
 from flows.options import cluster_of, settings_of
 from tasks import store as st
-from tests.conftest import LUDB
+from tests.helpers import copy_ludb
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,10 +49,7 @@ def test_every_stage_takes_the_dask_options(command: str, tmp_path: Path) -> Non
 
 def test_cli_ingest_on_a_local_dask_cluster_without_a_prefect_server(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
-    archive.mkdir()
-    for i in range(1, 13):
-        for ext in ("hea", "dat"):
-            shutil.copy(LUDB / f"{i}.{ext}", archive / f"{i}.{ext}")
+    copy_ludb(archive, range(1, 13))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "MSAIC_SHARD_SIZE": "2"}
     store = tmp_path / "store"

@@ -13,7 +13,6 @@ import http.client
 import io
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,8 +38,8 @@ from tasks.review.worklist import write_worklist
 from tasks.scoring.run import score_archive_run
 from tasks.settings import Settings
 from tasks.store.pseudonym import PseudonymKeyError
-from tests.conftest import LUDB
 from tests.flows.scoring_setup import TINY_CONFIG
+from tests.helpers import copy_ludb
 from tests.msaic_model.training.test_model_validation import register_model
 
 HOSTILE_SITE = "=1+1 <b>south"  # a formula start and markup (no slash: a folder name)
@@ -55,10 +54,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("review")
     archive = root / "archive"
     for site, ids in SITES.items():
-        (archive / site).mkdir(parents=True)
-        for i in ids:
-            for ext in ("hea", "dat"):
-                shutil.copy(LUDB / f"{i}.{ext}", archive / site / f"{i}.{ext}")
+        copy_ludb(archive / site, ids)
     settings = Settings(workers=1)
     store = root / "store"
     ingest_archive(archive, store, settings)

@@ -23,8 +23,8 @@ from tasks import store as st
 from tasks.ingest.run import ingest_archive
 from tasks.settings import Settings
 from tasks.store.model_files import CONFIG, THRESHOLDS, WEIGHTS, ModelError
-from tests.conftest import LUDB
 from tests.flows.scoring_setup import TINY_CONFIG
+from tests.helpers import copy_ludb
 
 Tamper = Callable[[dict], None]
 FIRST_CONV = "lead_stem.0.weight"
@@ -50,9 +50,7 @@ def register_model(root: Path, model_id: str, config: dict, weights: dict, thres
 def ludb_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Eight real LUDB records ingested (plain function, one worker)."""
     archive = tmp_path_factory.mktemp("ludb8")
-    for i in range(1, 9):
-        for ext in ("hea", "dat"):
-            shutil.copy(LUDB / f"{i}.{ext}", archive / f"{i}.{ext}")
+    copy_ludb(archive, range(1, 9))
     store = tmp_path_factory.mktemp("model-store")
     ingest_archive(archive, store, Settings(workers=1), site="ludb")
     return store
@@ -233,8 +231,7 @@ def test_score_refuses_a_tampered_model_before_any_work(
     monkeypatch.delenv("MSAIC_PSEUDONYM_KEY")
     archive = tmp_path / "archive"
     archive.mkdir()
-    for ext in ("hea", "dat"):
-        shutil.copy(LUDB / f"1.{ext}", archive / f"1.{ext}")
+    copy_ludb(archive, [1])
     model = tampered(models["net"], tmp_path, weights=_set(FIRST_CONV, np.nan))
     out = tmp_path / "out"
     capfd.readouterr()

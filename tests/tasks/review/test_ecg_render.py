@@ -31,7 +31,7 @@ from tasks.review.ecg_render import (
     render_record,
 )
 from tasks.settings import Settings
-from tests.conftest import LUDB
+from tests.helpers import copy_ludb
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 FS = 500
@@ -57,8 +57,7 @@ INFO = CallInfo(
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ludb-archive")
     (root / "data").mkdir()
-    for ext in ("hea", "dat"):
-        shutil.copy(LUDB / f"1.{ext}", root / "data" / f"1.{ext}")
+    copy_ludb(root / "data", [1])
     return root
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,8 +29,8 @@ from tasks.review.worklist import (
 )
 from tasks.scoring.run import score_archive_run
 from tasks.settings import Settings
-from tests.conftest import LUDB
 from tests.flows.scoring_setup import TINY_CONFIG
+from tests.helpers import copy_ludb
 from tests.msaic_model.training.test_model_validation import register_model
 
 HOSTILE = [
@@ -127,8 +126,7 @@ def test_a_hostile_folder_name_scored_end_to_end_is_text_in_the_worklist(tmp_pat
     scored by a registered tiny network whose threshold flags everything scored."""
     folder = tmp_path / "archive" / '=HYPERLINK("http:evil.example","open")'
     folder.mkdir(parents=True)
-    for ext in ("hea", "dat"):
-        shutil.copy(LUDB / f"1.{ext}", folder / f"1.{ext}")
+    copy_ludb(folder, [1])
     config = load_config(TINY_CONFIG)
     model = register_model(
         tmp_path / "models-store",
@@ -221,10 +219,7 @@ def test_decisions_follow_the_store_record_ids(tmp_path: Path) -> None:
     """Two real LUDB records ingested into a store: the worklist rows gain the store's record ids,
     and an adjudication under a store id is shown on the worklist row of that record."""
     archive = tmp_path / "archive" / "ward"
-    archive.mkdir(parents=True)
-    for i in (1, 2):
-        for ext in ("hea", "dat"):
-            shutil.copy(LUDB / f"{i}.{ext}", archive / f"{i}.{ext}")
+    copy_ludb(archive, (1, 2))
     store = tmp_path / "store"
     ingest_archive(archive.parent, store, Settings(workers=1))
     out = tmp_path / "out"

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from tasks import store as st
 from tasks.ingest.run import ingest_archive
 from tasks.settings import Settings
 from tasks.store.repair import LOST_FILE, LOST_FOUND, check_store, repair_store
-from tests.conftest import LUDB
+from tests.helpers import copy_ludb
 from tests.tasks.review.test_worklist import commit_scores, score_rows
 
 N_RECORDS = 6
@@ -91,10 +90,7 @@ def ludb_store(tmp_path: Path) -> Path:
     """Six real LUDB records ingested in three commits (so records/ and waveforms/ hold three
     parts each); the archive lies beside the store."""
     archive = tmp_path / "archive"
-    archive.mkdir()
-    for i in range(1, N_RECORDS + 1):
-        for ext in ("hea", "dat"):
-            shutil.copy(LUDB / f"{i}.{ext}", archive / f"{i}.{ext}")
+    copy_ludb(archive, range(1, N_RECORDS + 1))
     store = tmp_path / "store"
     ingest_archive(archive, store, Settings(workers=1, shard_size=2, commit_records=2), site="ludb")
     return store
