@@ -16,9 +16,11 @@ the fitting part; the figures that count are those of the held-out part. Prints 
   calls unusable, and its record is not one of REVIEWED (real artifacts seen in the recordings,
   kept as tests). A clean record has no lead with own noise at or above the unusable strength:
   the gate must never reject it. Artifacts are injected into clean records only.
-- Out of fold (--part fit): the chest-amplitude rule judged fold by fold (patients in 5 folds) by
-  the Gaussian fitted on the other folds, per candidate z: clean chest leads flagged, injected chest
-  gain errors found (the in-sample rate flatters a rule fitted on the same records).
+- Out of fold (--part fit): the gate judged fold by fold (patients in 5 folds), its chest Gaussian
+  fitted on the other folds: clean leads flagged, clean records rejected, recall per kind; and per
+  candidate z the chest-amplitude rule alone: clean chest leads flagged, chest gain errors found
+  (the in-sample rate flatters a rule fitted on the same records; the reversal model's own
+  out-of-fold figures are tools/fit_lead_reversal.py's).
 - Scores: per artifact kind, recall of the kind's own flag on the leads it reaches at or above the
   profile's `unusable` strength, and the confusion (every flag those leads received); flags on the
   clean leads of the records as recorded; verdicts of the clean records; flags on untouched clean
@@ -441,8 +443,8 @@ def index_quantiles(
 
 def chest_amplitudes(as_recorded: GateRun, clean: np.ndarray) -> dict[str, list]:
     """The profile's `chest_log_mean` and `chest_log_cov` fitted here: the mean and covariance of
-    the log QRS amplitudes of V1-V6 on the windows whose six chest leads are clean."""
-    logs = np.log(as_recorded.indices["qrs_amplitude"][clean[:, 6:].all(1), 6:])
+    the log whole-beat amplitudes of V1-V6 on the windows whose six chest leads are clean."""
+    logs = np.log(as_recorded.indices["beat_amplitude"][clean[:, 6:].all(1), 6:])
     cov = np.cov(logs, rowvar=False)
     return {
         "chest_log_mean": [round(float(v), 4) for v in logs.mean(0)],
@@ -451,55 +453,103 @@ def chest_amplitudes(as_recorded: GateRun, clean: np.ndarray) -> dict[str, list]
 
 
 CHEST_Z = (3.5, 3.75, 4.0, 4.25, 4.5)
+FOLDS = 5
 
 
-def chest_amplitude_out_of_fold(
-    as_recorded: GateRun,
-    clean: np.ndarray,
-    record: list[str],
-    gain: tuple[np.ndarray, list[Truth], list[int]],
-    t,
-) -> dict:
-    """The chest-amplitude rule out of fold on the fitting part: patients dealt into 5 folds, each
-    fold judged by the Gaussian fitted (as `chest_amplitudes` does) on the others. Per candidate
-    `chest_amplitude_z`: the clean chest leads it flags, and the chest leads with an injected gain
-    error (`gain`: their log QRS amplitudes, truths and base windows) that it finds. `t`: the
-    profile's thresholds, whose Gaussian is replaced fold by fold."""
-    import dataclasses
-
-    from tasks.quality.gate import chest_z
-
+def patient_folds(record: list[str], folds: int) -> np.ndarray:
+    """(n,) fold per window of `record` (`<source>/<name>`): patients (SAME_PATIENT joined) shuffled
+    with SPLIT_SEED and dealt in turn, so that no patient's windows sit in two folds (the windows of
+    one long CinC record are alike; a fold that holds one of them flatters the score of another)."""
     patient = [SAME_PATIENT.get(r, r) for r in record]
     order = {
-        p: k % 5 for k, p in enumerate(np.random.default_rng(SPLIT_SEED).permutation(sorted(set(patient))))
+        p: k % folds
+        for k, p in enumerate(np.random.default_rng(SPLIT_SEED).permutation(sorted(set(patient))))
     }
-    fold = np.array([order[p] for p in patient])
-    logs = np.log(np.maximum(as_recorded.indices["qrs_amplitude"][:, 6:].astype(np.float64), 1e-9))
-    gain_logs, truths, base = gain
-    chest = [k for k, tr in enumerate(truths) if tr.touched[6:].any()]
-    z_clean, z_gain = np.full(logs.shape, np.nan), np.full(len(chest), np.nan)
-    for f in range(5):
-        fitted = logs[clean[:, 6:].all(1) & (fold != f)]
-        tf = dataclasses.replace(
-            t,
-            chest_log_mean=tuple(fitted.mean(0)),
-            chest_log_cov=tuple(map(tuple, np.cov(fitted, rowvar=False))),
-        )
-        here = fold == f
-        z_clean[here] = np.abs(chest_z(np.where(clean[here][:, 6:], logs[here], np.nan), tf))
-        for n, k in enumerate(chest):
-            if fold[base[k]] == f:
-                lead = int(np.flatnonzero(truths[k].touched[6:])[0])
-                row = np.where(clean[base[k]][6:], logs[base[k]], np.nan)
-                row[lead] = gain_logs[k][lead]
-                z_gain[n] = abs(chest_z(row[None], tf)[0, lead])
-    on_clean = z_clean[clean[:, 6:]]
+    return np.array([order[p] for p in patient], dtype=np.int64)
+
+
+def _fold_profile(profile, as_recorded: GateRun, clean: np.ndarray, train: np.ndarray, z: float):
+    """`profile` with its fitted part, the chest Gaussian, refitted on the windows `train`, and
+    `chest_amplitude_z` set to z."""
+    import dataclasses
+
+    fitted = chest_amplitudes(as_recorded, clean & train[:, None])
+    t = dataclasses.replace(
+        profile.thresholds,
+        chest_log_mean=tuple(fitted["chest_log_mean"]),
+        chest_log_cov=tuple(map(tuple, fitted["chest_log_cov"])),
+        chest_amplitude_z=z,
+    )
+    return dataclasses.replace(profile, thresholds=t)
+
+
+def _chest_flags(run: GateRun, rows: np.ndarray, profile) -> np.ndarray:
+    """(rows, 12) the chest-amplitude rule alone on `rows` of a gate run, as flag_masks applies it."""
+    from tasks.quality.gate import FLAGS, _chest_outliers
+
+    dead = run.masks[rows][..., [FLAGS.index(f) for f in ("missing", "flat", "saturation")]].any(-1)
+    return _chest_outliers(run.indices["beat_amplitude"][rows], ~dead, profile.thresholds)
+
+
+def out_of_fold(
+    x: np.ndarray,
+    ok: np.ndarray,
+    records: np.ndarray,
+    record: list[str],
+    runs: tuple[GateRun, GateRun],
+    jobs: tuple[list[tuple[int, str, int]], list[Truth], int],
+    profile,
+) -> dict:
+    """The gate out of fold on the fitting part: patients dealt into FOLDS folds, each fold's windows
+    (as recorded, and with the artifacts injected into them) judged by the profile whose fitted part,
+    the chest Gaussian, is fitted on the other folds (its thresholds are the profile's). The same
+    figures as the part's own (clean leads flagged, clean records rejected, recall per kind), and per
+    candidate `chest_amplitude_z` the chest-amplitude rule alone: clean chest leads flagged and chest
+    leads given a gain error found (`runs`: the in-sample gate runs whose indices it reuses)."""
+    as_recorded, with_artifacts = runs
+    job_list, truths, seed = jobs
+    fold = patient_folds(record, FOLDS)
+    job_fold = fold[[i for i, _, _ in job_list]]
+    masks = (np.zeros_like(as_recorded.masks), np.zeros_like(with_artifacts.masks))
+    verdict = ([""] * len(x), [""] * len(job_list))
+    reasons: tuple[list, list] = ([[]] * len(x), [[]] * len(job_list))
+    gain = np.array([k for k, t in enumerate(truths) if t.kind == "gain" and t.touched[6:].any()])
+    gain_lead = np.array([int(np.flatnonzero(truths[k].touched)[0]) for k in gain])
+    per_z = {z: [0, 0] for z in CHEST_Z}
+    for f in range(FOLDS):
+        fitted = _fold_profile(profile, as_recorded, ok, fold != f, profile.thresholds.chest_amplitude_z)
+        here = np.flatnonzero(fold == f)
+        todo = np.flatnonzero(job_fold == f)
+        batches, _ = injected(x, [job_list[k] for k in todo], seed)
+        for k, (run, rows) in enumerate(
+            ((run_gate([x[here]], fitted), here), (run_gate(batches(), fitted), todo))
+        ):
+            masks[k][rows] = run.masks
+            for n, r in enumerate(rows):
+                verdict[k][r], reasons[k][r] = run.verdict[n], run.reasons[n]
+        g = gain[job_fold[gain] == f]
+        for z in CHEST_Z:
+            at_z = _fold_profile(profile, as_recorded, ok, fold != f, z)
+            per_z[z][0] += int((_chest_flags(as_recorded, here, at_z) & ok[here]).sum())
+            found = _chest_flags(with_artifacts, g, at_z)[np.arange(len(g)), gain_lead[job_fold[gain] == f]]
+            per_z[z][1] += int(found.sum())
+    oof = [GateRun(m, v, r, {}, 0.0) for m, v, r in zip(masks, verdict, reasons, strict=True)]
+    job_clean = ok[[i for i, _, _ in job_list]]
+    injected_oof = confusion(oof[1], truths, job_clean, profile.unusable)
     return {
-        str(z): {
-            "clean_chest_leads_flagged": f"{int((on_clean > z).sum())} of {on_clean.size}",
-            "gain_chest_leads_found": _rate(z_gain > z),
-        }
-        for z in CHEST_Z
+        "folds": f"{FOLDS}, by patient",
+        "as_recorded": clean_scores(oof[0], ok, records),
+        "recall": {kind: e["recall"] for kind, e in injected_oof.items()},
+        "recall_by_detail": {
+            kind: e["recall_by_detail"] for kind, e in injected_oof.items() if "recall_by_detail" in e
+        },
+        "chest_amplitude_by_z": {
+            str(z): {
+                "clean_chest_leads_flagged": f"{c} of {int(ok[:, 6:].sum())}",
+                "gain_chest_leads_found": round(n / max(len(gain), 1), 4),
+            }
+            for z, (c, n) in per_z.items()
+        },
     }
 
 
@@ -594,14 +644,14 @@ def main() -> None:
     if args.part == "fit":
         out["index_quantiles"] = index_quantiles(as_recorded, ok, with_artifacts, truths, profile.unusable)
         out["fitted_chest_amplitudes"] = chest_amplitudes(as_recorded, ok)
-        gains = [k for k, t in enumerate(truths) if t.kind == "gain"]
-        gain_logs = np.log(np.maximum(with_artifacts.indices["qrs_amplitude"][gains][:, 6:], 1e-9))
-        out["chest_amplitude_out_of_fold"] = chest_amplitude_out_of_fold(
-            as_recorded,
+        out["out_of_fold"] = out_of_fold(
+            x,
             ok,
+            records,
             [w.record[k] for k in here],
-            (gain_logs, [truths[k] for k in gains], [jobs[k][0] for k in gains]),
-            profile.thresholds,
+            (as_recorded, with_artifacts),
+            (jobs, truths, args.seed),
+            profile,
         )
     if args.write_profile:
         path = ROOT / "data_contracts" / "qc_profile.json"

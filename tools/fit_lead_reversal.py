@@ -6,10 +6,10 @@ bench/qc.py scores; its Mason-Likar, high V1-V2, paced and conduction-disorder r
 LUDB and the CinC 2021 sample split by patient with its SPLIT_SEED; the held-out part is never read
 here), each window kept when the gate trusts all its 12 leads (none missing, flat, saturated or
 low_sqi). Every record is shown as recorded and with each limb-electrode swap and each chest cable
-swap applied. Out-of-fold scores: the real and the synthetic windows are each split into `--folds`
-folds, each fold scored by weights fitted without it; for each candidate margin the JSON shows how
-many windows as recorded would be flagged (false alarms, real and synthetic apart) and the recall of
-each swap applied to the real windows.
+swap applied. Out-of-fold scores: the real windows split by patient and the synthetic windows
+each into `--folds` folds, each fold scored by weights fitted without it; for each candidate margin
+the JSON shows how many windows as recorded would be flagged (false alarms, real and synthetic
+apart) and the recall of each swap applied to the real windows.
 The QC profile's margins follow a rule fixed before the figures are seen (`chosen_margins`): for
 each kind (limb, chest), the smallest candidate margin at which no real fitting window (the clean
 ones out of fold; the others, with a lead too noisy for a clean record but all 12 trusted, never
@@ -41,15 +41,15 @@ VERSION = "reversal/3"
 SYNTH_FALSE_ALARMS = 0.0025  # 1 in 400
 
 
-def clean_beats(signals: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray, int]:
+def clean_beats(signals: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean beats and P-window correlations of the windows whose 12 leads the gate trusts (none
-    missing, flat, saturated or low_sqi: every lead can vote)."""
+    missing, flat, saturated or low_sqi: every lead can vote), and which windows those are."""
     from tasks.quality.gate import assess
 
     res = assess(signals.astype(np.float32), profile)
     dead = ("missing", "flat", "saturation", "low_sqi")
     keep = ~np.any([res.masks[f].any(1) for f in dead], axis=0)
-    return res.indices.template[keep].astype(np.float64), res.indices.p_corr[keep], len(signals)
+    return res.indices.template[keep].astype(np.float64), res.indices.p_corr[keep], keep
 
 
 def synthetic_signals(records: int, seed: int) -> np.ndarray:
@@ -91,19 +91,20 @@ def _scored(model, template, p_corr, names, p, p_min) -> tuple[np.ndarray, np.nd
 
 
 def out_of_fold(
-    synth: tuple, real: tuple, noisy: tuple, final, swaps: tuple[str, ...], args, p, p_min
+    synth: tuple, real: tuple, noisy: tuple, final, swaps: tuple[str, ...], args, p, p_min, real_folds
 ) -> dict:
     """Per candidate margin: the real and the synthetic windows as recorded whose best limb (chest)
     swap beats "no swap" by more than it, scored by weights fitted without their fold, and per swap
     the share of the real windows with it applied that is found (the right swap, by more than the
     margin); and the margins the rule chooses. The fitting part's other real windows (`noisy`: a
     lead too noisy for a clean record, all 12 trusted) are never fitted on: the `final` model scores
-    them, as the gate will, and they count as false alarms too."""
+    them, as the gate will, and they count as false alarms too. `real_folds`: the real windows'
+    folds, by patient (bench/qc_real.py's patient_folds); the synthetic records have a window each."""
     from tasks.quality import lead_reversal as lr
 
     names = (None, *swaps)
     parts = {"real": real, "synthetic": synth}
-    folds = {k: np.arange(len(v[0])) % args.folds for k, v in parts.items()}
+    folds = {"real": real_folds, "synthetic": np.arange(len(synth[0])) % args.folds}
     got = {
         k: [np.zeros((len(names), len(v[0])), dtype=d) for d in (float, bool, bool)] for k, v in parts.items()
     }
@@ -179,7 +180,7 @@ def main() -> None:
 
     quiet_prefect_defaults()
     sys.path.insert(0, str(ROOT / "bench"))
-    from qc_real import SPLIT_SEED, base_set
+    from qc_real import SPLIT_SEED, base_set, patient_folds
 
     from tasks.quality import lead_reversal as lr
 
@@ -187,14 +188,16 @@ def main() -> None:
     p, p_min = profile.indices, profile.reversal.p_wave_min_corr
     base = base_set(profile)
     fit = (base.part == "fit") & base.records
-    real_t, real_p, real_n = clean_beats(base.w.x[fit], profile)
+    real_t, real_p, real_keep = clean_beats(base.w.x[fit], profile)
+    real_folds = patient_folds([base.w.record[k] for k in np.flatnonzero(fit)[real_keep]], args.folds)
     noisy = clean_beats(base.w.x[(base.part == "fit") & ~base.records], profile)[:2]
-    synth_t, synth_p, synth_n = clean_beats(synthetic_signals(args.synth_records, args.seed), profile)
+    synth_t, synth_p, synth_keep = clean_beats(synthetic_signals(args.synth_records, args.seed), profile)
+    real_n, synth_n = len(real_keep), len(synth_keep)
     template, p_corr = np.concatenate([synth_t, real_t]), np.concatenate([synth_p, real_p])
     swaps = lr.LIMB_SWAPS + lr.CHEST_SWAPS
     weights = lr.fit_weights(template, p_corr, p, p_min, swaps, args.l2)
     model = lr.ReversalModel(VERSION, swaps, weights, {})
-    oof = out_of_fold((synth_t, synth_p), (real_t, real_p), noisy, model, swaps, args, p, p_min)
+    oof = out_of_fold((synth_t, synth_p), (real_t, real_p), noisy, model, swaps, args, p, p_min, real_folds)
     trusted = np.ones(template.shape[:2], dtype=bool)
     first = {}
     for k, name in enumerate((None, *swaps)):

@@ -43,10 +43,11 @@ class Thresholds:
     amplitude_max_mv: float
     limb_gain_ratio: float  # a limb lead off its Einthoven/Goldberger value by this factor
     chest_amplitude_z: float  # a chest lead this many sd off what the other chest leads predict
-    chest_log_mean: tuple[float, ...]  # V1..V6: mean log QRS amplitude on clean records
+    chest_log_mean: tuple[float, ...]  # V1..V6: mean log whole-beat amplitude on clean records
     chest_log_cov: tuple[tuple[float, ...], ...]  # and its covariance
     powerline_mv: float
-    baseline_mv: float
+    baseline_mv: float  # the baseline's half peak-to-peak: slow respiratory wander up to here is normal
+    baseline_fast_mv: float  # its fast part's (electrode motion, steps): lower, a clean lead has little
     emg_mv: float
     low_sqi_corr: float
     low_sqi_kurtosis: float
@@ -170,9 +171,9 @@ def limb_gains(template: np.ndarray, trusted: np.ndarray) -> np.ndarray:
 
 
 def chest_z(log_amp: np.ndarray, t: Thresholds) -> np.ndarray:
-    """(n, 6) each chest lead's log QRS amplitude against what the other available (finite) ones
-    predict under the Gaussian of clean records (conditional mean and sd), in sd; NaN where the lead
-    or all the others are missing."""
+    """(n, 6) each chest lead's log amplitude (of the whole mean beat) against what the other
+    available (finite) ones predict under the Gaussian of clean records (conditional mean and sd),
+    in sd; NaN where the lead or all the others are missing."""
     mean, cov = np.array(t.chest_log_mean), np.array(t.chest_log_cov)
     ok = np.isfinite(log_amp)
     dev = np.where(ok, log_amp - mean, 0.0)
@@ -190,9 +191,12 @@ def chest_z(log_amp: np.ndarray, t: Thresholds) -> np.ndarray:
 
 
 def _chest_outliers(amp: np.ndarray, ok: np.ndarray, t: Thresholds, rounds: int = 2) -> np.ndarray:
-    """(n, 12) chest leads whose QRS amplitude departs by more than chest_amplitude_z from what the
-    other chest leads predict (a wrong per-lead scale); the worst lead of a record is set aside
-    before the next round so that it does not drag the prediction of the others along."""
+    """(n, 12) chest leads whose amplitude `amp` departs by more than chest_amplitude_z from what
+    the other chest leads predict (a wrong per-lead scale); the worst lead of a record is set aside
+    before the next round so that it does not drag the prediction of the others along. `amp` is the
+    whole mean beat's peak-to-peak, not the QRS's: a wrong scale multiplies P, QRS and T alike,
+    while the QRS alone is small wherever the lead lies near the perpendicular of the QRS axis
+    (V1-V2 or the transition lead in many healthy hearts), which the T and P waves seldom share."""
     log = np.log(np.where(ok & (amp > 0), amp, np.nan))[:, _CHEST]
     out = np.zeros(log.shape, dtype=bool)
     for _ in range(rounds):
@@ -223,7 +227,7 @@ def flag_masks(ix: LeadIndices, profile: QcProfile) -> dict[str, np.ndarray]:
         limb = np.zeros(missing.shape, dtype=bool)
         limb[:, :6] = np.abs(np.log(limb_gains(ix.template, ~dead))) > np.log(t.limb_gain_ratio)
         amplitude = ~dead & (
-            (ix.qrs_amplitude > t.amplitude_max_mv) | limb | _chest_outliers(ix.qrs_amplitude, ~dead, t)
+            (ix.qrs_amplitude > t.amplitude_max_mv) | limb | _chest_outliers(ix.beat_amplitude, ~dead, t)
         )
         low_sqi = ~dead & (
             no_beats
@@ -236,7 +240,7 @@ def flag_masks(ix: LeadIndices, profile: QcProfile) -> dict[str, np.ndarray]:
             "saturation": saturation,
             "amplitude": amplitude,
             "powerline": ~dead & (ix.powerline >= t.powerline_mv),
-            "baseline": ~dead & (ix.baseline >= t.baseline_mv),
+            "baseline": ~dead & ((ix.baseline >= t.baseline_mv) | (ix.baseline_fast >= t.baseline_fast_mv)),
             "emg": ~dead & (ix.emg >= t.emg_mv),
             "low_sqi": low_sqi,
         }

@@ -46,6 +46,7 @@ class IndexParams:
     baseline_band_hz: float
     baseline_fs: int
     baseline_window_s: tuple[float, float]
+    baseline_fast_s: float  # the fast part of the baseline: what moves within this moving mean
     ectopic_corr: float
     ectopic_edge: float
     ectopic_edge_s: tuple[float, float]
@@ -82,11 +83,13 @@ class LeadIndices:
     plateaus: np.ndarray  # how many such plateaus (clipping reaches its level again and again)
     powerline: np.ndarray  # mains amplitude (50 or 60 Hz with harmonics, the larger), mV
     baseline: np.ndarray  # half peak-to-peak below baseline_band_hz once the beats are taken out, mV
+    baseline_fast: np.ndarray  # the same of its fast part (less its moving mean over baseline_fast_s)
     emg: np.ndarray  # rms above emg_min_hz outside QRS, in the noisiest emg_burst_s, mV
     template_corr: np.ndarray  # mean correlation of each beat with the lead's mean beat
     p_corr: np.ndarray  # the same in the P-wave window: low where no P wave leads the beats (AF)
     kurtosis: np.ndarray  # kurtosis of the clean-band signal (3 for Gaussian noise)
     qrs_amplitude: np.ndarray  # peak-to-peak of the mean beat in the QRS window, mV
+    beat_amplitude: np.ndarray  # peak-to-peak of the whole mean beat (P wave to T), mV
     template: np.ndarray  # (n, 12, beat window at clean_fs) the mean beat, mV; NaN without beats
     beats: np.ndarray  # (n,) int: R peaks found in the record
 
@@ -177,14 +180,14 @@ def beat_windows(p: IndexParams) -> dict[str, np.ndarray]:
 
 def _beat_indices(
     clean: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, usable: np.ndarray, p: IndexParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Template correlation (over the beat and the P window), QRS peak-to-peak, the mean beat, and
-    per record the morphology class of each R peak: all 0 where every beat is like the mean beat
-    (the common case), else `beat_classes` and `_settle_lone`; a beat cut by the window's ends
-    takes class 0. Where beats of two or more morphologies recur (bigeminy, paced and own beats),
-    the template correlation is each beat's with its class mean: a rhythm is not noise."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Template correlation (over the beat and the P window), QRS and whole-beat peak-to-peak, the
+    mean beat, and per record the morphology class of each R peak: all 0 where every beat is like
+    the mean beat (the common case), else `beat_classes` and `_settle_lone`; a beat cut by the
+    window's ends takes class 0. Where beats of two or more morphologies recur (bigeminy, paced and
+    own beats), the template correlation is each beat's with its class mean: a rhythm is not noise."""
     n, leads, _ = clean.shape
-    corr, p_corr, amp = (np.full((n, leads), np.nan, dtype=np.float32) for _ in range(3))
+    corr, p_corr, amp, beat_amp = (np.full((n, leads), np.nan, dtype=np.float32) for _ in range(4))
     offsets = np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
     mean_beat = np.full((n, leads, len(offsets)), np.nan, dtype=np.float32)
     classes = [np.zeros(len(r), dtype=np.int64) for r in peaks]
@@ -200,6 +203,7 @@ def _beat_indices(
         corr[i] = per_beat.mean(axis=1)
         p_corr[i] = _beat_corr(beats[..., p_wave], template[:, p_wave]).mean(axis=1)
         amp[i] = np.ptp(template[:, qrs], axis=1)
+        beat_amp[i] = np.ptp(template, axis=1)
         if usable[i].any() and (np.median(np.nan_to_num(per_beat[usable[i]]), axis=0) < p.ectopic_corr).any():
             classes[i][whole] = beat_classes(beats[usable[i]], p)
             chest = int(usable[i][CHEST_FROM:].sum())
@@ -211,7 +215,7 @@ def _beat_indices(
             ):  # rhythm is no noise: each class its mean
                 per_class = [_beat_corr(beats[:, kind == c], beats[:, kind == c].mean(axis=1)) for c in alike]
                 corr[i] = np.concatenate(per_class, axis=1).mean(axis=1)
-    return corr, p_corr, amp, mean_beat, classes
+    return corr, p_corr, amp, beat_amp, mean_beat, classes
 
 
 def beat_classes(beats: np.ndarray, p: IndexParams) -> np.ndarray:
@@ -285,9 +289,26 @@ def _settle_lone(
         classes[k] = LONE_ECTOPIC if heart else NOT_A_BEAT
 
 
+def _half_ptp(rest: np.ndarray) -> np.ndarray:
+    """Half the peak-to-peak along the last axis, NaN where there are no samples."""
+    if not rest.shape[-1]:
+        return np.full(rest.shape[:-1], np.nan)
+    return (rest.max(axis=-1) - rest.min(axis=-1)) / 2
+
+
+def _fast_part(rest: np.ndarray, width: int) -> np.ndarray:
+    """(leads, samples) less its centred moving mean over `width` samples, where that is whole:
+    what moves faster than breathing (electrode motion, the edge of a step)."""
+    if rest.shape[-1] <= width:
+        return rest[:, :0]
+    total = np.cumsum(np.pad(rest, ((0, 0), (1, 0))), axis=-1)
+    mean = (total[:, width:] - total[:, :-width]) / width
+    return rest[:, width // 2 : width // 2 + mean.shape[-1]] - mean
+
+
 def _baseline(
     low: np.ndarray, peaks: list[np.ndarray], classes: list[np.ndarray], valid: np.ndarray, p: IndexParams
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Half the peak-to-peak of the low band (n, leads, samples at baseline_fs) once each beat's
     class mean there (over baseline_window_s, P wave to the end of T) is taken out: respiratory
     wander, steps and electrode-motion transients stay, the beats go. A later beat's window
@@ -296,14 +317,16 @@ def _baseline(
     R peak's window or after the last (a beat cut off by the window's start, its R peak not found,
     would stay whole) and the first and last edge_s (the band limit rings at the window's ends); what the
     detector took for a beat but is none stays in. Without a class of at least two whole beats, the
-    low band as it is."""
+    low band as it is. Also that of its fast part (`_fast_part` over baseline_fast_s): respiration
+    moves the baseline of a clean recording slowly, electrode motion and steps move it fast."""
     n, leads, m = low.shape
     lo_s, hi_s = p.baseline_window_s
     offsets = np.arange(round(lo_s * p.baseline_fs), round(hi_s * p.baseline_fs))
     qrs = (offsets >= p.qrs_window_s[0] * p.baseline_fs) & (offsets <= p.qrs_window_s[1] * p.baseline_fs)
     idx = np.arange(m)
     edge = round(p.edge_s * p.baseline_fs)
-    out = np.empty((n, leads), dtype=np.float32)
+    out, fast = (np.empty((n, leads), dtype=np.float32) for _ in range(2))
+    width = max(1, round(p.baseline_fast_s * p.baseline_fs))
     for i in range(n):
         keep = (idx >= edge) & (idx < valid[i] - edge)
         pos = np.round(peaks[i] * (p.baseline_fs / p.clean_fs)).astype(np.int64)[:, None] + offsets
@@ -337,8 +360,8 @@ def _baseline(
             rest = low[i][:, at] - beats_part
         else:
             rest = low[i][:, keep]
-        out[i] = (rest.max(axis=-1) - rest.min(axis=-1)) / 2 if rest.shape[-1] else np.nan
-    return out
+        out[i], fast[i] = _half_ptp(rest), _half_ptp(_fast_part(rest, width))
+    return out, fast
 
 
 def _emg(hf: np.ndarray, peaks: list[np.ndarray], valid: np.ndarray, p: IndexParams) -> np.ndarray:
@@ -513,12 +536,19 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
     clipped = saturation > p.usable_saturation
     usable = (missing <= p.usable_missing) & (still <= p.usable_still) & ~clipped
     peaks = detect_r_peaks(clean, usable, valid_clean, p)
-    corr, p_corr, amp, mean_beat, classes = _beat_indices(clean, peaks, valid_clean, usable, p)
-    baseline = _baseline(low, peaks, classes, valid * p.baseline_fs // p.fs, p)
+    corr, p_corr, amp, beat_amp, mean_beat, classes = _beat_indices(clean, peaks, valid_clean, usable, p)
+    baseline, baseline_fast = _baseline(low, peaks, classes, valid * p.baseline_fs // p.fs, p)
     emg = _emg(hf, peaks, valid, p)
 
     gone = count == 0
-    nan_if_gone = {"powerline": powerline, "baseline": baseline, "emg": emg, "rms": rms, "kurtosis": kurtosis}
+    nan_if_gone = {
+        "powerline": powerline,
+        "baseline": baseline,
+        "baseline_fast": baseline_fast,
+        "emg": emg,
+        "rms": rms,
+        "kurtosis": kurtosis,
+    }
     out = {k: np.where(gone, np.nan, v).astype(np.float32) for k, v in nan_if_gone.items()}
     return LeadIndices(
         missing=missing,
@@ -528,6 +558,7 @@ def _measure(x: np.ndarray, p: IndexParams) -> LeadIndices:
         template_corr=np.where(gone, np.nan, corr).astype(np.float32),
         p_corr=np.where(gone, np.nan, p_corr).astype(np.float32),
         qrs_amplitude=np.where(gone, np.nan, amp).astype(np.float32),
+        beat_amplitude=np.where(gone, np.nan, beat_amp).astype(np.float32),
         template=np.where(gone[..., None], np.nan, mean_beat),
         beats=np.array([len(r) for r in peaks], dtype=np.int64),
         **out,
