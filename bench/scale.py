@@ -65,14 +65,11 @@ def cluster(workers: int) -> Iterator[Any]:
     `--dask-local` starts it."""
     from distributed import LocalCluster
 
-    from flows.cluster import DaskCluster, glibc_malloc_defaults
+    from flows.cluster import DaskCluster
 
-    with (
-        glibc_malloc_defaults(),
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-        ) as local,
-    ):
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as local:
         yield DaskCluster(address=local.scheduler_address)
 
 

@@ -95,26 +95,14 @@ def workers_report_here() -> Iterator[None]:
             os.environ["PREFECT_API_URL"] = before
 
 
-def glibc_malloc_defaults() -> Any:
-    """Dask configuration under which the worker processes that nannies started here spawn keep
-    glibc's malloc defaults. Dask sets MALLOC_TRIM_THRESHOLD_=65536 in them, which turns off
-    glibc's adaptive mmap threshold: every large numpy array is then mapped and unmapped afresh,
-    and the shards' own work (decode, resample, quality indices) took 1.8x as long in a Dask
-    worker as in a pool process (score: 0.67-0.82 s vs 0.33 s of read per 384 records)."""
-    import dask
-
-    return dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
-
-
 @contextmanager
 def on_cluster(the_flow: Flow, cluster: DaskCluster | None) -> Iterator[Flow]:
     """`the_flow` with the task runner of `cluster` (unchanged when None), its workers reporting
-    to this process's Prefect API while the block runs; a local cluster's workers spawn with
-    glibc's malloc defaults."""
+    to this process's Prefect API while the block runs."""
     if cluster is None:
         yield the_flow
         return
-    with workers_report_here(), glibc_malloc_defaults(), warnings.catch_warnings():
+    with workers_report_here(), warnings.catch_warnings():
         # a shard carries the bytes of its inputs, read by this process: by design, not a graph
         # that Dask could load itself (its warning at every shard over 10 MB)
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)

@@ -45,14 +45,9 @@ def cluster(prefect_harness: None) -> Iterator[DaskCluster]:
     """A local cluster of two worker processes (one thread each, no dashboard, on 127.0.0.1)."""
     from distributed import LocalCluster
 
-    from flows.cluster import glibc_malloc_defaults
-
-    with (
-        glibc_malloc_defaults(),
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-        ) as local,
-    ):
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as local:
         yield DaskCluster(address=local.scheduler_address)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -87,13 +88,16 @@ def test_same_archive_same_store_on_disk_and_on_s3(
     assert not remote.journals(s3) and remote.commits(s3) == 5  # ingest, qc (2: profile), features, report
 
 
-def _units(archive: Path | ObjectPath) -> list[tuple[str, str, str]]:
+def _units(archive: Path | ObjectPath, for_workers: bool = False) -> list[tuple[str, str, str]]:
+    """(kind, path, content hash) of every item of the walk; `for_workers`: each item pickled and
+    read back as a worker gets it (a unit then carries where its files are on S3)."""
     from tasks.ingest.records import content_sha256
     from tasks.ingest.run import walk_archive
     from tasks.settings import Settings
 
     out = []
-    for item in walk_archive(archive, Settings()):
+    for walked in walk_archive(archive, Settings(), for_workers):
+        item = pickle.loads(pickle.dumps(walked)) if for_workers else walked
         sha = content_sha256(item.files) if hasattr(item, "files") else ""
         out.append((type(item).__name__, item.source_path, sha))
     return sorted(out)
@@ -108,7 +112,9 @@ def test_a_prefix_a_zip_and_a_tar_on_s3_walk_like_the_folder(
         for path in sorted(small_archive.rglob("*")):
             tf.add(path, path.relative_to(small_archive).as_posix(), recursive=False)
     expected = _units(small_archive)
-    assert _units(upload(small_archive, s3_prefix / "dir")) == expected
+    prefix = upload(small_archive, s3_prefix / "dir")
+    assert _units(prefix) == expected
+    assert _units(prefix, for_workers=True) == expected
     assert _units(upload(zipped, s3_prefix / "a.zip")) == expected
     assert _units(upload(tarred, s3_prefix / "a.tar.gz")) == expected
 
