@@ -113,6 +113,10 @@ def stage_runs(model: Path, work: Path) -> dict[str, Callable[[Path, Any, int], 
     def score_clocked(archive: Path, model: Path, out: Path, settings: Settings, clock: Clock) -> Any:
         return run_stage(score_local, "score-shard", archive, model, out, settings, on_progress=clock)
 
+    def settings(workers: int) -> Settings:
+        """The local cluster's workers see the archive, as with `--dask-local`."""
+        return Settings(workers=workers, workers_see_archive=True)
+
     def fresh(name: str) -> Path:
         path = work / name
         shutil.rmtree(path, ignore_errors=True)
@@ -121,7 +125,7 @@ def stage_runs(model: Path, work: Path) -> dict[str, Callable[[Path, Any, int], 
     def ingest_run(archive: Path, where: Any, workers: int) -> dict[str, float]:
         clock, t = Clock(workers), time.perf_counter()
         with on_cluster(ingest_clocked, where) as run:
-            totals = run(archive, fresh("store"), Settings(workers=workers), clock)
+            totals = run(archive, fresh("store"), settings(workers), clock)
         records = sum(totals.records.values())
         per_window = records / sum(totals.windows.values())
         return _figures(records, clock.rate() * per_window, time.perf_counter() - t)
@@ -129,7 +133,7 @@ def stage_runs(model: Path, work: Path) -> dict[str, Callable[[Path, Any, int], 
     def score_run(archive: Path, where: Any, workers: int) -> dict[str, float]:
         clock, t = Clock(workers), time.perf_counter()
         with on_cluster(score_clocked, where) as run:
-            totals = run(archive, model, fresh("out"), Settings(workers=workers), clock)
+            totals = run(archive, model, fresh("out"), settings(workers), clock)
         records = totals.counts["records"] + totals.counts["quarantined"]
         figures = _figures(records, clock.rate(), time.perf_counter() - t)
         # the shards' own work (read, quality, model, write), apart from how they are run

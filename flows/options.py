@@ -74,8 +74,11 @@ def cluster_of(args: argparse.Namespace, settings: Settings) -> DaskCluster | No
 def settings_of(args: argparse.Namespace) -> Settings:
     """The run's `Settings`: defaults and `MSAIC_*` variables, overridden by the shared flags given.
     On Dask, `workers` (shards in flight: twice as many) is the local cluster's N, or the
-    threads of the cluster at --dask-address, unless --workers says otherwise."""
+    threads of the cluster at --dask-address, unless --workers says otherwise; a local cluster's
+    workers read the archive themselves (`workers_see_archive`)."""
     given = {field: getattr(args, dest) for dest, field in _FIELDS.items() if getattr(args, dest, None)}
+    if getattr(args, "dask_local", None) is not None:
+        given["workers_see_archive"] = True  # its workers run on this machine
     if "workers" not in given:
         if getattr(args, "dask_local", None):
             given["workers"] = args.dask_local

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     cluster_shard_factor: int = Field(
         default=4, ge=1, description="Dask cluster: ingest, features, score shards this many times larger"
     )
+    workers_see_archive: bool = Field(
+        default=False,
+        description="Dask workers read an archive on disk at its path themselves (a shared file system; "
+        "--dask-local sets it); else the command reads it and ships the bytes inside the shards",
+    )
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for patient_key and record_id; else STORE/.pseudonym_key"
     )

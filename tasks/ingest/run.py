@@ -45,11 +45,12 @@ def site_of(source_path: str, extra: dict[str, Any], override: str | None, defau
     return head if rest else default
 
 
-def workers_read(archive_path: Location, executor: Executor | None) -> bool:
+def workers_read(archive_path: Location, executor: Executor | None, settings: Settings) -> bool:
     """Whether shard workers read their records' files themselves rather than being handed the
-    bytes: on the local pool, or wherever the archive lies on object storage. A cluster's workers
-    get the bytes of an archive on this machine's disk, which they may not see."""
-    return executor is None or isinstance(archive_path, ObjectPath)
+    bytes: on the local pool, wherever the archive lies on object storage, and on a cluster whose
+    workers see this machine's archive path (`workers_see_archive`: a shared file system, or a
+    local cluster). Other clusters' workers get the bytes inside the shards."""
+    return executor is None or isinstance(archive_path, ObjectPath) or settings.workers_see_archive
 
 
 def walk_archive(archive_path: Location, settings: Settings, for_workers: bool = False) -> Iterator[Item]:
@@ -102,7 +103,7 @@ def ingest_archive(
         staging = st.staging_dir(store)
 
         def tasks() -> Iterator[Task]:
-            for item in walk_archive(archive_path, settings, workers_read(archive_path, executor)):
+            for item in walk_archive(archive_path, settings, workers_read(archive_path, executor, settings)):
                 if isinstance(item, Skipped):
                     ingestor.totals.skipped[item.kind] += 1
                     continue

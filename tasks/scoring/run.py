@@ -340,7 +340,7 @@ def score_archive_run(
 
         def jobs() -> Iterator[ShardJob]:
             t = time.perf_counter()
-            read_in_workers = workers_read(archive, executor)
+            read_in_workers = workers_read(archive, executor, settings)
             for job in plan(archive, shard_size, settings, site, totals.skipped, read_in_workers):
                 todo = [(item, s) for item, s in job.items if (s, item.source_path) not in done_inputs]
                 skipped = len(job.items) - len(todo)

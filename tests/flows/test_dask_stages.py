@@ -71,7 +71,10 @@ def _pipeline(archive: Path, store: Path, settings: Settings, cluster: DaskClust
 def test_ingest_qc_features_give_the_same_store_on_dask(
     small_archive: Path, cluster: DaskCluster, tmp_path: Path
 ) -> None:
-    settings = Settings(workers=2, shard_size=4, commit_records=8, qc_commit_records=8)
+    # the workers read the archive's files themselves (the kill tests below ship them in the shards)
+    settings = Settings(
+        workers=2, shard_size=4, commit_records=8, qc_commit_records=8, workers_see_archive=True
+    )
     _pipeline(small_archive, tmp_path / "dask", settings, cluster)
     _pipeline(small_archive, tmp_path / "local", Settings(workers=1, shard_size=4), None)
     for table, key in (("records", ["record_id"]), ("quality", ["record_id"]), ("features", ["record_id"])):
