@@ -15,6 +15,8 @@ Each infarct has a type and a pattern (how it shows on the ECG):
   away), loss of the R forces toward it (poor R progression), T inversion, a fragmented QRS;
 - old `small_q`: the same with a small, narrow Q (a regressing Q wave) and milder R loss;
 - old `non_q`: R loss, T inversion and fragmentation without a Q component.
+Every infarct also prolongs repolarization: its ST and T components come later and last longer
+(QTc about 25-35 ms longer after an infarct).
 Confounders (physiology.json `confounders`) are edits of the named components and extra
 components: mimics in MI-negative records, and bundle branch block or LVH with an infarct.
 Severity (0..1) scales every change, so that subtle cases exist. The archive's statements are a
@@ -104,13 +106,20 @@ def _old(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel:
     return scar
 
 
+def _longer_qt(model: BeatModel, s: float) -> BeatModel:
+    """Repolarization prolonged: the components that scale with QT (ST and T) later and wider by
+    1 + s * qt_prolongation."""
+    f = np.where(model.rr_scaled, 1.0 + s * mi_config()["qt_prolongation"], 1.0)
+    return replace(model, center=model.center * f, width=model.width * f)
+
+
 def apply_mi(model: BeatModel, mi_type: str, pattern: str, territory: str, severity: float) -> BeatModel:
     """The beat with an infarction of `territory` of the given type and pattern at `severity`."""
     d = _unit(territories()[territory]["direction"])
     if mi_type == "acute":
-        return _acute(model, pattern, d, severity)
+        return _longer_qt(_acute(model, pattern, d, severity), severity)
     if mi_type == "old":
-        return _old(model, pattern, d, severity)
+        return _longer_qt(_old(model, pattern, d, severity), severity)
     raise ValueError(f"unknown MI type {mi_type!r}")
 
 

@@ -16,7 +16,7 @@ import pytest
 from tasks.synth.dipole import MAX_COMPONENTS, Rhythm, beat_variation, render_vcg, rotation, sample_patient
 from tasks.synth.ectopy import PREFIX, ectopy_config, with_ectopy
 from tasks.synth.leadfield import DOWER, LEADS, lead_field
-from tasks.synth.pathology import NONE, apply_confounder, confounders, scp_codes, territories
+from tasks.synth.pathology import NONE, apply_confounder, apply_mi, confounders, scp_codes, territories
 from tasks.synth.record import RecordSpec, Rendered, plan_shard, render
 from tasks.synth.resources import load_json
 from tasks.synth.sites import first_sites
@@ -488,6 +488,28 @@ def test_small_q_waves_are_shallower_than_full_q_waves() -> None:
     assert (small < -0.05).all() and (small > 0.7 * full).all(), (small, full)
 
 
+def test_an_infarct_prolongs_repolarization() -> None:
+    """QTc is longer after an infarct (Schwartz and Wolf 1978, Wheelan 1986: about 25-35 ms): the
+    ST and T components come later and last longer, so the T wave ends later; QRS stays."""
+    stretch = 1.0 + load_json("physiology.json")["mi"]["qt_prolongation"]
+    normal = sample_patient(np.random.default_rng(3), 60, False).model
+    scarred = apply_mi(normal, "old", "q_wave", "inferior", 1.0)
+    late = np.array(normal.rr_scaled)
+    assert np.allclose(scarred.center[: len(late)][late], normal.center[late] * stretch)
+    assert np.allclose(scarred.center[: len(late)][~late], normal.center[~late])
+
+    def t_end(r: Rendered) -> np.ndarray:
+        offsets = np.linspace(0.12, 0.55, 216)
+        b = _beats(r, len(r.signal))
+        base = r.signal[_samples(b, np.linspace(*PR, 5))].mean(axis=1, keepdims=True)
+        size = np.median(np.linalg.norm(r.signal[_samples(b, offsets)] - base, axis=2), axis=0)
+        peak = int(np.argmax(size))  # the T wave's end: where it falls below a fifth of its peak
+        return np.array([offsets[peak + np.argmax(size[peak:] < 0.2 * size[peak])]])
+
+    moved = infarct("old", "q_wave", "inferior", t_end, severity=1.0)
+    assert 0.015 < moved[0] < 0.06, moved
+
+
 def test_an_infarct_with_bundle_branch_block_keeps_both() -> None:
     for pid in PIDS:
         mi = dict(mi_type="old", pattern="q_wave", territory="anterior", severity=0.7)
@@ -520,6 +542,14 @@ def test_the_plan_mixes_patterns_mimics_placements_and_rhythms(plan: list[Record
     assert {s.confounder for s in negatives} == {*confounders(), NONE}
     assert {s.placement for s in plan} == {"standard", "v1v2_high", "mason_likar"}
     assert Counter(s.rhythm for s in plan)["af"] / len(plan) == pytest.approx(0.08, abs=0.02)
+
+
+def test_infarcts_are_mostly_old_as_ptbxl_stages_them(plan: list[RecordSpec]) -> None:
+    """PTB-XL states an infarction stadium for 2,286 MI records: 298 acute to recent (I, I-II, II),
+    the rest subacute to old; the archive's infarcts are acute in that share."""
+    mi = [s for s in plan if s.mi_type != NONE]
+    assert np.mean([s.mi_type == "acute" for s in mi]) == pytest.approx(298 / 2286, abs=0.03)
+    assert {s.pattern for s in mi if s.mi_type == "acute"} == {"stemi", "stemi_q", "nstemi", "t_wave"}
 
 
 def test_infarct_territories_follow_ptbxl(plan: list[RecordSpec]) -> None:
