@@ -510,6 +510,24 @@ def test_an_infarct_prolongs_repolarization() -> None:
     assert 0.015 < moved[0] < 0.06, moved
 
 
+def test_an_infarct_flattens_the_t_wave_beyond_its_territory() -> None:
+    """Chronic ischaemia flattens T beyond the infarct's leads: the normal T vector shrinks by
+    severity * t_flattening before the territory's own T change, so with a posterior infarct
+    (whose own change is in V1-V3) T is lower in I, V5 and V6 and less negative in aVR."""
+    flat = load_json("physiology.json")["mi"]["t_flattening"]
+    normal = sample_patient(np.random.default_rng(3), 60, False).model
+    t = normal.vector[normal.index("T")]
+    d = np.asarray(territories()["posterior"]["direction"]) / np.linalg.norm(
+        territories()["posterior"]["direction"]
+    )
+    old = load_json("physiology.json")["mi"]["old"]
+    scarred = apply_mi(normal, "old", "non_q", "posterior", 1.0)
+    assert np.allclose(scarred.vector[normal.index("T")], (1.0 - flat) * t - old["t_inversion_mv"] * d)
+    top = infarct("old", "non_q", "posterior", lambda r: extreme(r, (0.15, 0.45), np.maximum), 1.0)
+    low = infarct("old", "non_q", "posterior", lambda r: extreme(r, (0.15, 0.45), np.minimum), 1.0)
+    assert (top[idx("I", "V5", "V6")] < -0.05).all() and low[lead("AVR")] > 0.03, (top, low)
+
+
 def test_an_infarct_with_bundle_branch_block_keeps_both() -> None:
     for pid in PIDS:
         mi = dict(mi_type="old", pattern="q_wave", territory="anterior", severity=0.7)
