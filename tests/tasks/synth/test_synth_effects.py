@@ -163,6 +163,16 @@ def test_normal_septal_q_waves_show_laterally_and_in_about_half_inferiorly() -> 
     assert min(share["I"], share["AVL"], share["V6"]) > 0.35, share
 
 
+def test_normal_st_segment_rises_in_v2_v4_and_stays_low_in_v1() -> None:
+    """The normal ST segment 60 ms after J: elevated in V2-V4 (Macfarlane), low in V1 and slightly
+    positive in V5-V6, as the ST levels of the real records here (median over normal records)."""
+    st = np.median(
+        [st60(r, r.qrs_end) for r in (render(spec(p), artifacts=False) for p in range(1, 25))], axis=0
+    )
+    assert (st[idx("V2", "V3", "V4")] > 0.03).all(), st
+    assert st[lead("V1")] < 0.4 * st[idx("V2", "V3")].mean() and (st[idx("V5", "V6")] > 0.015).all(), st
+
+
 def test_chest_leads_reach_normal_precordial_voltage() -> None:
     """The torso's median gain on the chest leads lifts R in V2 and V4 and S in V2 to the normal
     medians of the source (Rijnbeek): about 0.6 mV R in V2, over 1 mV in V4, about 1 mV S in V2."""
