@@ -163,6 +163,17 @@ def test_normal_septal_q_waves_show_laterally_and_in_about_half_inferiorly() -> 
     assert min(share["I"], share["AVL"], share["V6"]) > 0.35, share
 
 
+def test_heart_rate_and_qt_spread_as_the_real_clinical_records() -> None:
+    """Patients' heart rates centre on the real records' median (about 66/min with the sites'
+    shifts) and their QT varies by qt_scale_sd, wider than a healthy population's."""
+    p = load_json("physiology.json")["patient"]
+    nominal = next(c["center_s"] for c in load_json("physiology.json")["components"] if c["name"] == "T")
+    patients = [sample_patient(np.random.default_rng(s), 50, False) for s in range(600)]
+    assert np.median([x.hr_bpm for x in patients]) == pytest.approx(p["hr_mean"], abs=1.5)
+    t = np.array([x.model.center[x.model.index("T")] for x in patients]) / nominal
+    assert np.std(t) == pytest.approx(p["qt_scale_sd"], abs=0.01) and p["qt_scale_sd"] >= 0.07
+
+
 def test_normal_st_segment_rises_in_v2_v4_and_stays_low_in_v1() -> None:
     """The normal ST segment 60 ms after J: elevated in V2-V4 (Macfarlane), low in V1 and slightly
     positive in V5-V6, as the ST levels of the real records here (median over normal records)."""
