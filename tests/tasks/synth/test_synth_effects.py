@@ -491,7 +491,7 @@ def test_t_wave_only_mi_inverts_t_without_st_or_q_change() -> None:
     st = infarct("acute", "t_wave", "anterior", lambda r: st60(r, r.qrs_end))
     q = infarct("acute", "t_wave", "anterior", q_depth)
     assert (t[idx("V2", "V3")] < -0.15).all(), t
-    assert (np.abs(st) < 0.03).all() and (q > -0.01).all(), (st, q)  # no Q wave (R forces shrink)
+    assert (np.abs(st) < 0.03).all() and (np.abs(q) < 0.01).all(), (st, q)
 
 
 def test_non_q_mi_loses_r_and_t_without_q_waves() -> None:
@@ -529,20 +529,6 @@ def test_an_infarct_prolongs_repolarization() -> None:
 
     moved = infarct("old", "q_wave", "inferior", t_end, severity=1.0)
     assert 0.015 < moved[0] < 0.06, moved
-
-
-def test_an_infarct_lowers_r_waves_beyond_its_q_wave_leads() -> None:
-    """The Selvester score counts lost R amplitude across the leads: the normal R forces shrink by
-    severity * r_shrink, so even a T-wave-only infarct (no R loss of its own) lowers tall R waves."""
-    shrink = load_json("physiology.json")["mi"]["r_shrink"]
-    normal = sample_patient(np.random.default_rng(3), 60, False).model
-    scarred = apply_mi(normal, "acute", "t_wave", "anterior", 1.0)
-    for name in ("R1", "R2"):
-        assert np.allclose(
-            scarred.vector[normal.index(name)], (1.0 - shrink) * normal.vector[normal.index(name)]
-        )
-    r = infarct("acute", "t_wave", "anterior", r_height, 1.0)
-    assert (r[idx("II", "V4", "V5")] < -0.1).all(), r
 
 
 def test_an_infarct_flattens_the_t_wave_beyond_its_territory() -> None:
