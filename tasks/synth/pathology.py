@@ -15,6 +15,9 @@ Each infarct has a type and a pattern (how it shows on the ECG):
   away), loss of the R forces toward it (poor R progression), T inversion, a fragmented QRS;
 - old `small_q`: the same with a small, narrow Q (a regressing Q wave) and milder R loss;
 - old `non_q`: R loss, T inversion and fragmentation without a Q component.
+Every infarct also flattens the normal T wave as a whole (lower T where it is tallest, in I and
+V4-V6, less negative in aVR) and prolongs repolarization: its ST and T components come later and
+last longer (QTc about 25-35 ms longer after an infarct).
 Confounders (physiology.json `confounders`) are edits of the named components and extra
 components: mimics in MI-negative records, and bundle branch block or LVH with an infarct.
 Severity (0..1) scales every change, so that subtle cases exist. The archive's statements are a
@@ -104,13 +107,27 @@ def _old(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel:
     return scar
 
 
+def _longer_qt(model: BeatModel, s: float) -> BeatModel:
+    """Repolarization prolonged: the components that scale with QT (ST and T) later and wider by
+    1 + s * qt_prolongation."""
+    f = np.where(model.rr_scaled, 1.0 + s * mi_config()["qt_prolongation"], 1.0)
+    return replace(model, center=model.center * f, width=model.width * f)
+
+
+def _flatter_t(model: BeatModel, s: float) -> BeatModel:
+    """The normal T wave smaller by s * t_flattening in every direction (before the territory's
+    own T change)."""
+    return _with_vectors(model, {"T": -s * mi_config()["t_flattening"] * model.vector[model.index("T")]})
+
+
 def apply_mi(model: BeatModel, mi_type: str, pattern: str, territory: str, severity: float) -> BeatModel:
     """The beat with an infarction of `territory` of the given type and pattern at `severity`."""
     d = _unit(territories()[territory]["direction"])
+    flat = _flatter_t(model, severity)
     if mi_type == "acute":
-        return _acute(model, pattern, d, severity)
+        return _longer_qt(_acute(flat, pattern, d, severity), severity)
     if mi_type == "old":
-        return _old(model, pattern, d, severity)
+        return _longer_qt(_old(flat, pattern, d, severity), severity)
     raise ValueError(f"unknown MI type {mi_type!r}")
 
 

@@ -16,7 +16,7 @@ import pytest
 from tasks.synth.dipole import MAX_COMPONENTS, Rhythm, beat_variation, render_vcg, rotation, sample_patient
 from tasks.synth.ectopy import PREFIX, ectopy_config, with_ectopy
 from tasks.synth.leadfield import DOWER, LEADS, lead_field
-from tasks.synth.pathology import NONE, apply_confounder, confounders, scp_codes, territories
+from tasks.synth.pathology import NONE, apply_confounder, apply_mi, confounders, scp_codes, territories
 from tasks.synth.record import RecordSpec, Rendered, plan_shard, render
 from tasks.synth.resources import load_json
 from tasks.synth.sites import first_sites
@@ -163,6 +163,27 @@ def test_normal_septal_q_waves_show_laterally_and_in_about_half_inferiorly() -> 
     assert min(share["I"], share["AVL"], share["V6"]) > 0.35, share
 
 
+def test_heart_rate_and_qt_spread_as_the_real_clinical_records() -> None:
+    """Patients' heart rates centre on the real records' median (about 66/min with the sites'
+    shifts) and their QT varies by qt_scale_sd, wider than a healthy population's."""
+    p = load_json("physiology.json")["patient"]
+    nominal = next(c["center_s"] for c in load_json("physiology.json")["components"] if c["name"] == "T")
+    patients = [sample_patient(np.random.default_rng(s), 50, False) for s in range(600)]
+    assert np.median([x.hr_bpm for x in patients]) == pytest.approx(p["hr_mean"], abs=1.5)
+    t = np.array([x.model.center[x.model.index("T")] for x in patients]) / nominal
+    assert np.std(t) == pytest.approx(p["qt_scale_sd"], abs=0.01) and p["qt_scale_sd"] >= 0.07
+
+
+def test_normal_st_segment_rises_in_v2_v4_and_stays_low_in_v1() -> None:
+    """The normal ST segment 60 ms after J: elevated in V2-V4 (Macfarlane), low in V1 and slightly
+    positive in V5-V6, as the ST levels of the real records here (median over normal records)."""
+    st = np.median(
+        [st60(r, r.qrs_end) for r in (render(spec(p), artifacts=False) for p in range(1, 25))], axis=0
+    )
+    assert (st[idx("V2", "V3", "V4")] > 0.03).all(), st
+    assert st[lead("V1")] < 0.4 * st[idx("V2", "V3")].mean() and (st[idx("V5", "V6")] > 0.015).all(), st
+
+
 def test_chest_leads_reach_normal_precordial_voltage() -> None:
     """The torso's median gain on the chest leads lifts R in V2 and V4 and S in V2 to the normal
     medians of the source (Rijnbeek): about 0.6 mV R in V2, over 1 mV in V4, about 1 mV S in V2."""
@@ -215,14 +236,15 @@ def test_beats_differ_in_size_and_timing_with_the_configured_spread() -> None:
 
 def test_atrial_fibrillation_has_no_p_wave_and_an_irregular_rhythm() -> None:
     spread: dict[str, list[np.ndarray]] = {"sinus": [], "af": []}
+    p: dict[str, list[float]] = {"sinus": [], "af": []}  # the P window's peak: P, or f waves only
     for pid in PIDS:
         sinus, af = pair(pid, rhythm="af")
         for name, r in (("sinus", sinus), ("af", af)):
             rr = np.diff(_beats(r, 5000))
             spread[name].append(rr / rr.mean() - 1.0)
-        p_sinus = extreme(sinus, (-0.2, -0.11), np.maximum)[lead("II")]
-        p_af = extreme(af, (-0.2, -0.11), np.maximum)[lead("II")]
-        assert p_sinus > 0.04 and p_af < 0.5 * p_sinus, pid
+            p[name].append(float(extreme(r, (-0.2, -0.11), np.maximum)[lead("II")]))
+    assert min(p["sinus"]) > 0.04 and all(a < s for a, s in zip(p["af"], p["sinus"], strict=True)), p
+    assert np.mean(p["af"]) < 0.5 * np.mean(p["sinus"]), p  # f waves (0.02-0.08 mV) where P was
     assert np.std(np.concatenate(spread["af"])) > 0.12 > 2 * np.std(np.concatenate(spread["sinus"]))
     codes = scp_codes(NONE, NONE, NONE, NONE, "af")
     assert codes["AFIB"] == 100.0 and "SR" not in codes and "NORM" in codes
@@ -488,6 +510,46 @@ def test_small_q_waves_are_shallower_than_full_q_waves() -> None:
     assert (small < -0.05).all() and (small > 0.7 * full).all(), (small, full)
 
 
+def test_an_infarct_prolongs_repolarization() -> None:
+    """QTc is longer after an infarct (Schwartz and Wolf 1978, Wheelan 1986: about 25-35 ms): the
+    ST and T components come later and last longer, so the T wave ends later; QRS stays."""
+    stretch = 1.0 + load_json("physiology.json")["mi"]["qt_prolongation"]
+    normal = sample_patient(np.random.default_rng(3), 60, False).model
+    scarred = apply_mi(normal, "old", "q_wave", "inferior", 1.0)
+    late = np.array(normal.rr_scaled)
+    assert np.allclose(scarred.center[: len(late)][late], normal.center[late] * stretch)
+    assert np.allclose(scarred.center[: len(late)][~late], normal.center[~late])
+
+    def t_end(r: Rendered) -> np.ndarray:
+        offsets = np.linspace(0.12, 0.55, 216)
+        b = _beats(r, len(r.signal))
+        base = r.signal[_samples(b, np.linspace(*PR, 5))].mean(axis=1, keepdims=True)
+        size = np.median(np.linalg.norm(r.signal[_samples(b, offsets)] - base, axis=2), axis=0)
+        peak = int(np.argmax(size))  # the T wave's end: where it falls below a fifth of its peak
+        return np.array([offsets[peak + np.argmax(size[peak:] < 0.2 * size[peak])]])
+
+    moved = infarct("old", "q_wave", "inferior", t_end, severity=1.0)
+    assert 0.015 < moved[0] < 0.06, moved
+
+
+def test_an_infarct_flattens_the_t_wave_beyond_its_territory() -> None:
+    """Chronic ischaemia flattens T beyond the infarct's leads: the normal T vector shrinks by
+    severity * t_flattening before the territory's own T change, so with a posterior infarct
+    (whose own change is in V1-V3) T is lower in I, V5 and V6 and less negative in aVR."""
+    flat = load_json("physiology.json")["mi"]["t_flattening"]
+    normal = sample_patient(np.random.default_rng(3), 60, False).model
+    t = normal.vector[normal.index("T")]
+    d = np.asarray(territories()["posterior"]["direction"]) / np.linalg.norm(
+        territories()["posterior"]["direction"]
+    )
+    old = load_json("physiology.json")["mi"]["old"]
+    scarred = apply_mi(normal, "old", "non_q", "posterior", 1.0)
+    assert np.allclose(scarred.vector[normal.index("T")], (1.0 - flat) * t - old["t_inversion_mv"] * d)
+    top = infarct("old", "non_q", "posterior", lambda r: extreme(r, (0.15, 0.45), np.maximum), 1.0)
+    low = infarct("old", "non_q", "posterior", lambda r: extreme(r, (0.15, 0.45), np.minimum), 1.0)
+    assert (top[idx("I", "V5", "V6")] < -0.05).all() and low[lead("AVR")] > 0.03, (top, low)
+
+
 def test_an_infarct_with_bundle_branch_block_keeps_both() -> None:
     for pid in PIDS:
         mi = dict(mi_type="old", pattern="q_wave", territory="anterior", severity=0.7)
@@ -520,6 +582,14 @@ def test_the_plan_mixes_patterns_mimics_placements_and_rhythms(plan: list[Record
     assert {s.confounder for s in negatives} == {*confounders(), NONE}
     assert {s.placement for s in plan} == {"standard", "v1v2_high", "mason_likar"}
     assert Counter(s.rhythm for s in plan)["af"] / len(plan) == pytest.approx(0.08, abs=0.02)
+
+
+def test_infarcts_are_mostly_old_as_ptbxl_stages_them(plan: list[RecordSpec]) -> None:
+    """PTB-XL states an infarction stadium for 2,286 MI records: 298 acute to recent (I, I-II, II),
+    the rest subacute to old; the archive's infarcts are acute in that share."""
+    mi = [s for s in plan if s.mi_type != NONE]
+    assert np.mean([s.mi_type == "acute" for s in mi]) == pytest.approx(298 / 2286, abs=0.03)
+    assert {s.pattern for s in mi if s.mi_type == "acute"} == {"stemi", "stemi_q", "nstemi", "t_wave"}
 
 
 def test_infarct_territories_follow_ptbxl(plan: list[RecordSpec]) -> None:
