@@ -242,7 +242,8 @@ def main() -> None:
             if not archive.exists():
                 replicate(units, base, archive, n)
         with workers_report_here(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            model = args.model or train_model(training, work, args.config)
+            # the model's store apart from the runs' `store`, which each run starts afresh
+            model = args.model or train_model(training, work / "model", args.config)
             rates = measure(large, small, model, work, args.rounds)
         stages = {stage: {**by_backend, **ratios(by_backend)} for stage, by_backend in rates.items()}
         per_core = {stage: s["records_per_s_per_core_dask_2"] for stage, s in stages.items()}
