@@ -112,8 +112,9 @@ class ArchiveFiles(Mapping[str, bytes]):
     def __getitem__(self, name: str) -> bytes:
         if name not in self._loaded:
             member = self._members[name]
-            try:
-                with (self._root / member).open("rb") as fh:
+            target = self._root / member
+            try:  # an object is read in one GET (a seekable reader would ask its size first)
+                with target.stream() if isinstance(target, ObjectPath) else target.open("rb") as fh:
                     data = fh.read(self._max + 1)
             except OSError as exc:
                 why = f"{member}: {type(exc).__name__}: {exc.strerror}"
