@@ -103,8 +103,9 @@ def on_cluster(the_flow: Flow, cluster: DaskCluster | None) -> Iterator[Flow]:
         yield the_flow
         return
     with workers_report_here(), warnings.catch_warnings():
-        # a shard carries the bytes of its inputs, read by this process: by design, not a graph
-        # that Dask could load itself (its warning at every shard over 10 MB)
+        # a shard may carry the bytes of its inputs, read by this process, where the workers do
+        # not see the archive: by design, not a graph Dask could load itself (its warning at
+        # every shard over 10 MB)
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
         yield the_flow.with_options(task_runner=cluster.task_runner())
 
@@ -112,8 +113,9 @@ def on_cluster(the_flow: Flow, cluster: DaskCluster | None) -> Iterator[Flow]:
 class ShardCall:
     """One shard's call (`fn(*args)`), the one parameter of its Prefect task. Unless told
     otherwise, Dask names a task by hashing its arguments, which for a shard that carries the
-    bytes of its inputs cost seconds per shard in the submitting process (3.4 s of 4.3 s for 64
-    records): each call is unique anyway (one task run each), so its name is a random token.
+    bytes of its inputs (workers that do not see the archive) cost seconds per shard in the
+    submitting process (3.4 s of 4.3 s for 64 records): each call is unique anyway (one task run
+    each), so its name is a random token.
     A plain object, not a dataclass, so that Prefect does not walk the shard's inputs either."""
 
     __slots__ = ("args", "fn", "token")
