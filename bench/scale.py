@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds per rate (median)")
     parser.add_argument("--model", type=Path, help="registered model dir (default: train one)")
     parser.add_argument("--config", help="model config to train (default: the packaged MSAIC-Net default)")
-    parser.add_argument("--s3-records", type=int, default=240, help="records of the S3 vs disk runs")
+    parser.add_argument("--s3-records", type=int, default=240, help="records of the S3 vs disk runs, 0: none")
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temporary)")
     args = parser.parse_args()
 
@@ -256,7 +256,7 @@ def main() -> None:
                 "model": model.name,
                 "stages": stages,
                 "night": night(per_core),
-                "s3_vs_local": s3_overhead(large, args.s3_records),
+                "s3_vs_local": s3_overhead(large, args.s3_records) if args.s3_records else None,
             }
         )
 
