@@ -138,11 +138,10 @@ def run_sharded(
     """`fn(job)` for every job, as a generator; see the module docstring. `fn` and the jobs must
     pickle when they run in other processes (module-level functions, `functools.partial`)."""
     depth = depth or 2 * max(workers, 1)
-    if executor is None and workers <= 1:
-        tune_allocator()  # the shards run in this process
     if executor is not None:
         yield from _bounded(jobs, fn, executor, depth, ordered)
     elif workers <= 1:
+        tune_allocator()  # the shards run in this process
         for job in jobs:
             yield fn(job)
     else:

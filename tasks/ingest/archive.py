@@ -365,10 +365,9 @@ class DirectoryArchive(_WorkersRead):
 
     def __init__(self, root: Path, limits: ArchiveLimits, workers_read: bool = False):
         root = root.resolve()
-        self.root = root
         sizes: dict[str, int] = {}
         problems: list[ArchiveProblem] = []
-        for rel, st, why in _walk(self.root, limits):
+        for rel, st, why in _walk(root, limits):
             name = printable_name(rel)
             if name != rel:
                 problems.append(ArchiveProblem(name, "bad_file_name", "file name is not valid UTF-8"))
@@ -389,7 +388,6 @@ class ObjectArchive(_WorkersRead):
     by its key below the prefix (there are no links, FIFOs or bytes that are not UTF-8)."""
 
     def __init__(self, root: ObjectPath, limits: ArchiveLimits, workers_read: bool = False):
-        self.root = root
         sizes: dict[str, int] = {}
         problems: list[ArchiveProblem] = []
         for info in root.files():

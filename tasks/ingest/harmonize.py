@@ -63,9 +63,9 @@ def to_canonical(raw: RawRecord) -> tuple[np.ndarray, list[str], list[str]]:
     if not filled:
         n = len(raw.sig_name)
         raise HarmonizeError("no_ecg_leads", f"none of the {n} channels is one of the 12 standard leads")
-    missing = [lead for i, lead in enumerate(CANONICAL_LEADS) if i not in filled]
-    out[[i for i in range(len(CANONICAL_LEADS)) if i not in filled]] = np.nan
-    return out, missing, dropped
+    absent = [i for i in range(len(CANONICAL_LEADS)) if i not in filled]
+    out[absent] = np.nan
+    return out, [CANONICAL_LEADS[i] for i in absent], dropped
 
 
 # FFT convolution costs grow with up × down (the zero-stuffed length and the filter length); at
