@@ -39,7 +39,7 @@ import json
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -468,19 +468,19 @@ def patient_folds(record: list[str], folds: int) -> np.ndarray:
     return np.array([order[p] for p in patient], dtype=np.int64)
 
 
-def _fold_profile(profile, as_recorded: GateRun, clean: np.ndarray, train: np.ndarray, z: float):
-    """`profile` with its fitted part, the chest Gaussian, refitted on the windows `train`, and
-    `chest_amplitude_z` set to z."""
-    import dataclasses
+def _with_thresholds(profile, **changes):
+    """`profile` with some of its thresholds replaced."""
+    return replace(profile, thresholds=replace(profile.thresholds, **changes))
 
+
+def _fold_profile(profile, as_recorded: GateRun, clean: np.ndarray, train: np.ndarray):
+    """`profile` with its fitted part, the chest Gaussian, refitted on the windows `train`."""
     fitted = chest_amplitudes(as_recorded, clean & train[:, None])
-    t = dataclasses.replace(
-        profile.thresholds,
+    return _with_thresholds(
+        profile,
         chest_log_mean=tuple(fitted["chest_log_mean"]),
         chest_log_cov=tuple(map(tuple, fitted["chest_log_cov"])),
-        chest_amplitude_z=z,
     )
-    return dataclasses.replace(profile, thresholds=t)
 
 
 def _chest_flags(run: GateRun, rows: np.ndarray, profile) -> np.ndarray:
@@ -517,7 +517,7 @@ def out_of_fold(
     gain_lead = np.array([int(np.flatnonzero(truths[k].touched)[0]) for k in gain])
     per_z = {z: [0, 0] for z in CHEST_Z}
     for f in range(FOLDS):
-        fitted = _fold_profile(profile, as_recorded, ok, fold != f, profile.thresholds.chest_amplitude_z)
+        fitted = _fold_profile(profile, as_recorded, ok, fold != f)
         here = np.flatnonzero(fold == f)
         todo = np.flatnonzero(job_fold == f)
         batches, _ = injected(x, [job_list[k] for k in todo], seed)
@@ -529,7 +529,7 @@ def out_of_fold(
                 verdict[k][r], reasons[k][r] = run.verdict[n], run.reasons[n]
         g = gain[job_fold[gain] == f]
         for z in CHEST_Z:
-            at_z = _fold_profile(profile, as_recorded, ok, fold != f, z)
+            at_z = _with_thresholds(fitted, chest_amplitude_z=z)
             per_z[z][0] += int((_chest_flags(as_recorded, here, at_z) & ok[here]).sum())
             found = _chest_flags(with_artifacts, g, at_z)[np.arange(len(g)), gain_lead[job_fold[gain] == f]]
             per_z[z][1] += int(found.sum())
