@@ -211,10 +211,15 @@ def write_parquet(table: pa.Table, path: Location) -> Location:
     columns (features, indices) use byte-stream-split; nested signals stay plain, where
     byte-stream-split on their leaf wrote 15 % slower for files 13 % smaller (0.42 of raw) and
     read no faster. Tables of signals get row groups of `SIGNAL_ROW_GROUP` rows (about 15 MB),
-    so that a reader after a few records decodes a few row groups, not the whole file."""
+    so that a reader after a few records decodes a few row groups, not the whole file. Signals
+    carry no min/max statistics, which no reader can filter on and which cost a tenth of the
+    write (0.25 of 2.3 ms CPU per 47-s EDF record); the other columns keep theirs (row-group
+    pruning by record_id)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     float_cols = [f.name for f in table.schema if pa.types.is_floating(f.type)]
-    signals = any(_is_float(f.type) and _fixed_values(f.type) >= SIGNAL_MIN_VALUES for f in table.schema)
+    signals = {
+        f.name for f in table.schema if _is_float(f.type) and _fixed_values(f.type) >= SIGNAL_MIN_VALUES
+    }
     fs, where = filesystem_path(path)
     pq.write_table(
         table,
@@ -224,6 +229,7 @@ def write_parquet(table: pa.Table, path: Location) -> Location:
         compression="lz4",
         use_byte_stream_split=float_cols or False,
         use_dictionary=[f.name for f in table.schema if pa.types.is_string(f.type)],
+        write_statistics=[n for n in table.schema.names if n not in signals] if signals else True,
     )
     return path
 
@@ -232,8 +238,11 @@ def stage_parts(store: Location, table: str, rows: pa.Table) -> list[tuple[Locat
     """Write rows that carry a `site` column as one staged part file per site (cast to the
     table's schema); returns the (staged, final) moves to put in a `Commit`."""
     moves = []
-    for site in pc.unique(rows[SITE_FIELD.name]).to_pylist():
-        part = rows.filter(pc.equal(rows[SITE_FIELD.name], site)).drop_columns([SITE_FIELD.name])
+    sites = pc.unique(rows[SITE_FIELD.name]).to_pylist()
+    for site in sites:
+        # one site: the rows as they are (filtering would copy every signal)
+        part = rows if len(sites) == 1 else rows.filter(pc.equal(rows[SITE_FIELD.name], site))
+        part = part.drop_columns([SITE_FIELD.name])
         schema = catalog_table(table).schema
         part = part.select(schema.names).cast(schema)
         part_id = new_part_id()
