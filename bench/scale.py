@@ -18,7 +18,7 @@ disk, on the first `--s3-records` records. Prints one JSON object; no timed asse
 are reported as met or not).
 
     .venv/bin/python bench/scale.py [--base 48] [--small 128] [--records 6144] [--rounds 1]
-        [--model DIR] [--s3-records 240] [--workdir DIR]
+        [--model DIR] [--stages ingest score] [--s3-records 240] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ NIGHT_RECORDS = 10_000_000
 GOAL_2_OVER_1 = 1.7  # 2 Dask workers over 1
 GOAL_DASK_OVER_POOL = 0.85  # Dask within 15 % of the process pool at equal cores
 BACKENDS = ("pool-1", "pool-2", "dask-1", "dask-2")
+STAGES = ("ingest", "score")
 
 
 @contextmanager
@@ -148,11 +149,12 @@ def _figures(records: int, rate: float, wall: float) -> dict[str, Any]:
 
 
 def measure(
-    archive: Path, warm_up: Path, model: Path, work: Path, rounds: int
+    archive: Path, warm_up: Path, model: Path, work: Path, rounds: int, stages: list[str]
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """stage → backend → its rate once started (median over `rounds`). A Dask cluster is started
-    once per size and warmed with one run on `warm_up`, as a long-lived cluster would be."""
-    runs = stage_runs(model, work)
+    """stage → backend → its rate once started (median over `rounds`), for `stages`. A Dask
+    cluster is started once per size and warmed with one run on `warm_up`, as a long-lived cluster
+    would be."""
+    runs = {stage: run for stage, run in stage_runs(model, work).items() if stage in stages}
     out: dict[str, dict[str, dict[str, float]]] = {stage: {} for stage in runs}
     for backend in BACKENDS:
         kind, workers = backend.split("-")
@@ -215,6 +217,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds per rate (median)")
     parser.add_argument("--model", type=Path, help="registered model dir (default: train one)")
     parser.add_argument("--config", help="model config to train (default: the packaged MSAIC-Net default)")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to measure")
     parser.add_argument("--s3-records", type=int, default=240, help="records of the S3 vs disk runs, 0: none")
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temporary)")
     args = parser.parse_args()
@@ -244,7 +247,7 @@ def main() -> None:
         with workers_report_here(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             # the model's store apart from the runs' `store`, which each run starts afresh
             model = args.model or train_model(training, work / "model", args.config)
-            rates = measure(large, small, model, work, args.rounds)
+            rates = measure(large, small, model, work, args.rounds, args.stages)
         stages = {stage: {**by_backend, **ratios(by_backend)} for stage, by_backend in rates.items()}
         per_core = {stage: s["records_per_s_per_core_dask_2"] for stage, s in stages.items()}
         emit(
@@ -255,7 +258,7 @@ def main() -> None:
                 "shard_records": shard_sizes(),
                 "model": model.name,
                 "stages": stages,
-                "night": night(per_core),
+                "night": night(per_core) if len(per_core) == len(STAGES) else None,
                 "s3_vs_local": s3_overhead(large, args.s3_records) if args.s3_records else None,
             }
         )

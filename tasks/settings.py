@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     )
     shard_max_mb: int = Field(default=64, ge=1, description="input bytes per worker shard, MiB")
     cluster_shard_factor: int = Field(
-        default=4, ge=1, description="Dask cluster: ingest, features, score shards this many times larger"
+        default=8, ge=1, description="Dask cluster: ingest, features, score shards this many times larger"
     )
     workers_see_archive: bool = Field(
         default=False,
@@ -96,9 +96,11 @@ class Settings(BaseSettings):
 
     def shard_records(self, records: int, on_cluster: bool) -> int:
         """Records per shard of a stage whose local shards hold `records`: on a Dask cluster each
-        shard is one Prefect task run, whose orchestration (about 0.2-0.3 s of the worker's and
-        the submitter's CPU, bench/scale.py) a shard's work must outweigh, so shards there are
-        `cluster_shard_factor` times larger (a local pool hands a shard over in milliseconds)."""
+        shard is one Prefect task run, whose orchestration (about 0.25 s of the worker's, the
+        API's and the submitter's CPU, and 0.1 s of round trips, per task run) a shard's work
+        must outweigh, so shards there are `cluster_shard_factor` times larger (a local pool
+        hands a shard over in milliseconds): 8, a score shard of 512 records is about 3.5 s of
+        work, so orchestration costs about a tenth of it (bench/scale.py)."""
         return records * self.cluster_shard_factor if on_cluster else records
 
     @property
