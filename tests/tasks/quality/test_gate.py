@@ -35,7 +35,7 @@ def ludb() -> np.ndarray:
 
 
 def test_profile_is_versioned_and_holds_the_rules(profile: QcProfile) -> None:
-    assert profile.version == "qc/5"
+    assert profile.version == "qc/6"
     assert {r.verdict for r in profile.rules} == {"limited", "reject"}
     assert set(profile.unusable) <= set(FLAGS)
     raw = copy.deepcopy(load_json("qc_profile.json"))
@@ -99,7 +99,7 @@ def test_limb_lead_reversal_is_flagged_and_rejected(ludb: np.ndarray, profile: Q
     swapped[:, 0] *= -1
     res = assess(swapped, profile)
     for i in range(len(swapped)):
-        assert res.verdict[i] == "reject" and "limb lead reversal suspected" in res.reasons[i]
+        assert res.verdict[i] == "reject" and "cable reversal beyond doubt" in res.reasons[i]
         flagged = [x for x in CANONICAL_LEADS if "reversal" in res.flags[i][LEAD[x]]]
         assert flagged == ["I", "II", "III", "aVR", "aVL"]  # aVF does not change in an LA/RA swap
 
