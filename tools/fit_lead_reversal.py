@@ -15,8 +15,15 @@ each kind (limb, chest), the smallest candidate margin at which no real fitting 
 ones out of fold; the others, with a lead too noisy for a clean record but all 12 trusted, never
 fitted on, by the final model) and at most SYNTH_FALSE_ALARMS of the synthetic windows, out of fold,
 are flagged with a swap of that kind
-(a reversal rejects the record, and clean records may be rejected at most 0.5 % of the time
-for all reasons together).
+(a suspected swap flags the leads it changes, and clean records may be flagged and rejected
+only rarely). A suspected swap rejects the record only from a larger margin (`chosen_reject_margins`,
+also fixed before the figures were seen): for each kind, the largest candidate margin at which every
+swap of that kind that the flag margin finds in at least RELIABLE of the real windows out of fold
+(the swaps the detector tells for certain: LA/RA and RA/LL turn lead I or II over) is still found in
+at least RELIABLE of them. Between the two margins a record keeps its `reversal` flags but is only
+`limited`: a clean record whose mean beats happen to look swapped stays in screening, and a swap
+that changes the ECG little (LA/LL in a heart whose axes lie near +30 degrees) is flagged, not
+dropped.
 Prints one JSON object (what it fitted on, those out-of-fold figures, and how often the final score
 ranks the true hypothesis first on its own training windows).
 Usage: python tools/fit_lead_reversal.py [--synth-records 400] [--seed 7] [--l2 1.0] [--folds 5]
@@ -39,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "data_contracts" / "lead_reversal.json"
 VERSION = "reversal/3"
 SYNTH_FALSE_ALARMS = 0.0025  # 1 in 400
+RELIABLE = 0.95  # the recall the issue asks of every artifact kind
 
 
 def clean_beats(signals: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,7 +79,9 @@ def synthetic_signals(records: int, seed: int) -> np.ndarray:
     return flat.reshape(waves.num_rows, 12, -1)
 
 
-MARGINS = tuple(k / 2 for k in range(17))  # 0, 0.5, ..., 8
+MARGINS = tuple(k / 2 for k in range(17)) + tuple(
+    float(k) for k in range(9, 31)
+)  # 0, 0.5, ..., 8, 9, ..., 30
 
 
 def _scored(model, template, p_corr, names, p, p_min) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,14 +152,38 @@ def out_of_fold(
         )
         for kind in ("limb", "chest")
     }
+    reject = {kind: _reject_margin(by_margin, chosen[kind], kind, swaps) for kind in chosen}
     return {
         "windows": {**{k: len(v[0]) for k, v in parts.items()}, "real_noisy": len(noisy[0])},
         "folds": args.folds,
         "rule": f"smallest margin with no real (clean out of fold, noisy by the final model) and at most "
         f"{allowed} synthetic out-of-fold false alarms of the kind",
         "chosen_margins": chosen,
+        "reject_rule": f"largest margin at which every swap of the kind found in at least {RELIABLE} of the "
+        f"real windows at the chosen margin is still found in at least {RELIABLE}",
+        "chosen_reject_margins": reject,
         "by_margin": by_margin,
     }
+
+
+def _reject_margin(
+    by_margin: dict, flag_margin: float | None, kind: str, swaps: tuple[str, ...]
+) -> float | None:
+    """The reject margin of a kind (module docstring): the largest candidate margin at which each
+    swap of the kind found reliably at `flag_margin` is still found in at least RELIABLE of the
+    real windows; None where no margin was chosen or no swap of the kind is found reliably."""
+    from tasks.quality import lead_reversal as lr
+
+    if flag_margin is None:
+        return None
+    of_kind = [s for s in swaps if (s in lr.CHEST_SWAPS) == (kind == "chest")]
+    sure = [s for s in of_kind if by_margin[str(flag_margin)]["recall_real"][s] >= RELIABLE]
+    held = [
+        m
+        for m in MARGINS
+        if m >= flag_margin and all(by_margin[str(m)]["recall_real"][s] >= RELIABLE for s in sure)
+    ]
+    return max(held) if sure else None
 
 
 def _profile():

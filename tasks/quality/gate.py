@@ -25,6 +25,9 @@ from tasks.store.location import Location
 
 FLAGS = QC_FLAGS
 VERDICTS = QC_VERDICTS  # in increasing severity
+# rules only, never stored: the `reversal` leads of a swap whose evidence reaches the reject margin
+CERTAIN_REVERSAL = "reversal_certain"
+RULE_FLAGS = (*FLAGS, CERTAIN_REVERSAL)
 STORED_INDICES: tuple[str, ...] = ("powerline", "baseline", "emg", "template_corr", "kurtosis")
 _CHEST = [CANONICAL_LEADS.index(f"V{k}") for k in range(1, 7)]
 
@@ -70,7 +73,9 @@ class Reversal:
     """When a cable swap is suspected (tasks/quality/lead_reversal.py): its score beats "no swap" by
     `limb_margin` (limb electrodes) or `chest_margin` (two chest cables), with at least
     `min_limb_leads` and `min_chest_leads` voting; P-wave features count where the median P-window
-    beat correlation reaches `p_wave_min_corr`. A suspected swap flags the leads it changes."""
+    beat correlation reaches `p_wave_min_corr`. A suspected swap flags the leads it changes; where it
+    beats "no swap" by `limb_reject_margin` (`chest_reject_margin`) too, those leads are also
+    `reversal_certain`, which the rules can reject on (None: the flag margin, as before qc/6)."""
 
     model: lead_reversal.ReversalModel
     limb_margin: float
@@ -78,6 +83,8 @@ class Reversal:
     p_wave_min_corr: float
     min_limb_leads: int
     min_chest_leads: int
+    limb_reject_margin: float | None = None
+    chest_reject_margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ def parse_profile(raw: dict[str, Any]) -> QcProfile:
     for rule in rules:
         if (
             rule.verdict not in VERDICTS
-            or set(rule.flags) - set(FLAGS)
+            or set(rule.flags) - set(RULE_FLAGS)
             or set(rule.leads) - set(CANONICAL_LEADS)
         ):
             raise ValueError(f"QC profile: bad rule {rule}")
@@ -136,7 +143,7 @@ class QualityResult:
     verdict: list[str]
     reasons: list[list[str]]
     flags: list[list[list[str]]]  # per record, per canonical lead: flag names
-    masks: dict[str, np.ndarray]  # flag name → (n, 12) bool
+    masks: dict[str, np.ndarray]  # flag name (and CERTAIN_REVERSAL) → (n, 12) bool
     indices: LeadIndices
 
 
@@ -210,7 +217,8 @@ def _chest_outliers(amp: np.ndarray, ok: np.ndarray, t: Thresholds, rounds: int 
 
 
 def flag_masks(ix: LeadIndices, profile: QcProfile) -> dict[str, np.ndarray]:
-    """Flag name → (n, 12) bool, from the indices and the profile's thresholds."""
+    """Flag name → (n, 12) bool, from the indices and the profile's thresholds; and
+    CERTAIN_REVERSAL, the `reversal` leads whose swap reaches the reject margin."""
     t = profile.thresholds
     with np.errstate(invalid="ignore"):
         missing = ix.missing > t.missing_fraction
@@ -244,26 +252,36 @@ def flag_masks(ix: LeadIndices, profile: QcProfile) -> dict[str, np.ndarray]:
             "emg": ~dead & (ix.emg >= t.emg_mv),
             "low_sqi": low_sqi,
         }
-        masks["reversal"] = reversal_mask(ix, ~(dead | low_sqi), profile)
+        masks["reversal"], masks[CERTAIN_REVERSAL] = reversal_masks(ix, ~(dead | low_sqi), profile)
     return masks
 
 
-def suspected_swaps(ix: LeadIndices, trusted: np.ndarray, profile: QcProfile) -> np.ndarray:
-    """(n,) index into the reversal model's swaps of the suspected cable swap, -1 for none."""
+def suspected_swaps(
+    ix: LeadIndices, trusted: np.ndarray, profile: QcProfile
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) index into the reversal model's swaps of the suspected cable swap, -1 for none; and
+    (n,) bool, whether it beats "no swap" by the reject margin of its kind as well."""
     rev = profile.reversal
     views = lead_reversal.features(ix.template, ix.p_corr, trusted, profile.indices, rev.p_wave_min_corr)
     votes = {"limb": rev.min_limb_leads, "chest": rev.min_chest_leads}
     margins = {"limb": rev.limb_margin, "chest": rev.chest_margin}
-    return lead_reversal.detect(views, trusted, rev.model, margins, votes)
+    swap, lead = lead_reversal.detect(views, trusted, rev.model, margins, votes)
+    reject = {
+        "limb": rev.limb_margin if rev.limb_reject_margin is None else rev.limb_reject_margin,
+        "chest": rev.chest_margin if rev.chest_reject_margin is None else rev.chest_reject_margin,
+    }
+    return swap, (swap >= 0) & (lead > lead_reversal.swap_margins(rev.model, reject)[swap])
 
 
-def reversal_mask(ix: LeadIndices, trusted: np.ndarray, profile: QcProfile) -> np.ndarray:
-    """(n, 12) bool: the leads that the suspected swap of each record changes."""
-    swap = suspected_swaps(ix, trusted, profile)
+def reversal_masks(ix: LeadIndices, trusted: np.ndarray, profile: QcProfile) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 12) bool: the leads that the suspected swap of each record changes; and the same where
+    the swap reaches the reject margin, else nothing."""
+    swap, certain = suspected_swaps(ix, trusted, profile)
     changed = np.zeros((len(profile.reversal.model.swaps) + 1, N_LEADS), dtype=bool)
     for k, name in enumerate(profile.reversal.model.swaps):
         changed[k, [CANONICAL_LEADS.index(x) for x in lead_reversal.leads_changed(name)]] = True
-    return changed[swap]  # -1 picks the last row: nothing changed
+    flagged = changed[swap]  # -1 picks the last row: nothing changed
+    return flagged, flagged & certain[:, None]
 
 
 def verdicts(masks: dict[str, np.ndarray], profile: QcProfile) -> tuple[list[str], list[list[str]]]:

@@ -256,20 +256,26 @@ def detect(
     model: ReversalModel,
     margins: dict[str, float],
     min_leads: dict[str, int],
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """(n,) index into model.swaps of the suspected swap, -1 for none: the best swap beats "no swap"
     by more than its kind's margin (`margins["limb"|"chest"]`), and enough limb and chest leads voted
-    (`min_leads["limb"|"chest"]`). A swap of a lead that is not trusted is not a hypothesis: its
-    features are zeros, which says nothing about where its cable went."""
+    (`min_leads["limb"|"chest"]`); and (n,) the best swap's lead over "no swap" (its log-likelihood
+    ratio, the evidence that the gate's reject margin weighs). A swap of a lead that is not trusted
+    is not a hypothesis: its features are zeros, which says nothing about where its cable went."""
     s = scores(views, model)
     s[:, 1:] = np.where((model.moved[None] & ~trusted[:, None, :]).any(-1), -np.inf, s[:, 1:])
     best = np.argmax(s[:, 1:], axis=1)
     lead = np.take_along_axis(s[:, 1:], best[:, None], axis=1)[:, 0] - s[:, 0]
-    margin = np.array([margins["chest" if sw in CHEST_SWAPS else "limb"] for sw in model.swaps])
     enough = (trusted[:, _LIMB].sum(1) >= min_leads["limb"]) & (
         trusted[:, _CHEST].sum(1) >= min_leads["chest"]
     )
-    return np.where(enough & (lead > margin[best]), best, -1)
+    return np.where(enough & (lead > swap_margins(model, margins)[best]), best, -1), lead
+
+
+def swap_margins(model: ReversalModel, margins: dict[str, float]) -> np.ndarray:
+    """(swaps,) each of the model's swaps' margin: `margins["chest"]` for two chest cables, else
+    `margins["limb"]`."""
+    return np.array([margins["chest" if sw in CHEST_SWAPS else "limb"] for sw in model.swaps])
 
 
 def apply_swap(signals: np.ndarray, swap: str) -> np.ndarray:

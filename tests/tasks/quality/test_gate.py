@@ -35,7 +35,7 @@ def ludb() -> np.ndarray:
 
 
 def test_profile_is_versioned_and_holds_the_rules(profile: QcProfile) -> None:
-    assert profile.version == "qc/5"
+    assert profile.version == "qc/6"
     assert {r.verdict for r in profile.rules} == {"limited", "reject"}
     assert set(profile.unusable) <= set(FLAGS)
     raw = copy.deepcopy(load_json("qc_profile.json"))
@@ -99,9 +99,25 @@ def test_limb_lead_reversal_is_flagged_and_rejected(ludb: np.ndarray, profile: Q
     swapped[:, 0] *= -1
     res = assess(swapped, profile)
     for i in range(len(swapped)):
-        assert res.verdict[i] == "reject" and "limb lead reversal suspected" in res.reasons[i]
+        assert res.verdict[i] == "reject" and "cable reversal beyond doubt" in res.reasons[i]
         flagged = [x for x in CANONICAL_LEADS if "reversal" in res.flags[i][LEAD[x]]]
         assert flagged == ["I", "II", "III", "aVR", "aVL"]  # aVF does not change in an LA/RA swap
+
+
+def test_a_profile_without_reject_margins_rejects_from_the_flag_margin(ludb: np.ndarray) -> None:
+    """A model keeps the profile of its store: one written before qc/6 (no reject margins, its reject
+    rule on `reversal`) still loads, and a swap rejects from the flag margin as it did then."""
+    raw = copy.deepcopy(load_json("qc_profile.json"))
+    for key in ("limb_reject_margin", "chest_reject_margin"):
+        del raw["reversal"][key]
+    raw["rules"] = [r for r in raw["rules"] if "reversal_certain" not in r["flags"]]
+    raw["rules"].insert(0, {"verdict": "reject", "reason": "reversal", "flags": ["reversal"], "min_leads": 1})
+    old = parse_profile(raw)
+    swapped = ludb[:, [0, 2, 1, 4, 3, 5, *range(6, 12)]]
+    swapped[:, 0] *= -1
+    res = assess(swapped, old)
+    assert (res.masks["reversal_certain"] == res.masks["reversal"]).all()
+    assert res.verdict == ["reject"] * len(ludb)
 
 
 def test_verdicts_follow_the_rules_in_the_profile(ludb: np.ndarray) -> None:

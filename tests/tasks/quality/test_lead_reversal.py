@@ -97,6 +97,26 @@ def test_swapped_chest_cables_are_flagged_with_the_right_swap(
     assert not [f for f in got if f and f != frozenset(leads_changed(swap))]
 
 
+@pytest.mark.parametrize(
+    ("swap", "rejected", "limited"), [("LA/RA", 25, 0), ("RA/LL", 25, 0), ("LA/LL", 0, 9)]
+)
+def test_a_swap_rejects_only_from_the_reject_margin(
+    ludb: np.ndarray, profile: QcProfile, swap: str, rejected: int, limited: int
+) -> None:
+    """qc/6: a suspected swap flags its leads from the flag margin and rejects the record only from
+    the reject margin (12 for limb swaps); in between the record is `limited`, its leads flagged. On
+    LUDB 1-30, LA/RA and RA/LL (lead I or II turned over) reject 26 each; no LA/LL swap reaches 12,
+    so the 9 found are flagged and kept."""
+    res = assess(apply_swap(ludb, swap), profile)
+    flagged = res.masks["reversal"].any(1)
+    certain = res.masks["reversal_certain"].any(1)
+    assert not (certain & ~flagged).any()
+    assert [res.verdict[i] == "reject" for i in np.flatnonzero(flagged)] == list(certain[flagged])
+    assert certain.sum() >= rejected
+    assert sum(res.verdict[i] == "limited" for i in np.flatnonzero(flagged)) >= limited
+    assert all("cable reversal suspected" in res.reasons[i] for i in np.flatnonzero(flagged))
+
+
 def test_records_as_recorded_are_not_flagged(ludb: np.ndarray, profile: QcProfile) -> None:
     assert not any(_flagged(ludb, profile))
     assert not any(_flagged(cinc(), profile))
@@ -131,7 +151,8 @@ def test_any_signal_gets_a_decision_not_an_exception(ludb: np.ndarray, profile: 
     trusted = np.ones((1, 12), dtype=bool)  # even if every lead were let vote: finite, a decision
     views = features(res.indices.template, res.indices.p_corr, trusted, profile.indices, 0.7)
     assert views.shape == (1, 4 * 12 * 12 + 3 * 12 + 2 * 3 * 6) and np.isfinite(views).all()
-    assert -1 <= suspected_swaps(res.indices, trusted, profile)[0] < len(profile.reversal.model.swaps)
+    swap, certain = suspected_swaps(res.indices, trusted, profile)
+    assert -1 <= swap[0] < len(profile.reversal.model.swaps) and certain.dtype == bool
 
 
 def test_model_file_is_versioned_and_checked(profile: QcProfile) -> None:

@@ -7,13 +7,17 @@ are no faults; and the real artifacts already in the shared data keep their flag
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import wfdb
 
+from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS
 from tasks.ingest.harmonize import resample
-from tasks.quality.gate import QcProfile, assess, load_profile
+from tasks.quality.gate import QcProfile, assess, load_profile, parse_profile
+from tasks.quality.lead_reversal import leads_changed
 from tests.conftest import CINC
 from tests.tasks.quality.quality_data import cinc, ludb
 
@@ -89,6 +93,23 @@ def test_clean_real_records_are_not_rejected(profile: QcProfile) -> None:
     assert res.verdict.count("reject") == 0, [r for r in res.reasons if r]
     flagged = np.mean([bool(lead) for rec in res.flags for lead in rec])
     assert flagged <= 0.03
+
+
+def test_a_clean_record_that_looks_a_little_swapped_is_flagged_not_rejected(profile: QcProfile) -> None:
+    """Chapman JS00005, an atrial flutter as recorded: its negative inferior flutter waves read as
+    an inverted P in III, so it is the clean fitting record that looks most like an LA/LL swap. With
+    the flag margin lowered to 0 (the profile's 6.5 flags nothing in it) it is flagged `reversal`
+    and stays `limited`: the reject margin (12) asks for far more evidence, so a clean record is
+    flagged at worst, not dropped from screening (qc/5 rejected 1 of 147 clean held-out records)."""
+    x = cinc(("ChapmanShaoxing_Ningbo/JS00005",))
+    assert assess(x, profile).verdict == ["limited"]  # an emg flag on V4, no reversal
+    raw = copy.deepcopy(load_json("qc_profile.json"))
+    raw["reversal"]["limb_margin"] = 0.0
+    res = assess(x, parse_profile(raw))
+    assert [lead for lead, f in zip(CANONICAL_LEADS, res.flags[0], strict=True) if "reversal" in f] == list(
+        leads_changed("LA/LL")
+    )
+    assert res.verdict == ["limited"] and "cable reversal suspected" in res.reasons[0]
 
 
 def test_motion_step_and_gain_errors_get_their_own_flag(clean: np.ndarray, profile: QcProfile) -> None:
