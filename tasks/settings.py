@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     )
     shard_max_mb: int = Field(default=64, ge=1, description="input bytes per worker shard, MiB")
     cluster_shard_factor: int = Field(
-        default=8, ge=1, description="Dask cluster: ingest, features, score shards this many times larger"
+        default=4, ge=1, description="Dask cluster: ingest, features, score shards this many times larger"
     )
     workers_see_archive: bool = Field(
         default=False,
@@ -99,8 +99,8 @@ class Settings(BaseSettings):
         shard is one Prefect task run, whose orchestration (about 0.25 s of the worker's, the
         API's and the submitter's CPU, and 0.1 s of round trips, per task run) a shard's work
         must outweigh, so shards there are `cluster_shard_factor` times larger (a local pool
-        hands a shard over in milliseconds): 8, a score shard of 512 records is about 3.5 s of
-        work, so orchestration costs about a tenth of it (bench/scale.py)."""
+        hands a shard over in milliseconds). 8 instead of 4 measured no better on 2 cores
+        (bench/scale.py, session 12: Dask / pool within the run-to-run spread)."""
         return records * self.cluster_shard_factor if on_cluster else records
 
     @property
