@@ -19,6 +19,9 @@ Each infarct has a type and a pattern (how it shows on the ECG):
 Every infarct also flattens the normal T wave as a whole (lower T where it is tallest, in I and
 V4-V6, less negative in aVR) and prolongs repolarization: its ST and T components come later and
 last longer (QTc about 25-35 ms longer after an infarct).
+A benign fragmented QRS (`apply_fragmentation`: a terminal R'), a normal variant mostly of the
+inferior leads, is drawn for every patient whatever the infarct, so that fragmentation alone does
+not tell one.
 Confounders (physiology.json `confounders`) are edits of the named components and extra
 components: mimics in MI-negative records, and bundle branch block or LVH with an infarct.
 Severity (0..1) scales every change, so that subtle cases exist. The archive's statements are a
@@ -158,6 +161,19 @@ def apply_confounder(model: BeatModel, kind: str, severity: float) -> BeatModel:
             c["name"], c["center_s"], c["width_s"], severity * np.asarray(c["vector"])
         )
     return edited
+
+
+def fragmentation_config() -> dict[str, Any]:
+    return load_json("physiology.json")["fragmentation"]
+
+
+def apply_fragmentation(model: BeatModel, territory: str, size_mv: float, shift_s: float) -> BeatModel:
+    """The beat with a benign fragmented QRS in the leads of `territory` (inferior, anterior or
+    lateral): a terminal R' of `size_mv` along the territory's lead direction, at the configured
+    time moved by `shift_s`."""
+    f = fragmentation_config()
+    d = size_mv * _unit(f["directions"][territory])
+    return model.with_component("fqrs", f["center_s"] + shift_s, f["width_s"], d)
 
 
 def reader_calls_mi(rng: np.random.Generator, grade: str, pattern: str, confounder: str) -> bool:

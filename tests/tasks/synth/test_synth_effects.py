@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tasks.features.measure import measure_record
 from tasks.synth.dipole import MAX_COMPONENTS, Rhythm, beat_variation, render_vcg, rotation, sample_patient
 from tasks.synth.ectopy import PREFIX, ectopy_config, with_ectopy
 from tasks.synth.leadfield import DOWER, LEADS, lead_field
@@ -437,6 +438,24 @@ def test_nonspecific_st_t_changes_flatten_lateral_t_waves() -> None:
     assert (t[idx("V5", "V6")] < -0.05).all(), t
 
 
+def test_benign_fragmented_qrs_adds_a_terminal_r_prime_in_the_inferior_leads() -> None:
+    """A fragmented QRS without scar (Terho 2014: mostly inferior): a terminal R' in II, III and aVF,
+    broad enough that the feature store's fragmentation count (40 Hz low-pass) sees it, and
+    smaller in the chest leads."""
+    f = load_json("physiology.json")["fragmentation"]
+    frag = dict(fragmentation="inferior", fragmentation_mv=0.25, fragmentation_shift_s=0.005)
+    r_prime = mean_change(lambda r: level(r, f["center_s"] + 0.005), **frag)
+    inferior = r_prime[idx("II", "III", "AVF")]
+    assert (inferior > 0.1).all() and (np.abs(r_prime[6:]) < 0.6 * inferior.min()).all(), r_prime
+
+    def counted(r: Rendered) -> np.ndarray:
+        row = measure_record(r.signal.T, np.ones(12, bool))
+        return np.array([row[f"frag_count_{n}"] for n in ("II", "III", "aVF")])
+
+    pairs = [pair(p, **frag) for p in range(1, 9)]
+    assert sum(counted(b).sum() - counted(a).sum() for a, b in pairs) >= 2
+
+
 def test_every_mimic_is_mi_negative_unless_a_reader_calls_it() -> None:
     mi_codes = {t["scp"] for t in territories().values()} | {t["injury_scp"] for t in territories().values()}
     for kind, c in confounders().items():
@@ -619,6 +638,19 @@ def test_infarct_territories_follow_ptbxl(plan: list[RecordSpec]) -> None:
     assert mi["inferior"] / total == pytest.approx(0.40, abs=0.04), mi
     assert mi["anteroseptal"] / total == pytest.approx(0.35, abs=0.04), mi
     assert max(mi["anterior"], mi["lateral"], mi["anterolateral"]) / total < 0.1 and mi["posterior"] > 0, mi
+
+
+def test_a_fifth_of_patients_have_a_benign_fragmented_qrs_mostly_inferior(plan: list[RecordSpec]) -> None:
+    """Terho 2014: fragmented QRS in 19.7 % of a general population, 15.7 % in the inferior leads;
+    drawn whatever the infarct, so that MI-negative records have it as often as infarcts."""
+    rates = load_json("physiology.json")["fragmentation"]["rates"]
+    for mi in (False, True):
+        kinds = Counter(s.fragmentation for s in plan if (s.mi_type != NONE) == mi)
+        total = sum(kinds.values())
+        assert 1 - kinds[NONE] / total == pytest.approx(sum(rates.values()), abs=0.035), (mi, kinds)
+        assert kinds["inferior"] / total == pytest.approx(rates["inferior"], abs=0.03), (mi, kinds)
+    sizes = [s.fragmentation_mv for s in plan if s.fragmentation != NONE]
+    assert min(sizes) >= 0.1 and max(sizes) <= 0.3
 
 
 def test_infarcts_come_with_more_fibrillation_and_bundle_branch_block(plan: list[RecordSpec]) -> None:
