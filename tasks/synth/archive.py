@@ -59,6 +59,8 @@ TRUTH_SCHEMA = pa.schema(
         ("grade", pa.string()),
         ("confounder", pa.string()),
         ("confounder_severity", pa.float64()),
+        ("fragmentation", pa.string()),
+        ("fragmentation_mv", pa.float64()),
         ("placement", pa.string()),
         ("rhythm", pa.string()),
         ("ectopy", pa.string()),

@@ -12,12 +12,16 @@ Each infarct has a type and a pattern (how it shows on the ECG):
   aVR) and a shallower T inversion in the territory;
 - acute `t_wave`: T inversion in the territory alone (Wellens-like), no ST shift;
 - old `q_wave`: loss of the initial forces toward the territory (a broad Q component pointing
-  away), loss of the R forces toward it (poor R progression), T inversion, a fragmented QRS;
+  away), loss of the R forces toward it (poor R progression; for the anterior walls toward the
+  leads that face them, V1-V4), T inversion, a fragmented QRS;
 - old `small_q`: the same with a small, narrow Q (a regressing Q wave) and milder R loss;
 - old `non_q`: R loss, T inversion and fragmentation without a Q component.
 Every infarct also flattens the normal T wave as a whole (lower T where it is tallest, in I and
 V4-V6, less negative in aVR) and prolongs repolarization: its ST and T components come later and
 last longer (QTc about 25-35 ms longer after an infarct).
+A benign fragmented QRS (`apply_fragmentation`: a terminal R'), a normal variant mostly of the
+inferior leads, is drawn for every patient whatever the infarct, so that fragmentation alone does
+not tell one.
 Confounders (physiology.json `confounders`) are edits of the named components and extra
 components: mimics in MI-negative records, and bundle branch block or LVH with an infarct.
 Severity (0..1) scales every change, so that subtle cases exist. The archive's statements are a
@@ -62,10 +66,17 @@ def _with_vectors(model: BeatModel, changes: dict[str, np.ndarray]) -> BeatModel
     return replace(model, vector=vector)
 
 
-def _r_loss(model: BeatModel, d: np.ndarray, s: float) -> dict[str, np.ndarray]:
-    """The loss of the R forces toward the territory (the changes of R1 and R2)."""
+def _r_direction(territory: str) -> np.ndarray:
+    """The direction of the R forces an infarct of `territory` removes: the leads that face the
+    wall (`r_direction`, for the anterior walls V1-V4), else the territory's own direction."""
+    t = territories()[territory]
+    return _unit(t.get("r_direction", t["direction"]))
+
+
+def _r_loss(model: BeatModel, u: np.ndarray, s: float) -> dict[str, np.ndarray]:
+    """The loss of the R forces along `u` toward the infarcted wall (the changes of R1 and R2)."""
     loss = mi_config()["old"]["r_loss"] * s
-    return {name: -loss * max(float(model.vector[model.index(name)] @ d), 0.0) * d for name in ("R1", "R2")}
+    return {name: -loss * max(float(model.vector[model.index(name)] @ u), 0.0) * u for name in ("R1", "R2")}
 
 
 def _q_scar(model: BeatModel, d: np.ndarray, s: float, width_scale: float = 1.0) -> BeatModel:
@@ -74,11 +85,11 @@ def _q_scar(model: BeatModel, d: np.ndarray, s: float, width_scale: float = 1.0)
     return model.with_component("Q_scar", o["q_center_s"], o["q_width_s"] * width_scale, -s * o["q_mv"] * d)
 
 
-def _acute(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel:
+def _acute(model: BeatModel, pattern: str, d: np.ndarray, u: np.ndarray, s: float) -> BeatModel:
     a = mi_config()["acute"]
     if pattern in ("stemi", "stemi_q"):
         t = {"T": s * a["hyperacute_t_mv"] * d}
-        injured = _with_vectors(model, t | _r_loss(model, d, s) if pattern == "stemi_q" else t)
+        injured = _with_vectors(model, t | _r_loss(model, u, s) if pattern == "stemi_q" else t)
         injured = injured.with_component("ST_injury", a["st_center_s"], a["st_width_s"], s * a["st_mv"] * d)
         return _q_scar(injured, d, s) if pattern == "stemi_q" else injured
     if pattern == "nstemi":
@@ -90,12 +101,12 @@ def _acute(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel
     raise ValueError(f"unknown acute MI pattern {pattern!r}")
 
 
-def _old(model: BeatModel, pattern: str, d: np.ndarray, s: float) -> BeatModel:
+def _old(model: BeatModel, pattern: str, d: np.ndarray, u: np.ndarray, s: float) -> BeatModel:
     o = mi_config()["old"]
     if pattern not in ("q_wave", "small_q", "non_q"):
         raise ValueError(f"unknown old MI pattern {pattern!r}")
     small = o["small_q_scale"] if pattern == "small_q" else 1.0
-    changes = _r_loss(model, d, small * s) | {"T": -small * s * o["t_inversion_mv"] * d}
+    changes = _r_loss(model, u, small * s) | {"T": -small * s * o["t_inversion_mv"] * d}
     scar = _with_vectors(model, changes)
     if pattern != "non_q":
         scar = _q_scar(scar, d, small * s, o["small_q_width_scale"] if pattern == "small_q" else 1.0)
@@ -122,12 +133,12 @@ def _flatter_t(model: BeatModel, s: float) -> BeatModel:
 
 def apply_mi(model: BeatModel, mi_type: str, pattern: str, territory: str, severity: float) -> BeatModel:
     """The beat with an infarction of `territory` of the given type and pattern at `severity`."""
-    d = _unit(territories()[territory]["direction"])
+    d, u = _unit(territories()[territory]["direction"]), _r_direction(territory)
     flat = _flatter_t(model, severity)
     if mi_type == "acute":
-        return _longer_qt(_acute(flat, pattern, d, severity), severity)
+        return _longer_qt(_acute(flat, pattern, d, u, severity), severity)
     if mi_type == "old":
-        return _longer_qt(_old(flat, pattern, d, severity), severity)
+        return _longer_qt(_old(flat, pattern, d, u, severity), severity)
     raise ValueError(f"unknown MI type {mi_type!r}")
 
 
@@ -150,6 +161,19 @@ def apply_confounder(model: BeatModel, kind: str, severity: float) -> BeatModel:
             c["name"], c["center_s"], c["width_s"], severity * np.asarray(c["vector"])
         )
     return edited
+
+
+def fragmentation_config() -> dict[str, Any]:
+    return load_json("physiology.json")["fragmentation"]
+
+
+def apply_fragmentation(model: BeatModel, territory: str, size_mv: float, shift_s: float) -> BeatModel:
+    """The beat with a benign fragmented QRS in the leads of `territory` (inferior, anterior or
+    lateral): a terminal R' of `size_mv` along the territory's lead direction, at the configured
+    time moved by `shift_s`."""
+    f = fragmentation_config()
+    d = size_mv * _unit(f["directions"][territory])
+    return model.with_component("fqrs", f["center_s"] + shift_s, f["width_s"], d)
 
 
 def reader_calls_mi(rng: np.random.Generator, grade: str, pattern: str, confounder: str) -> bool:

@@ -27,8 +27,10 @@ from tasks.synth.pathology import (
     MI_TYPES,
     NONE,
     apply_confounder,
+    apply_fragmentation,
     apply_mi,
     confounders,
+    fragmentation_config,
     mi_config,
     reader_calls_mi,
     territories,
@@ -56,6 +58,9 @@ class RecordSpec:
     grade: str = NONE  # subtle, moderate, severe or none
     confounder: str = NONE
     confounder_severity: float = 0.0
+    fragmentation: str = NONE  # benign fragmented QRS: inferior, anterior, lateral or none
+    fragmentation_mv: float = 0.0
+    fragmentation_shift_s: float = 0.0
     placement: str = "standard"  # electrode placement (leadfield.PLACEMENTS)
     rhythm: str = "sinus"  # sinus or af (atrial fibrillation)
     ectopy: str = NONE  # premature beats: pvc, pac or none (ectopy.py)
@@ -101,6 +106,10 @@ def render(spec: RecordSpec, artifacts: bool = True, artifact_scale: float = 1.0
     n = round(duration * profile.fs)
     patient = sample_patient(_rng(spec.seed, _PATIENT, spec.patient_id), spec.age, spec.female)
     beat = patient.model
+    if spec.fragmentation != NONE:
+        beat = apply_fragmentation(
+            beat, spec.fragmentation, spec.fragmentation_mv, spec.fragmentation_shift_s
+        )
     if spec.mi_type != NONE:
         beat = apply_mi(beat, spec.mi_type, spec.pattern, spec.territory, spec.severity)
     if spec.confounder != NONE:
@@ -142,6 +151,21 @@ def _uniform(rng: np.random.Generator, bounds: list[float]) -> float:
 def _confounder(rng: np.random.Generator, weights: dict[str, float]) -> dict[str, object]:
     kind = _choose(rng, weights)
     return {"confounder": kind, "confounder_severity": _uniform(rng, confounders()[kind]["severity"])}
+
+
+def _fragmentation(rng: np.random.Generator) -> dict[str, object]:
+    """A patient's benign fragmented QRS: its territory (none for most), size and timing."""
+    f = fragmentation_config()
+    u, size, shift = rng.random(), _uniform(rng, f["mv"]), float(rng.uniform(*f["shift_s"]))
+    bounds = np.cumsum([f["rates"][k] for k in sorted(f["rates"])])
+    k = int(np.searchsorted(bounds, u, side="right"))
+    if k == len(bounds):
+        return {}
+    return {
+        "fragmentation": sorted(f["rates"])[k],
+        "fragmentation_mv": size,
+        "fragmentation_shift_s": round(shift, 4),
+    }
 
 
 def _recording(rng: np.random.Generator, profile: SiteProfile, patient: dict) -> dict[str, str]:
@@ -215,6 +239,7 @@ def plan_shard(
                 patient |= _confounder(rng, mi["confounder_weights"])
         elif rng.random() < conf["rate_in_negatives"]:
             patient |= _confounder(rng, {k: v["weight"] for k, v in confounders().items()})
+        patient |= _fragmentation(rng)
         af_rate = rhythm["af_rate_mi"] if "mi_type" in patient else rhythm["af_rate"]
         patient["rhythm"] = "af" if fibrillation < af_rate else "sinus"
         recordings = 1 + int(rng.poisson(p.extra_recordings_mean))

@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tasks.features.measure import measure_record
 from tasks.synth.dipole import MAX_COMPONENTS, Rhythm, beat_variation, render_vcg, rotation, sample_patient
 from tasks.synth.ectopy import PREFIX, ectopy_config, with_ectopy
 from tasks.synth.leadfield import DOWER, LEADS, lead_field
@@ -437,6 +438,24 @@ def test_nonspecific_st_t_changes_flatten_lateral_t_waves() -> None:
     assert (t[idx("V5", "V6")] < -0.05).all(), t
 
 
+def test_benign_fragmented_qrs_adds_a_terminal_r_prime_in_the_inferior_leads() -> None:
+    """A fragmented QRS without scar (Terho 2014: mostly inferior): a terminal R' in II, III and aVF,
+    broad enough that the feature store's fragmentation count (40 Hz low-pass) sees it, and
+    smaller in the chest leads."""
+    f = load_json("physiology.json")["fragmentation"]
+    frag = dict(fragmentation="inferior", fragmentation_mv=0.25, fragmentation_shift_s=0.005)
+    r_prime = mean_change(lambda r: level(r, f["center_s"] + 0.005), **frag)
+    inferior = r_prime[idx("II", "III", "AVF")]
+    assert (inferior > 0.1).all() and (np.abs(r_prime[6:]) < 0.6 * inferior.min()).all(), r_prime
+
+    def counted(r: Rendered) -> np.ndarray:
+        row = measure_record(r.signal.T, np.ones(12, bool))
+        return np.array([row[f"frag_count_{n}"] for n in ("II", "III", "aVF")])
+
+    pairs = [pair(p, **frag) for p in range(1, 9)]
+    assert sum(counted(b).sum() - counted(a).sum() for a, b in pairs) >= 2
+
+
 def test_every_mimic_is_mi_negative_unless_a_reader_calls_it() -> None:
     mi_codes = {t["scp"] for t in territories().values()} | {t["injury_scp"] for t in territories().values()}
     for kind, c in confounders().items():
@@ -502,6 +521,25 @@ def test_non_q_mi_loses_r_and_t_without_q_waves() -> None:
     full = infarct("old", "q_wave", "inferior", q_depth)
     assert (q[idx("II", "III", "AVF")] > -0.03).all() and (full[idx("II", "III", "AVF")] < -0.2).all()
     assert (r[idx("II", "AVF")] < -0.05).all() and (t[idx("II", "III", "AVF")] < -0.1).all(), (r, t)
+
+
+@pytest.mark.parametrize(
+    ("territory", "leads"), [("anteroseptal", ("V1", "V2", "V3")), ("anterior", ("V2", "V3", "V4"))]
+)
+def test_anterior_mi_loses_r_in_the_leads_facing_it(territory: str, leads: tuple[str, ...]) -> None:
+    """An anterior infarct removes the R forces of the wall V1-V4 face (Zema 1981: poor R-wave
+    progression), not only adds Q waves: without a Q wave (non_q) R in the wall's leads is over a
+    quarter lower in all and over a seventh in each than the same patients' R without the
+    infarct, and the inferior leads keep theirs."""
+    facing = idx(*leads)
+    normal = np.mean([r_height(pair(p)[0]) for p in PIDS], axis=0)[facing]
+    r = infarct("old", "non_q", territory, r_height)
+    assert (r[facing] < -normal / 7).all() and r[facing].sum() < -0.25 * normal.sum(), (r, normal)
+    assert (np.abs(r[idx("II", "III", "AVF")]) < 0.1).all(), r
+    chest = DOWER[2:8] / np.linalg.norm(DOWER[2:8], axis=1, keepdims=True)  # V1-V6
+    u = np.asarray(territories()[territory]["r_direction"])
+    cos = chest[[LEADS.index(n) - 6 for n in leads]] @ u / np.linalg.norm(u)
+    assert (cos > 0.8).all(), cos  # the lost forces point at the wall's leads
 
 
 def test_small_q_waves_are_shallower_than_full_q_waves() -> None:
@@ -600,6 +638,19 @@ def test_infarct_territories_follow_ptbxl(plan: list[RecordSpec]) -> None:
     assert mi["inferior"] / total == pytest.approx(0.40, abs=0.04), mi
     assert mi["anteroseptal"] / total == pytest.approx(0.35, abs=0.04), mi
     assert max(mi["anterior"], mi["lateral"], mi["anterolateral"]) / total < 0.1 and mi["posterior"] > 0, mi
+
+
+def test_a_fifth_of_patients_have_a_benign_fragmented_qrs_mostly_inferior(plan: list[RecordSpec]) -> None:
+    """Terho 2014: fragmented QRS in 19.7 % of a general population, 15.7 % in the inferior leads;
+    drawn whatever the infarct, so that MI-negative records have it as often as infarcts."""
+    rates = load_json("physiology.json")["fragmentation"]["rates"]
+    for mi in (False, True):
+        kinds = Counter(s.fragmentation for s in plan if (s.mi_type != NONE) == mi)
+        total = sum(kinds.values())
+        assert 1 - kinds[NONE] / total == pytest.approx(sum(rates.values()), abs=0.035), (mi, kinds)
+        assert kinds["inferior"] / total == pytest.approx(rates["inferior"], abs=0.03), (mi, kinds)
+    sizes = [s.fragmentation_mv for s in plan if s.fragmentation != NONE]
+    assert min(sizes) >= 0.1 and max(sizes) <= 0.3
 
 
 def test_infarcts_come_with_more_fibrillation_and_bundle_branch_block(plan: list[RecordSpec]) -> None:
