@@ -95,7 +95,7 @@ class Clock:
         return sum(n for _, n in self.marks[self.workers :]) / (t1 - t0)
 
 
-def stage_runs(model: Path, work: Path) -> dict[str, Callable[[Path, Any, int], dict[str, float]]]:
+def stage_runs(model: Path | None, work: Path) -> dict[str, Callable[[Path, Any, int], dict[str, float]]]:
     """Per stage: run it on an archive on a cluster (None: the local pool) with `workers`, through
     the stage's own flow task and shard task (`flows.cluster.run_stage`), its progress clocked;
     its records, records/s once started and wall seconds."""
@@ -149,7 +149,7 @@ def _figures(records: int, rate: float, wall: float) -> dict[str, Any]:
 
 
 def measure(
-    archive: Path, warm_up: Path, model: Path, work: Path, rounds: int, stages: list[str]
+    archive: Path, warm_up: Path, model: Path | None, work: Path, rounds: int, stages: list[str]
 ) -> dict[str, dict[str, dict[str, float]]]:
     """stage → backend → its rate once started (median over `rounds`), for `stages`. A Dask
     cluster is started once per size and warmed with one run on `warm_up`, as a long-lived cluster
@@ -235,7 +235,7 @@ def main() -> None:
 
         base, training = work / "base", work / "training"
         for path, seed in ((base, 3), (training, 4)):
-            if not path.exists() and (path == base or args.model is None):
+            if not path.exists() and (path == base or (args.model is None and "score" in args.stages)):
                 write_archive(
                     SynthConfig(n_records=args.base, sites=first_sites(4), seed=seed), path, workers=2
                 )
@@ -246,7 +246,9 @@ def main() -> None:
                 replicate(units, base, archive, n)
         with workers_report_here(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             # the model's store apart from the runs' `store`, which each run starts afresh
-            model = args.model or train_model(training, work / "model", args.config)
+            model = args.model or (
+                train_model(training, work / "model", args.config) if "score" in args.stages else None
+            )
             rates = measure(large, small, model, work, args.rounds, args.stages)
         stages = {stage: {**by_backend, **ratios(by_backend)} for stage, by_backend in rates.items()}
         per_core = {stage: s["records_per_s_per_core_dask_2"] for stage, s in stages.items()}
@@ -256,7 +258,7 @@ def main() -> None:
                 "cpu_count": os.cpu_count(),
                 "records": {"small": args.small, "large": args.records, "distinct": len(units)},
                 "shard_records": shard_sizes(),
-                "model": model.name,
+                "model": model.name if model else None,
                 "stages": stages,
                 "night": night(per_core) if len(per_core) == len(STAGES) else None,
                 "s3_vs_local": s3_overhead(large, args.s3_records) if args.s3_records else None,

@@ -171,7 +171,9 @@ def _reject_margin(
 ) -> float | None:
     """The reject margin of a kind (module docstring): the largest candidate margin at which each
     swap of the kind found reliably at `flag_margin` is still found in at least RELIABLE of the
-    real windows; None where no margin was chosen or no swap of the kind is found reliably."""
+    real windows (with none found reliably, every margin holds: the largest); None where no flag
+    margin was chosen. (In a profile a reject margin of None means "reject from the flag margin",
+    as before qc/6: the tool never proposes that.)"""
     from tasks.quality import lead_reversal as lr
 
     if flag_margin is None:
@@ -183,7 +185,7 @@ def _reject_margin(
         for m in MARGINS
         if m >= flag_margin and all(by_margin[str(m)]["recall_real"][s] >= RELIABLE for s in sure)
     ]
-    return max(held) if sure else None
+    return max(held)
 
 
 def _profile():

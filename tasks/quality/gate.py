@@ -107,7 +107,9 @@ def _build(cls: type, d: dict[str, Any]) -> Any:
 
 
 def parse_profile(raw: dict[str, Any]) -> QcProfile:
-    """A QC profile from its JSON content; refuses unknown keys, flags, leads and verdicts."""
+    """A QC profile from its JSON content; refuses unknown keys, flags, leads and verdicts, and
+    reject margins that would do nothing or less than they say (below their flag margin, or set
+    while no rule names CERTAIN_REVERSAL)."""
     rules = tuple(_build(Rule, r) for r in raw["rules"])
     indices = _build(IndexParams, raw["indices"])
     rev = dict(raw["reversal"])
@@ -119,6 +121,12 @@ def parse_profile(raw: dict[str, Any]) -> QcProfile:
             or set(rule.leads) - set(CANONICAL_LEADS)
         ):
             raise ValueError(f"QC profile: bad rule {rule}")
+    rejects = {"limb": reversal.limb_reject_margin, "chest": reversal.chest_reject_margin}
+    flags = {"limb": reversal.limb_margin, "chest": reversal.chest_margin}
+    if any(m is not None and m < flags[kind] for kind, m in rejects.items()):
+        raise ValueError(f"QC profile: a reject margin below its flag margin ({rejects} < {flags})")
+    if any(m is not None for m in rejects.values()) and not any(CERTAIN_REVERSAL in r.flags for r in rules):
+        raise ValueError(f"QC profile: reject margins set but no rule names {CERTAIN_REVERSAL}")
     return QcProfile(
         version=str(raw["version"]),
         indices=indices,

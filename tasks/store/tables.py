@@ -213,8 +213,9 @@ def write_parquet(table: pa.Table, path: Location) -> Location:
     read no faster. Tables of signals get row groups of `SIGNAL_ROW_GROUP` rows (about 15 MB),
     so that a reader after a few records decodes a few row groups, not the whole file. Signals
     carry no min/max statistics, which no reader can filter on and which cost a tenth of the
-    write (0.25 of 2.3 ms CPU per 47-s EDF record); the other columns keep theirs (row-group
-    pruning by record_id)."""
+    write (0.25 of 2.3 ms CPU per 47-s EDF record); the other flat columns keep theirs (row-group
+    pruning by record_id; a nested column beside a signal would lose its own, as pyarrow names
+    leaf paths, and no table has one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     float_cols = [f.name for f in table.schema if pa.types.is_floating(f.type)]
     signals = {

@@ -46,6 +46,14 @@ def test_profile_is_versioned_and_holds_the_rules(profile: QcProfile) -> None:
     raw["thresholds"]["typo_mv"] = 1.0
     with pytest.raises(ValueError, match="unknown"):
         parse_profile(raw)
+    raw = copy.deepcopy(load_json("qc_profile.json"))
+    raw["reversal"]["chest_reject_margin"] = raw["reversal"]["chest_margin"] - 1
+    with pytest.raises(ValueError, match="below its flag margin"):
+        parse_profile(raw)
+    raw = copy.deepcopy(load_json("qc_profile.json"))
+    raw["rules"] = [r for r in raw["rules"] if "reversal_certain" not in r["flags"]]
+    with pytest.raises(ValueError, match="no rule names"):
+        parse_profile(raw)
 
 
 def test_clean_real_records_pass(ludb: np.ndarray, profile: QcProfile) -> None:
