@@ -85,8 +85,10 @@ def test_ingest_qc_features_give_the_same_store_on_dask(
 
 
 class WorkerKiller:
-    """An `on_progress` callback for a stage driver that, at the first shard handed back, kills
-    (SIGKILL) a worker process of the cluster that has shards assigned, then does nothing."""
+    """An `on_progress` callback for a stage driver that, at the first shard handed back while a
+    worker of the cluster has shards assigned, kills (SIGKILL) that worker, then does nothing (at a
+    moment when every shard in flight has just finished there is no such worker: it waits for the
+    next one)."""
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -101,6 +103,8 @@ class WorkerKiller:
         with Client(self.address, timeout="30s", set_as_default=False) as client:
             processing = client.processing()
             busy = max(processing, key=lambda w: len(processing[w]))
+            if not processing[busy]:
+                return
             self.had_shards = len(processing[busy])
             self.killed = client.run(os.getpid, workers=[busy])[busy]
         os.kill(self.killed, signal.SIGKILL)
