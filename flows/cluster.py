@@ -16,8 +16,10 @@ processes a local cluster spawns (a remote cluster needs a Prefect server: PREFE
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,8 +29,10 @@ from typing import Any, TypeVar
 
 from prefect import Flow, Task, task
 from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
+from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext, SettingsContext, SyncClientContext, serialize_context
 from prefect.futures import PrefectFuture
+from prefect.task_engine import run_task_sync
 
 from tasks.runner import tune_allocator
 
@@ -111,20 +115,14 @@ def on_cluster(the_flow: Flow, cluster: DaskCluster | None) -> Iterator[Flow]:
 
 
 class ShardCall:
-    """One shard's call (`fn(*args)`), the one parameter of its Prefect task. Unless told
-    otherwise, Dask names a task by hashing its arguments, which for a shard that carries the
-    bytes of its inputs (workers that do not see the archive) cost seconds per shard in the
-    submitting process (3.4 s of 4.3 s for 64 records): each call is unique anyway (one task run
-    each), so its name is a random token.
-    A plain object, not a dataclass, so that Prefect does not walk the shard's inputs either."""
+    """One shard's call (`fn(*args)`), the one parameter of its Prefect task. A plain object, not
+    a dataclass, so that Prefect does not walk the shard's inputs (which may carry the bytes of
+    its records) when it resolves the task's parameters."""
 
-    __slots__ = ("args", "fn", "token")
+    __slots__ = ("args", "fn")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.fn, self.args, self.token = fn, args, uuid.uuid4().hex
-
-    def __dask_tokenize__(self) -> str:
-        return self.token
+        self.fn, self.args = fn, args
 
     def __call__(self) -> Any:
         tune_allocator()  # the Dask worker's process, as the local pool's initializer does
@@ -136,15 +134,80 @@ def run_shard_call(call: ShardCall) -> Any:
     return call()
 
 
+# A worker's Prefect settings (one per distinct settings of the submitting flow) and, per worker
+# thread, its API client, made once: Prefect's task engine rebuilds both for every task run it
+# hydrates (a settings model validated from its sources, and two HTTP clients that each load the
+# CA bundle), which was more than half of a worker's CPU for a task run's orchestration.
+_worker_settings: dict[str, SettingsContext] = {}
+_worker_clients: dict[tuple[int, str], SyncClientContext] = {}  # (thread, settings) → open client
+
+
+@contextmanager
+def _reused_contexts(settings: dict[str, Any]) -> Iterator[None]:
+    """Enter this worker's settings context for `settings` (serialized) and this thread's
+    client context made under them, both created on first use and kept for the process."""
+    key = json.dumps(settings, sort_keys=True, default=str)
+    if key not in _worker_settings:
+        _worker_settings[key] = SettingsContext(**settings)
+    with _worker_settings[key]:
+        mine = (threading.get_ident(), key)
+        if mine not in _worker_clients:
+            _worker_clients[mine] = SyncClientContext().__enter__()  # open for the thread's life
+        token = SyncClientContext.__var__.set(_worker_clients[mine])
+        try:
+            yield
+        finally:
+            SyncClientContext.__var__.reset(token)
+
+
+def run_task_in_worker(
+    shard_task: Task[..., Any], task_run_id: uuid.UUID, call: ShardCall, context: dict[str, Any]
+) -> State:
+    """Run one shard's Prefect task run in a Dask worker, as prefect-dask does, but with the
+    worker's settings and client reused (`_reused_contexts`); its final state goes back."""
+    context = dict(context)
+    with _reused_contexts(context.pop("settings_context")):
+        return run_task_sync(
+            shard_task,
+            task_run_id=task_run_id,
+            parameters={"call": call},
+            dependencies={"call": set()},
+            context=context,
+            return_type="state",
+        )
+
+
 class TaskExecutor:
-    """The shard runner's executor on the flow's task runner: `submit(fn, job)` becomes one
-    Prefect task run named `name` of `fn(job)` (`run_shard_call`)."""
+    """The shard runner's executor on the flow's `DaskTaskRunner`: `submit(fn, job)` becomes one
+    Prefect task run named `name` of `fn(job)` (`run_shard_call`), submitted to the runner's
+    Dask client as `run_task_in_worker` (prefect-dask's `PrefectDaskClient.submit` packs the same
+    task run, parameters and serialized context, for a worker that rebuilds its contexts each time)."""
 
     def __init__(self, name: str) -> None:
         self.task = task(run_shard_call, name=name, cache_policy=NO_CACHE)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> PrefectFuture:
-        return self.task.submit(ShardCall(fn, args))
+        from prefect_dask.task_runners import PrefectDaskFuture
+
+        runner = FlowRunContext.get().task_runner
+        task_run_id = uuid.uuid4()
+        context = serialize_context(
+            asset_ctx_kwargs={
+                "task": self.task,
+                "task_run_id": task_run_id,
+                "task_inputs": {"call": set()},
+                "copy_to_child_ctx": True,
+            }
+        )
+        future = runner.client.submit(
+            run_task_in_worker,
+            self.task,
+            task_run_id,
+            ShardCall(fn, args),
+            context,
+            key=f"{self.task.name}-{task_run_id.hex}",  # unique: Dask hashes no shard bytes
+        )
+        return PrefectDaskFuture(wrapped_future=future, task_run_id=task_run_id)
 
 
 def on_dask() -> bool:

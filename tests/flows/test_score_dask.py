@@ -31,10 +31,17 @@ async def _shard_task_runs() -> list[str]:
     return [r.name for r in runs if r.state is not None and r.state.is_completed()]
 
 
+def _worker_contexts() -> tuple[int, int]:
+    """In a Dask worker: the Prefect settings and the API clients that its task runs made."""
+    from flows import cluster
+
+    return len(cluster._worker_settings), len(cluster._worker_clients)
+
+
 def test_shards_run_as_prefect_tasks_on_a_local_dask_cluster(
     prefect_harness: None, synth_archive: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
     from flows.cluster import DaskCluster
     from flows.score import run_score
@@ -46,6 +53,12 @@ def test_shards_run_as_prefect_tasks_on_a_local_dask_cluster(
         totals = run_score(
             synth_archive, model_dir, tmp_path / "dask", settings, DaskCluster(cluster.scheduler_address)
         )
+        with Client(cluster) as client:
+            made = client.run(_worker_contexts)
+    # each worker (one thread) built its Prefect settings and API client once however many
+    # shards it ran; Prefect's engine alone would build them for every task run
+    assert totals.shards_done > len(made) == 2
+    assert set(made.values()) <= {(0, 0), (1, 1)} and (1, 1) in made.values()
     shard_runs = [n for n in asyncio.run(_shard_task_runs()) if n.startswith("score-shard")]
     size = settings.shard_records(SHARD, on_cluster=True)  # larger shards on a cluster
     assert size == SHARD * settings.cluster_shard_factor > SHARD
