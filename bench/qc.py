@@ -26,12 +26,12 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _neurokit import UNACCEPTABLE, zhao2018
 
 os.environ.setdefault("MSAIC_PSEUDONYM_KEY", "bench-key-not-secret")
 
@@ -71,26 +71,8 @@ def flag_sets(frame: pd.DataFrame) -> np.ndarray:
     return np.array([[set(c.split(",")) - {""} for c in row] for row in frame[FLAG_COLUMNS].to_numpy()])
 
 
-def reference(signals: np.ndarray) -> tuple[np.ndarray, float]:
-    """zhao2018 rating per lead ('error' where neurokit2 raises or the lead is missing), seconds."""
-    import neurokit2 as nk
-
-    out = np.empty(signals.shape[:2], dtype=object)
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i, rec in enumerate(signals):
-            for j, lead in enumerate(rec):
-                try:
-                    clean = nk.ecg_clean(lead, sampling_rate=500)
-                    out[i, j] = str(nk.ecg_quality(clean, sampling_rate=500, method="zhao2018"))
-                except Exception:
-                    out[i, j] = "error"
-    return out, time.perf_counter() - started
-
-
 def agreement(ref: np.ndarray, flags: np.ndarray) -> dict[str, object]:
-    unacceptable = np.isin(ref, ["Unacceptable", "Unnacceptable"])
+    unacceptable = np.isin(ref, UNACCEPTABLE)
     flagged = np.array([[bool(f) for f in row] for row in flags])
     return {
         "reference_ratings": dict(Counter(ref.ravel().tolist())),
@@ -256,7 +238,7 @@ def main() -> None:
         times = time_flow(root / "store", args.workers)
         frame, signals = load(root / "store")
         flags = flag_sets(frame)
-        ref, ref_s = reference(signals)
+        ref, ref_s = zhao2018(signals, 500)
         out["synthetic"] = {
             "records": args.records,
             "artifact_scale": args.artifact_scale,
@@ -275,7 +257,7 @@ def main() -> None:
             frame, signals = load(real)
             flags = flag_sets(frame)
             ludb = (frame["site"] == "ludb").to_numpy()
-            ref, ref_s = reference(signals[ludb])
+            ref, ref_s = zhao2018(signals[ludb], 500)
             name = frame["source_path"].map(lambda p: Path(p).stem)
             from data_contracts.leads import CANONICAL_LEADS
 

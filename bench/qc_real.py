@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 from _artifacts import KINDS, Truth, inject
+from _neurokit import UNACCEPTABLE, zhao2018
 from scipy import ndimage
 from scipy.signal import butter, decimate, sosfiltfilt
 
@@ -292,23 +293,10 @@ def injected(base: np.ndarray, jobs: list[tuple[int, str, int]], seed: int):
 
 
 def nk_ratings(x: np.ndarray) -> tuple[np.ndarray, float]:
-    """neurokit2's reference loop per lead (`nk.ecg_clean` + `nk.ecg_quality(zhao2018)`): True where
-    it rates the lead Unacceptable or raises, and the seconds it took."""
-    import neurokit2 as nk
-
-    bad = np.zeros(x.shape[:2], dtype=bool)
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i, w in enumerate(x):
-            for j, lead in enumerate(w):
-                try:
-                    clean = nk.ecg_clean(lead, sampling_rate=FS)
-                    rating = str(nk.ecg_quality(clean, sampling_rate=FS, method="zhao2018"))
-                except Exception:
-                    rating = "error"
-                bad[i, j] = rating in ("Unacceptable", "Unnacceptable", "error")
-    return bad, time.perf_counter() - started
+    """neurokit2's reference rating per lead: True where it rates the lead Unacceptable or raises,
+    and the seconds it took."""
+    ratings, seconds = zhao2018(x, FS)
+    return np.isin(ratings, (*UNACCEPTABLE, "error")), seconds
 
 
 def _rate(hit: np.ndarray) -> float | None:

@@ -37,11 +37,12 @@ def model_config(value: str) -> Path:
 
     if value in available_configs():
         return Path(value)
-    if not value.startswith(SCHEME) and not Path(value).exists():
+    path = local_path(value)
+    if not path.exists():
         raise argparse.ArgumentTypeError(
             f"{value} is neither a packaged config ({', '.join(available_configs())}) nor a file"
         )
-    return existing_path(value)
+    return path
 
 
 def existing_dir(value: str) -> Path:

@@ -99,8 +99,8 @@ class Settings(BaseSettings):
         shard is one Prefect task run, whose orchestration (about 0.25 s of the worker's, the
         API's and the submitter's CPU, and 0.1 s of round trips, per task run) a shard's work
         must outweigh, so shards there are `cluster_shard_factor` times larger (a local pool
-        hands a shard over in milliseconds). 8 instead of 4 measured no better on 2 cores
-        (bench/scale.py, session 12: Dask / pool within the run-to-run spread)."""
+        hands a shard over in milliseconds; the factor's measurements: docs/BENCHMARKS.md,
+        Scale-out)."""
         return records * self.cluster_shard_factor if on_cluster else records
 
     @property

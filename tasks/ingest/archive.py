@@ -16,6 +16,7 @@ zip is read by ranged GETs, a tar as one forward stream.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import stat
@@ -112,10 +113,8 @@ class ArchiveFiles(Mapping[str, bytes]):
     def __getitem__(self, name: str) -> bytes:
         if name not in self._loaded:
             member = self._members[name]
-            target = self._root / member
-            try:  # an object is read in one GET (a seekable reader would ask its size first)
-                with target.stream() if isinstance(target, ObjectPath) else target.open("rb") as fh:
-                    data = fh.read(self._max + 1)
+            try:
+                data = _read_member(self._root, member, self._max + 1)
             except OSError as exc:
                 why = f"{member}: {type(exc).__name__}: {exc.strerror}"
                 raise HeaderError("unreadable_file", why) from None
@@ -296,20 +295,30 @@ class _RandomAccess:
         return RecordUnit(name, self._unit_files({posixpath.basename(name): name}, {}), {}, fmt)
 
 
+def _read_member(root: Location, name: str, n: int | None) -> bytes:
+    """The first `n` bytes (all when None) of the file `name` under `root`, a folder or an
+    object-storage prefix: what the walk, sniffing or reading, and a worker's `ArchiveFiles` read,
+    so that both see a member alike. An object opens as a seekable reader because that fetches
+    any read, bounded or to the end, in one GET (after the HEAD every pyarrow reader sends), where
+    a stream reads to the end in 256 KiB GETs and a buffered one fetches a megabyte to sniff."""
+    with (root / name).open("rb") as fh:
+        return fh.read(n)
+
+
 class _WorkersRead(_RandomAccess):
-    """A random-access archive at `root` whose units, when `workers_read`, carry `ArchiveFiles`
-    (the workers can open `root / member` themselves) instead of bytes."""
+    """A random-access archive at `root`, a folder or an object-storage prefix, whose members are
+    read by `_read_member`; its units, when `workers_read`, carry `ArchiveFiles` (the workers can
+    open `root / member` themselves) instead of bytes."""
 
     def __init__(
         self,
         root: Location,
         names: dict[str, int],
-        read: Callable[[str, int | None], bytes],
         problems: list[ArchiveProblem],
         limits: ArchiveLimits,
         workers_read: bool,
     ):
-        super().__init__(names, read, problems, limits)
+        super().__init__(names, functools.partial(_read_member, root), problems, limits)
         self.root, self.workers_read = root, workers_read
 
     def _unit_files(self, members: dict[str, str], loaded: dict[str, bytes]) -> Mapping[str, bytes]:
@@ -376,11 +385,7 @@ class DirectoryArchive(_WorkersRead):
                 problems.append(ArchiveProblem(name, reason, detail))
             elif st is not None:
                 sizes[name] = st.st_size
-        super().__init__(root, sizes, self._read_file, problems, limits, workers_read)
-
-    def _read_file(self, name: str, n: int | None) -> bytes:
-        with (self.root / name).open("rb") as fh:
-            return fh.read(-1 if n is None else n)
+        super().__init__(root, sizes, problems, limits, workers_read)
 
 
 class ObjectArchive(_WorkersRead):
@@ -401,13 +406,7 @@ class ObjectArchive(_WorkersRead):
                 )
             else:
                 sizes[name] = info.size
-        super().__init__(root, sizes, self._read_object, problems, limits, workers_read)
-
-    def _read_object(self, name: str, n: int | None) -> bytes:
-        if n is None:
-            return (self.root / name).read_bytes()
-        with (self.root / name).open("rb") as fh:
-            return fh.read(n)
+        super().__init__(root, sizes, problems, limits, workers_read)
 
 
 class ZipArchive(_RandomAccess):

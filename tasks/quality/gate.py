@@ -278,7 +278,7 @@ def suspected_swaps(
         "limb": rev.limb_margin if rev.limb_reject_margin is None else rev.limb_reject_margin,
         "chest": rev.chest_margin if rev.chest_reject_margin is None else rev.chest_reject_margin,
     }
-    return swap, (swap >= 0) & (lead > lead_reversal.swap_margins(rev.model, reject)[swap])
+    return swap, lead_reversal.beats_margin(swap, lead, rev.model, reject)
 
 
 def reversal_masks(ix: LeadIndices, trusted: np.ndarray, profile: QcProfile) -> tuple[np.ndarray, np.ndarray]:

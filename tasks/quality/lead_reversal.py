@@ -269,13 +269,18 @@ def detect(
     enough = (trusted[:, _LIMB].sum(1) >= min_leads["limb"]) & (
         trusted[:, _CHEST].sum(1) >= min_leads["chest"]
     )
-    return np.where(enough & (lead > swap_margins(model, margins)[best]), best, -1), lead
+    return np.where(enough & beats_margin(best, lead, model, margins), best, -1), lead
 
 
-def swap_margins(model: ReversalModel, margins: dict[str, float]) -> np.ndarray:
-    """(swaps,) each of the model's swaps' margin: `margins["chest"]` for two chest cables, else
-    `margins["limb"]`."""
-    return np.array([margins["chest" if sw in CHEST_SWAPS else "limb"] for sw in model.swaps])
+def beats_margin(
+    swap: np.ndarray, lead: np.ndarray, model: ReversalModel, margins: dict[str, float]
+) -> np.ndarray:
+    """(n,) bool: whether each record's swap (index into model.swaps, -1 for none) leads "no swap"
+    by more than the margin of its kind, `margins["chest"]` for two chest cables, else
+    `margins["limb"]`: the one comparison behind a suspected swap (`detect`'s margins) and a
+    certain one (the gate's reject margins)."""
+    per_swap = np.array([margins["chest" if sw in CHEST_SWAPS else "limb"] for sw in model.swaps])
+    return (swap >= 0) & (lead > per_swap[swap])
 
 
 def apply_swap(signals: np.ndarray, swap: str) -> np.ndarray:

@@ -237,7 +237,14 @@ def write_parquet(table: pa.Table, path: Location) -> Location:
 
 def stage_parts(store: Location, table: str, rows: pa.Table) -> list[tuple[Location, Location]]:
     """Write rows that carry a `site` column as one staged part file per site (cast to the
-    table's schema); returns the (staged, final) moves to put in a `Commit`."""
+    table's schema); returns the (staged, final) moves to put in a `Commit`. A row without a site
+    is refused before anything is written: the site is the partition folder and may not be null
+    (`SITE_FIELD`), and every stage names one (ingest falls back to a default)."""
+    missing = rows[SITE_FIELD.name].null_count
+    if missing:
+        raise ValueError(
+            f"{table}: {missing} of {rows.num_rows} rows have no site, which partitions the store"
+        )
     moves = []
     sites = pc.unique(rows[SITE_FIELD.name]).to_pylist()
     for site in sites:

@@ -51,6 +51,17 @@ def test_a_valid_batch_and_its_quarantine_are_published_together(tmp_path: Path)
         assert Committer(tmp_path, "quality").fresh([problem]) == []
 
 
+@pytest.mark.parametrize("sites", [[None, None], ["a", None]])
+def test_rows_without_a_site_are_refused_before_anything_is_staged(
+    tmp_path: Path, sites: list[str | None]
+) -> None:
+    rows = _quality_rows(["r1", "r2"])
+    rows = rows.set_column(rows.schema.get_field_index("site"), "site", pa.array(sites, pa.string()))
+    with pytest.raises(ValueError, match=f"quality: {sites.count(None)} of 2 rows have no site"):
+        st.stage_parts(tmp_path, "quality", rows)
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
 def test_a_batch_failing_its_suite_publishes_nothing_and_leaves_nothing_staged(tmp_path: Path) -> None:
     with st.store_lock(tmp_path):
         committer = Committer(tmp_path, "quality")
