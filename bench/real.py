@@ -21,16 +21,22 @@ Models: `msaic` (the packaged config), `msaic_fused` (the packaged `msaic_fused`
 feature-store measurements and criteria as a second input, late fusion), `msaic_pretrained` (the
 packaged config starting from weights pretrained on a synthetic archive of --synthetic-records
 records, `msaic_model.training.pretrain`, built once per workdir, then fine-tuned on each real training
-fold exactly as `msaic` trains), `gbm` and `logreg` (feature store), and, on request (rhythm
-input, several times slower), `resnet1d` and `inception1d`.
+fold exactly as `msaic` trains), `msaic_fused_pretrained` (the packaged `msaic_fused_pretrained`
+config: `msaic_fused` whose waveform branch starts from the same pretrained weights, its feature
+head from a fresh start), `gbm` and `logreg` (feature store), and, on request (rhythm input,
+several times slower), `resnet1d` and `inception1d`.
 
 Rule for the packaged default network, fixed before the candidates were run: the MSAIC-Net
-variant (msaic, msaic_fused, msaic_pretrained) with the highest mean over the CV repeats of the
-pooled out-of-fold AUROC by patient becomes the packaged default; a challenger replaces the
-current default (msaic) only when its mean is higher by at least 0.005, and of two challengers
-within 0.005 of each other the simpler wins (msaic < msaic_fused, which needs the feature store
-at training and scoring, < msaic_pretrained, which needs a shipped weights file). LOSO, AUPRC
-and the baselines do not enter the choice; they are reported. The choice reads the same CV
+variant (msaic, msaic_fused, msaic_pretrained, msaic_fused_pretrained) with the highest mean over
+the CV repeats of the pooled out-of-fold AUROC by patient becomes the packaged default; a
+challenger replaces the current default (msaic) only when its mean is higher by at least 0.005,
+and of two challengers within 0.005 of each other the simpler wins (msaic < msaic_fused, which
+needs the feature store at training and scoring, < msaic_pretrained, which needs a shipped
+weights file, < msaic_fused_pretrained, which needs both; msaic_fused_pretrained was added in
+session 13 at the end of this order, the rule otherwise unchanged). Taken in that order, each
+candidate replaces the choice so far only when higher by the margin; without msaic in the run
+there is no choice (and no summary to write). LOSO, AUPRC and the baselines do not enter the
+choice; they are reported. The choice reads the same CV
 figures that are reported (these ~250 patients leave no separate selection set), so the winner's
 figure carries a small selection optimism.
 
@@ -63,7 +69,8 @@ from train import _figure
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-CANDIDATES = ("msaic", "msaic_fused", "msaic_pretrained")  # simplest first: the rule's tie order
+CANDIDATES = ("msaic", "msaic_fused", "msaic_pretrained", "msaic_fused_pretrained")  # simplest first
+PRETRAINED = {"msaic_pretrained": "msaic", "msaic_fused_pretrained": "msaic_fused"}  # the config fine-tuned
 BASELINES = ("gbm", "logreg", "resnet1d", "inception1d")
 MODELS = (*CANDIDATES, *BASELINES)
 DEFAULT_MODELS = (*CANDIDATES, "gbm", "logreg")
@@ -160,9 +167,10 @@ def model_spec_arguments(model: str, seed: int, init_weights: Path | None) -> tu
 
     if model in ("msaic", "msaic_fused"):  # by name: the product's default is what this bench chooses
         return "msaic", {"model_config": network_config("msaic", Path(model), None, seed)}
-    if model == "msaic_pretrained":
+    if model in PRETRAINED:  # the workdir's pretrained weights, not the shipped file
         config = with_overrides(
-            network_config("msaic", Path("msaic"), None, seed), {"train.init_weights": str(init_weights)}
+            network_config("msaic", Path(PRETRAINED[model]), None, seed),
+            {"train.init_weights": str(init_weights)},
         )
         return "msaic", {"model_config": config}
     return model, model_arguments(model, None, None, seed)
@@ -287,7 +295,8 @@ def choose_default(cv_auroc: dict[str, float]) -> dict[str, Any]:
     """The rule of the module docstring applied to the mean CV AUROC by patient of the candidates."""
     present = [m for m in CANDIDATES if m in cv_auroc]
     if "msaic" not in present:
-        return {"chosen": None, "reason": "the packaged msaic was not run"}
+        means = {m: cv_auroc[m] for m in present}
+        return {"chosen": None, "means": means, "reason": "the packaged msaic was not run"}
     chosen = "msaic"
     for challenger in present[1:]:  # simplest first: a later one must beat the chosen by the margin
         if cv_auroc[challenger] >= cv_auroc[chosen] + TIE_MARGIN:
@@ -352,6 +361,8 @@ def main() -> None:
     parser.add_argument("--synthetic-records", type=int, default=20000, help="pretraining archive size")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads")
     args = parser.parse_args()
+    if args.write_summary and "msaic" not in args.models:
+        parser.error("--write-summary needs msaic among --models: the rule starts from it")
     os.environ.setdefault("MSAIC_PSEUDONYM_KEY", "bench")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch and scikit-learn load OpenMP
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -376,7 +387,7 @@ def main() -> None:
         eligible = eligible_records(store)
         evaluation = load_evaluation_config()
         pretraining, init_weights = None, None
-        if "msaic_pretrained" in args.models:
+        if PRETRAINED.keys() & set(args.models):
             init_weights, pretraining = pretrained_weights(work, args.synthetic_records, args.seed)
         prepare_s = time.perf_counter() - start
         cache = work / "predictions"

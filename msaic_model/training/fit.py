@@ -6,7 +6,8 @@ validation window after every epoch (`msaic_model.model.inference`, as scoring d
 the epoch with the best validation AUPRC (early stopping after `patience` epochs without a gain; the
 validation log loss decides when the validation set holds a single class). Seeds make a run
 repeatable on the same device. A fused network (`net.fusion`) also reads each window's
-feature-store values (`store_features`); `train.init_weights` starts from pretrained weights.
+feature-store values (`store_features`); `train.init_weights` starts from pretrained weights
+(a fused network's waveform branch from a waveform network's: `load_initial_weights`).
 The threshold is not chosen here: the caller picks it from
 `FitResult.val_probabilities`, which come from the validation split only.
 Under `torchrun` the processes train one model together (`msaic_model.training.distributed`):
@@ -75,6 +76,27 @@ def initial_weights(config: ModelConfig) -> dict[str, torch.Tensor] | None:
     return None if path is None else safetensors.torch.load(location(init_weights_path(path)).read_bytes())
 
 
+FEATURE_HEAD = "features."  # the state-dict prefix of a fused MSAIC-Net's feature head
+
+
+def load_initial_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Load `train.init_weights` into a fresh `model`. The file must fit the network exactly, with
+    one exception: the weights of a waveform MSAIC-Net (no `features.*` tensors, as
+    `msaic_model.training.pretrain` writes them) start the waveform branch of a fused one, whose
+    feature head keeps its fresh initialization (its normalization is set from the training set
+    afterwards). Anything else missing, any tensor the network lacks or of another shape is an error."""
+    head = {k for k in model.state_dict() if k.startswith(FEATURE_HEAD)}
+    if not head or any(k.startswith(FEATURE_HEAD) for k in weights):
+        model.load_state_dict(weights)
+        return
+    loaded = model.load_state_dict(weights, strict=False)
+    if loaded.unexpected_keys or set(loaded.missing_keys) != head:
+        raise RuntimeError(
+            "init_weights do not fit the waveform branch of this fused network: missing "
+            f"{sorted(set(loaded.missing_keys) - head)}, unexpected {sorted(loaded.unexpected_keys)}"
+        )
+
+
 def _labels(frame: pd.DataFrame, name: str) -> np.ndarray:
     missing = {"record_id", "mi_label"} - set(frame.columns)
     if missing:
@@ -118,7 +140,7 @@ def fit(
     model = build_model(config)
     start_from = initial_weights(config)
     if start_from is not None:
-        model.load_state_dict(start_from)
+        load_initial_weights(model, start_from)
     train_features = store_features(store, train["record_id"].tolist(), config)
     if train_features is not None:
         model.features.set_normalization(torch.from_numpy(train_features).float())

@@ -155,3 +155,27 @@ def test_training_starts_from_pretrained_weights(
     for key in weights:
         torch.testing.assert_close(tuned[key], pretrained.model.state_dict()[key], rtol=0, atol=1e-6)
     assert any(not torch.allclose(tuned[k], fresh.model.state_dict()[k]) for k in weights)
+
+
+def test_a_fused_network_starts_its_waveform_branch_from_waveform_weights(
+    measured_store: Path, tmp_path: Path
+) -> None:
+    """`train.init_weights` of a waveform MSAIC-Net given to a fused config (`msaic_fused_pretrained`):
+    with a vanishing learning rate the fitted waveform branch stays the file's weights, while the
+    feature head trains from its fresh start with the training set's normalization."""
+    from msaic_model.training.pretrain import save_weights
+
+    windows = read_table(measured_store, "records", columns=["record_id", "mi_label", "site"]).to_pandas()
+    held_out = sorted(windows["site"].unique())[1]
+    train, val = windows[windows["site"] != held_out].head(48), windows[windows["site"] == held_out]
+    fast = {"train.epochs": 1, "train.windows_per_epoch": 32}
+    waveform = fit(measured_store, train, val, tiny("msaic", **fast))
+    path = save_weights(waveform, tmp_path / "waveform.safetensors")
+    fused = tiny("msaic_fused_pretrained", **fast, **{"train.init_weights": str(path), "train.lr": 1e-12})
+    tuned = fit(measured_store, train, val, fused).model.state_dict()
+    start = waveform.model.state_dict()
+    branch = [k for k, v in start.items() if v.is_floating_point() and "running" not in k]
+    for key in branch:
+        torch.testing.assert_close(tuned[key], start[key], rtol=0, atol=1e-6)
+    assert set(tuned) - set(start) == {k for k in tuned if k.startswith("features.")}
+    assert not torch.equal(tuned["features.scale"], torch.ones_like(tuned["features.scale"]))
