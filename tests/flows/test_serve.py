@@ -14,8 +14,8 @@ from tests.helpers import copy_store
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
-    trained, _ = trained_store(tmp_path_factory, synth_store)
+def store(tmp_path_factory: pytest.TempPathFactory, measured_store: Path) -> Path:
+    trained, _ = trained_store(tmp_path_factory, measured_store)
     return copy_store(trained, tmp_path_factory.mktemp("serve") / "store")
 
 
