@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from data_contracts.feature_columns import FEATURE_VERSION
 from data_contracts.suites import ValidationSummary
 from flows.cluster import on_cluster, run_stage
-from flows.options import add_dask, add_store, add_workers, cluster_of, settings_of
+from flows.options import add_dask, add_store, add_workers, cluster_of, settings_of, start_local_workers
 from flows.progress import counting
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.features import FeatureTotals, build_features, validate_features
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store(p, "store directory (ingested and checked by qc)")
     add_workers(p)
     add_dask(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, warm_up=start_local_workers)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,15 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.args import existing_location
 from flows.cluster import on_cluster, run_stage
-from flows.options import add_dask, add_site, add_store, add_workers, cluster_of, settings_of
+from flows.options import (
+    add_dask,
+    add_site,
+    add_store,
+    add_workers,
+    cluster_of,
+    settings_of,
+    start_local_workers,
+)
 from flows.progress import counting
 from flows.summary import ingest_summary, markdown, print_summary
 from tasks.ingest import IngestTotals, ingest_archive
@@ -49,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_site(p)
     add_workers(p)
     add_dask(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, warm_up=start_local_workers)
 
 
 def run(args: argparse.Namespace) -> int:

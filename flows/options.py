@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from flows.args import existing_path, existing_store, positive_int, store_location
 from flows.cluster import DaskCluster, cluster_threads
+from tasks.runner import start_worker_server
 from tasks.settings import Settings
 from tasks.store.location import Location
 
@@ -85,3 +86,18 @@ def settings_of(args: argparse.Namespace) -> Settings:
         elif getattr(args, "dask_address", None):
             given["workers"] = cluster_threads(args.dask_address)
     return Settings(**given)
+
+
+def start_local_workers(args: argparse.Namespace) -> None:
+    """A stage command's `warm_up`, called by the CLI while Prefect's temporary API still boots:
+    start the forkserver of the local pool, whose imports (every stage's code, torch included)
+    then overlap the boot instead of following it. Nothing on Dask or with one worker; invalid
+    settings are left for the command to report."""
+    if getattr(args, "dask_address", None) or getattr(args, "dask_local", None) is not None:
+        return
+    try:
+        workers = settings_of(args).workers
+    except ValueError:
+        return
+    if workers > 1:
+        start_worker_server()

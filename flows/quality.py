@@ -12,7 +12,15 @@ from prefect.cache_policies import NO_CACHE
 
 from data_contracts.schemas import QC_VERDICTS
 from flows.cluster import on_cluster, run_stage
-from flows.options import add_dask, add_profile, add_store, add_workers, cluster_of, settings_of
+from flows.options import (
+    add_dask,
+    add_profile,
+    add_store,
+    add_workers,
+    cluster_of,
+    settings_of,
+    start_local_workers,
+)
 from flows.progress import counting
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.quality import QualityTotals, run_quality
@@ -69,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workers(p)
     add_profile(p, "QC profile JSON (default: the packaged one)")
     add_dask(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, warm_up=start_local_workers)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,10 +25,18 @@ from rich.text import Text
 
 from flows.args import existing_location, model_dir, store_location
 from flows.cluster import DaskCluster, on_cluster, run_stage
-from flows.options import add_dask, add_profile, add_site, add_workers, cluster_of, settings_of
+from flows.options import (
+    add_dask,
+    add_profile,
+    add_site,
+    add_workers,
+    cluster_of,
+    settings_of,
+    start_local_workers,
+)
 from flows.summary import Summary, SummaryTable, markdown, print_summary
 from tasks.review import write_worklist
-from tasks.scoring import ScoreTotals, expected_inputs, score_archive_run, start_worker_server
+from tasks.scoring import ScoreTotals, expected_inputs, score_archive_run
 from tasks.settings import Settings
 from tasks.store.location import Location
 
@@ -155,21 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dask(p)
     add_site(p)
     add_profile(p, "QC profile JSON of the quality gate (default: the model's, else the packaged one)")
-    p.set_defaults(func=run, warm_up=warm_up)
-
-
-def warm_up(args: argparse.Namespace) -> None:
-    """Called by the CLI while Prefect's temporary API still boots: start the forkserver of the
-    local workers, whose imports (torch) then overlap the boot instead of following it. Invalid
-    settings are left for `run` to report."""
-    if args.dask_address or args.dask_local is not None:
-        return
-    try:
-        workers = settings_of(args).workers
-    except ValueError:
-        return
-    if workers > 1:
-        start_worker_server()
+    p.set_defaults(func=run, warm_up=start_local_workers)
 
 
 def run(args: argparse.Namespace) -> int:

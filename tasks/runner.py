@@ -4,12 +4,13 @@ Bounded: at most `depth` shards (2 x workers by default) are in flight, so memor
 archive size whatever the number of shards; workers hand back small results (paths, counts).
 Ordered (results in job order, what a resumable plan needs) or not (as they finish).
 The worker policy lives here and nowhere else: one process in this process when `workers` is 1,
-else a process pool forked from a forkserver that imported `preload` once (workers then start in
-a fraction of a second), `worker_threads` torch threads per worker, and the allocator of every
-process that runs shards tuned to keep signal buffers (`tune_allocator`). `executor` replaces the pool
-by anything with `submit(fn, job)` returning a future with `.result()` (a Dask client;
-`flows.cluster.TaskExecutor`, which makes each shard a Prefect task on a DaskTaskRunner): every
-stage's driver takes one, so running a stage on a cluster is a change of executor, not of stage.
+else a process pool forked from a forkserver that imported every stage's shard code once
+(`WORKER_MODULES`: workers then start in a fraction of a second), `worker_threads` torch threads
+per worker, and the allocator of every process that runs shards tuned to keep signal buffers
+(`tune_allocator`). `executor` replaces the pool by anything with `submit(fn, job)` returning a
+future with `.result()` (a Dask client; `flows.cluster.TaskExecutor`, which makes each shard a
+Prefect task on a DaskTaskRunner): every stage's driver takes one, so running a stage on a cluster
+is a change of executor, not of stage.
 Unordered results need `concurrent.futures` futures (the local pool's).
 """
 
@@ -17,13 +18,28 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import multiprocessing.forkserver
 import os
 import platform
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
+
+# The shard code of every stage, torch included. A process starts its forkserver once, at its first
+# pool, and preloading is fixed then: so it imports every stage's code, and the workers of each later
+# stage of the same process (`msaic serve`'s nightly run, the demo, a test session) fork with their
+# code imported instead of importing it each (seconds per worker and stage).
+WORKER_MODULES: tuple[str, ...] = (
+    "tasks.ingest.run",
+    "tasks.quality.run",
+    "tasks.features.run",
+    "tasks.scoring.run",
+    "tasks.synth.archive",
+    "msaic_model.training.registry",
+    "msaic_model.model.inference",
+)
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -92,13 +108,20 @@ def tune_allocator() -> bool:
     return _allocator_tuned
 
 
-def process_pool(workers: int, preload: Sequence[str] = (), start_method: str = "forkserver") -> Any:
-    """The local pool: `workers` processes forked from a forkserver that imported `preload` (no
-    effect on preloading once this process's forkserver runs), or spawned."""
-    ctx = mp.get_context(start_method)
-    if preload and start_method == "forkserver":
-        ctx.set_forkserver_preload(list(preload))
+def process_pool(workers: int) -> Any:
+    """The local pool: `workers` processes forked from this process's forkserver, which imports
+    `WORKER_MODULES` when it starts."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(WORKER_MODULES))
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=tune_allocator)
+
+
+def start_worker_server() -> None:
+    """Start this process's forkserver with `WORKER_MODULES` imported in it. Returns at once (the
+    imports run in the forkserver process), so that a command can call it while Prefect's
+    temporary API boots; a no-op when the forkserver already runs."""
+    mp.set_forkserver_preload(list(WORKER_MODULES))
+    multiprocessing.forkserver.ensure_running()
 
 
 def _bounded(
@@ -130,8 +153,6 @@ def run_sharded(
     workers: int,
     *,
     ordered: bool = True,
-    preload: Sequence[str] = (),
-    start_method: str = "forkserver",
     executor: Executor | None = None,
     depth: int | None = None,
 ) -> Iterator[R]:
@@ -145,5 +166,5 @@ def run_sharded(
         for job in jobs:
             yield fn(job)
     else:
-        with process_pool(workers, preload, start_method) as pool:
+        with process_pool(workers) as pool:
             yield from _bounded(jobs, fn, pool, depth, ordered)

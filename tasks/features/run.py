@@ -282,7 +282,7 @@ def build_features(
             _commit(committer, problem, totals)
         work = partial(process_shard, store=store)
         workers = settings.workers if executor else worker_count(settings.workers, len(shards))
-        for result in run_sharded(shards, work, workers, preload=[__name__], executor=executor):
+        for result in run_sharded(shards, work, workers, executor=executor):
             _commit(committer, result, totals)
             if on_progress:
                 on_progress(result.measured + sum(result.skipped.values()))

@@ -162,7 +162,7 @@ def _results(
     local = worker_count(settings.workers, len(shards), windows, settings.qc_windows_per_worker)
     workers = settings.workers if executor else local
     check = partial(check_shard, profile=profile, store=store, batch_records=settings.qc_batch_records)
-    return run_sharded(shards, check, workers, preload=[__name__], executor=executor)
+    return run_sharded(shards, check, workers, executor=executor)
 
 
 def run_quality(

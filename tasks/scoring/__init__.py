@@ -10,7 +10,6 @@ from tasks.scoring.run import (
     expected_inputs,
     run_shard,
     score_archive_run,
-    start_worker_server,
 )
 from tasks.scoring.score import score_units
 
@@ -21,5 +20,4 @@ __all__ = [
     "run_shard",
     "score_archive_run",
     "score_units",
-    "start_worker_server",
 ]

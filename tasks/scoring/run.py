@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
-import multiprocessing.forkserver
 import time
 import warnings
 from collections import Counter
@@ -159,23 +157,6 @@ def expected_inputs(archive: Path, settings: Settings) -> int | None:
     return expected_units(names)
 
 
-# What a local score worker imports (torch included): the forkserver imports it once, and workers
-# forked from it start in a fraction of a second instead of importing it each.
-WORKER_MODULES: tuple[str, ...] = (
-    "tasks.scoring.run",
-    "msaic_model.training.registry",
-    "msaic_model.model.inference",
-)
-
-
-def start_worker_server() -> None:
-    """Start the forkserver that local score workers fork from, with `WORKER_MODULES` imported in
-    it. Returns at once (the imports run in the forkserver process), so the CLI calls it while
-    Prefect's temporary API boots; a no-op when this process's forkserver already runs."""
-    mp.set_forkserver_preload(list(WORKER_MODULES))
-    multiprocessing.forkserver.ensure_running()
-
-
 @cache
 def _resources(
     model_dir: str, threads: int, qc_profile: Location | None
@@ -199,7 +180,7 @@ def check_model(model_dir: Location, settings: Settings) -> ModelFiles:
     if settings.workers == 1:
         _check_loads(str(model_dir))
     else:
-        with process_pool(1, WORKER_MODULES) as pool:
+        with process_pool(1) as pool:
             pool.submit(_check_loads, str(model_dir)).result()
     return files
 
@@ -367,7 +348,7 @@ def score_archive_run(
                 on_progress(done.counts["records"] + done.counts["quarantined"])
 
         work = partial(run_shard, cfg=cfg, out=out)
-        for done in run_sharded(jobs(), work, settings.workers, preload=WORKER_MODULES, executor=executor):
+        for done in run_sharded(jobs(), work, settings.workers, executor=executor):
             collect(done)
     totals.wall_s = time.perf_counter() - start
     _write_summary(out, totals)

@@ -208,10 +208,10 @@ def synth_shard(config: SynthConfig, shard: int, out: Path) -> tuple[list[list[A
 
 
 def _results(config: SynthConfig, out: Path, workers: int) -> Iterator[tuple[list, list, list]]:
-    """Shard results in shard order; workers are spawned, so that no thread of the caller
-    (Prefect, logging) is forked."""
+    """Shard results in shard order, from the local pool's workers (forked from its forkserver, a
+    process of its own, so that no thread of the caller (Prefect, logging) is forked)."""
     shard = partial(synth_shard, config, out=out)
-    return run_sharded(range(config.n_shards), shard, workers, start_method="spawn")
+    return run_sharded(range(config.n_shards), shard, workers)
 
 
 def write_scp_statements(out: Path) -> None:

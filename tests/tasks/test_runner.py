@@ -30,7 +30,7 @@ def test_serial_runs_in_this_process_in_order() -> None:
 
 
 def test_a_pool_keeps_job_order_and_runs_elsewhere() -> None:
-    out = list(run_sharded(range(8), partial(_square_pid, delay=0.05), 2, start_method="spawn"))
+    out = list(run_sharded(range(8), partial(_square_pid, delay=0.05), 2))
     assert [r for r, _ in out] == [x * x for x in range(8)]
     assert os.getpid() not in {pid for _, pid in out}
 
@@ -118,6 +118,6 @@ def test_pool_workers_keep_signal_buffers_in_the_heap() -> None:
     code = "from tests.tasks.test_runner import _mapped_growth; print(_mapped_growth(16))"
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(fresh.stdout) >= 16 << 20
-    in_pool = list(run_sharded([16, 16], _mapped_growth, 2, start_method="spawn"))
+    in_pool = list(run_sharded([16, 16], _mapped_growth, 2))
     assert in_pool == [0, 0]
     assert tune_allocator() and _mapped_growth(16) == 0  # and in this process, once tuned
