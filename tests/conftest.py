@@ -1,5 +1,7 @@
 """Session-wide test set-up: one Prefect test harness (a real temporary API on SQLite in a
-temporary PREFECT_HOME), quiet offline settings, and the paths of the shared real data."""
+temporary PREFECT_HOME), quiet offline settings, and the paths of the shared real data. Under
+pytest-xdist (pyproject's addopts) each worker process is a session of its own: its own harness,
+PREFECT_HOME and session fixtures."""
 
 from __future__ import annotations
 
