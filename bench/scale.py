@@ -9,7 +9,9 @@ sizes the product gives it: the local ones in the pool, `cluster_shard_factor` t
 Each rate is taken once started: the records handed back after the first round of shard results
 over the time after it (a pool's start, a flow's start, a Dask worker's first imports and model
 load stay out); a Dask cluster is started once per size and warmed with one run on a small
-archive, as a long-lived cluster would be; the stages' default shard sizes. The archives are the
+archive, as a long-lived cluster would be; the stages' default shard sizes. Every round runs every
+backend, the pool and Dask at equal cores back to back (their order alternating by round), and each
+ratio is the median over the rounds of the ratio within a round (`measure`). The archives are the
 500 Hz records of a synthetic base archive replicated by hard links (as bench/score.py builds
 them). From the per-core rates of the 2-worker Dask cluster it derives the cores that 10 M records
 need in an 8-hour night. Then the per-record cost of ingest and of reading the store back with the
@@ -17,7 +19,7 @@ archive and the store on S3 (a SeaweedFS started for the purpose, `bench/_storag
 disk, on the first `--s3-records` records. Prints one JSON object; no timed assertions (the goals
 are reported as met or not).
 
-    .venv/bin/python bench/scale.py [--base 48] [--small 128] [--records 6144] [--rounds 1]
+    .venv/bin/python bench/scale.py [--base 48] [--small 128] [--records 6144] [--rounds 3]
         [--model DIR] [--stages ingest score] [--s3-records 240] [--workdir DIR]
 """
 
@@ -31,10 +33,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from _measure import emit, workdir
 from _storage import s3_overhead
 from score import base_records, replicate, train_model
@@ -150,38 +153,62 @@ def _figures(records: int, rate: float, wall: float) -> dict[str, Any]:
 
 def measure(
     archive: Path, warm_up: Path, model: Path | None, work: Path, rounds: int, stages: list[str]
-) -> dict[str, dict[str, dict[str, float]]]:
-    """stage → backend → its rate once started (median over `rounds`), for `stages`. A Dask
-    cluster is started once per size and warmed with one run on `warm_up`, as a long-lived cluster
-    would be."""
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """stage → backend → its figures in each of `rounds` rounds, for `stages`. Both Dask clusters
+    are started once (each pinned to its cores) and warmed with one run on `warm_up`, as long-lived
+    clusters would be. Within a round, at 1 core then at 2, each stage runs on the pool and on Dask
+    back to back, the pool first in even rounds and Dask first in odd ones: a ratio is taken
+    between runs minutes apart at most, so the machine's drift over a run (the references moved by
+    a third between runs of the same code) falls on both sides of it alike."""
     runs = {stage: run for stage, run in stage_runs(model, work).items() if stage in stages}
-    out: dict[str, dict[str, dict[str, float]]] = {stage: {} for stage in runs}
-    for backend in BACKENDS:
-        kind, workers = backend.split("-")
-        with pinned(int(workers)), cluster(int(workers)) if kind == "dask" else nullcontext() as where:
-            for stage, run in runs.items():
-                if where is not None:
-                    run(warm_up, where, int(workers))
-                tries = [run(archive, where, int(workers)) for _ in range(rounds)]
-                median = sorted(tries, key=lambda f: f["records_per_s"])[len(tries) // 2]
-                out[stage][backend] = median
-                print(json.dumps({stage: {backend: median}}), file=sys.stderr, flush=True)
+    out: dict[str, dict[str, list[dict[str, float]]]] = {s: {b: [] for b in BACKENDS} for s in runs}
+    with ExitStack() as stack:
+        clusters = {}
+        for workers in (1, 2):
+            with pinned(workers):
+                clusters[workers] = stack.enter_context(cluster(workers))
+                for run in runs.values():
+                    run(warm_up, clusters[workers], workers)
+        for r in range(rounds):
+            for workers in (1, 2):
+                order = [None, clusters[workers]] if r % 2 == 0 else [clusters[workers], None]
+                with pinned(workers):
+                    for stage, run in runs.items():
+                        for where in order:
+                            backend = f"{'pool' if where is None else 'dask'}-{workers}"
+                            figures = run(archive, where, workers)
+                            out[stage][backend].append(figures)
+                            print(json.dumps({stage: {backend: figures}}), file=sys.stderr, flush=True)
     return out
 
 
-def ratios(rates: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """A stage's ratios against its references in the same run, and its per-core rate."""
-    r = {b: rates[b]["records_per_s"] for b in BACKENDS}
-    two_over_one = r["dask-2"] / r["dask-1"]
-    dask_over_pool = {n: r[f"dask-{n}"] / r[f"pool-{n}"] for n in ("1", "2")}
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def ratios(tries: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """A stage's figures (the median run of each backend) and its ratios against its references,
+    each the median of the rounds' paired ratios (runs of the same round), with every round's."""
+    rate = {b: [t["records_per_s"] for t in tries[b]] for b in BACKENDS}
+
+    def paired(num: str, den: str) -> dict[str, Any]:
+        per_round = [n / d for n, d in zip(rate[num], rate[den], strict=True)]
+        return {"median": round(_median(per_round), 3), "rounds": [round(v, 3) for v in per_round]}
+
+    two_over_one = paired("dask-2", "dask-1")
+    dask_over_pool = {n: paired(f"dask-{n}", f"pool-{n}") for n in ("1", "2")}
+    medians = {b: sorted(tries[b], key=lambda f: f["records_per_s"])[len(tries[b]) // 2] for b in BACKENDS}
     return {
-        "dask_2_over_dask_1": round(two_over_one, 3),
-        "pool_2_over_pool_1": round(r["pool-2"] / r["pool-1"], 3),
-        "dask_over_pool_1_core": round(dask_over_pool["1"], 3),
-        "dask_over_pool_2_cores": round(dask_over_pool["2"], 3),
-        "goal_dask_2_over_1_met": two_over_one >= GOAL_2_OVER_1,
-        "goal_dask_within_15pct_of_pool_met": all(v >= GOAL_DASK_OVER_POOL for v in dask_over_pool.values()),
-        "records_per_s_per_core_dask_2": round(r["dask-2"] / 2, 1),
+        **medians,
+        "dask_2_over_dask_1": two_over_one,
+        "pool_2_over_pool_1": paired("pool-2", "pool-1"),
+        "dask_over_pool_1_core": dask_over_pool["1"],
+        "dask_over_pool_2_cores": dask_over_pool["2"],
+        "goal_dask_2_over_1_met": two_over_one["median"] >= GOAL_2_OVER_1,
+        "goal_dask_within_15pct_of_pool_met": all(
+            v["median"] >= GOAL_DASK_OVER_POOL for v in dask_over_pool.values()
+        ),
+        "records_per_s_per_core_dask_2": round(_median(rate["dask-2"]) / 2, 1),
     }
 
 
@@ -214,7 +241,7 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=48, help="records of the synthetic base archive")
     parser.add_argument("--small", type=int, default=128, help="records of the warm-up archive")
     parser.add_argument("--records", type=int, default=6144, help="records of the measured archive")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds per rate (median)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (each runs every backend; medians)")
     parser.add_argument("--model", type=Path, help="registered model dir (default: train one)")
     parser.add_argument("--config", help="model config to train (default: the packaged MSAIC-Net default)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to measure")
@@ -250,7 +277,7 @@ def main() -> None:
                 train_model(training, work / "model", args.config) if "score" in args.stages else None
             )
             rates = measure(large, small, model, work, args.rounds, args.stages)
-        stages = {stage: {**by_backend, **ratios(by_backend)} for stage, by_backend in rates.items()}
+        stages = {stage: ratios(tries) for stage, tries in rates.items()}
         per_core = {stage: s["records_per_s_per_core_dask_2"] for stage, s in stages.items()}
         emit(
             {
