@@ -108,20 +108,19 @@ def tune_allocator() -> bool:
     return _allocator_tuned
 
 
-def process_pool(workers: int) -> Any:
-    """The local pool: `workers` processes forked from this process's forkserver, which imports
-    `WORKER_MODULES` when it starts."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(list(WORKER_MODULES))
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=tune_allocator)
-
-
 def start_worker_server() -> None:
     """Start this process's forkserver with `WORKER_MODULES` imported in it. Returns at once (the
     imports run in the forkserver process), so that a command can call it while Prefect's
     temporary API boots; a no-op when the forkserver already runs."""
     mp.set_forkserver_preload(list(WORKER_MODULES))
     multiprocessing.forkserver.ensure_running()
+
+
+def process_pool(workers: int) -> Any:
+    """The local pool: `workers` processes forked from this process's forkserver
+    (`start_worker_server`)."""
+    start_worker_server()
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"), initializer=tune_allocator)
 
 
 def _bounded(
