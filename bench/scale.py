@@ -19,7 +19,7 @@ archive and the store on S3 (a SeaweedFS started for the purpose, `bench/_storag
 disk, on the first `--s3-records` records. Prints one JSON object; no timed assertions (the goals
 are reported as met or not).
 
-    .venv/bin/python bench/scale.py [--base 48] [--small 128] [--records 6144] [--rounds 3]
+    .venv/bin/python bench/scale.py [--base 48] [--small 128] [--records 6144] [--rounds 5]
         [--model DIR] [--stages ingest score] [--s3-records 240] [--workdir DIR]
 """
 
@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=48, help="records of the synthetic base archive")
     parser.add_argument("--small", type=int, default=128, help="records of the warm-up archive")
     parser.add_argument("--records", type=int, default=6144, help="records of the measured archive")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (each runs every backend; medians)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (each runs every backend; medians)")
     parser.add_argument("--model", type=Path, help="registered model dir (default: train one)")
     parser.add_argument("--config", help="model config to train (default: the packaged MSAIC-Net default)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to measure")
