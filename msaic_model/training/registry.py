@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,9 @@ from tasks.store.model_files import (
     read_model_files,
     write_model_dir,
 )
+
+if TYPE_CHECKING:
+    from tasks.quality.gate import QualityResult
 
 SPLIT_FILE = "split.parquet"
 Demographics = Sequence[tuple[str | None, float | None]]  # (sex, age) per window
@@ -185,30 +188,41 @@ class LoadedModel:
         return self.predict_features(self.measured_features(signals))
 
     def net_features(
-        self, signals: np.ndarray, demographics: Demographics | None = None
+        self,
+        signals: np.ndarray,
+        demographics: Demographics | None = None,
+        quality: QualityResult | None = None,
     ) -> np.ndarray | None:
         """A fused network's second input measured on stored windows as the features stage
         measures them, with each window's (sex, age) for the criteria whose cut-points depend on
-        them (None for any other network)."""
+        them (None for any other network); `quality`: the gate's result on these windows, when the
+        caller has it (`extract_features`)."""
         columns = self.model_config.feature_columns
-        return extract_features(signals, columns, demographics).to_numpy(np.float64) if columns else None
+        if not columns:
+            return None
+        return extract_features(signals, columns, demographics, quality).to_numpy(np.float64)
 
-    def measured_features(self, signals: np.ndarray) -> np.ndarray:
+    def measured_features(self, signals: np.ndarray, quality: QualityResult | None = None) -> np.ndarray:
         """Feature baselines: the model's feature columns measured on stored windows (NaN where
         not measurable)."""
-        return extract_features(signals)[self.feature_columns].to_numpy(np.float64)
+        return extract_features(signals, quality=quality)[self.feature_columns].to_numpy(np.float64)
 
     def occlusion(
-        self, signals: np.ndarray, demographics: Demographics | None = None
+        self,
+        signals: np.ndarray,
+        demographics: Demographics | None = None,
+        quality: QualityResult | None = None,
     ) -> CropOcclusion | SignalOcclusion:
         """The windows' probabilities and what score explanations mask leads on: a network's
         strongest crop of each window (`CropOcclusion`; a fused network's features stay whole), a
-        feature baseline's whole window (`SignalOcclusion`)."""
+        feature baseline's whole window (`SignalOcclusion`). `quality`: the gate's result on these
+        windows, which scoring has already assessed (the features' usable leads come from it
+        instead of a second pass of the gate)."""
         signals = np.asarray(signals, dtype=np.float32)
         if self.net is not None:
-            features = self.net_features(signals, demographics)
+            features = self.net_features(signals, demographics, quality)
             return CropOcclusion.of(self.net, self.model_config, signals, features)
-        features = self.measured_features(signals)
+        features = self.measured_features(signals, quality)
         scores = self.feature_scores(features)
         return SignalOcclusion(
             self, signals, scores.probability, scores.logit, scores.logit, np.isnan(features).all(axis=1)
@@ -247,19 +261,27 @@ class SignalOcclusion:
 
 
 def extract_features(
-    signals: np.ndarray, columns: list[str] | None = None, demographics: Demographics | None = None
+    signals: np.ndarray,
+    columns: list[str] | None = None,
+    demographics: Demographics | None = None,
+    quality: QualityResult | None = None,
 ) -> pd.DataFrame:
     """The feature-store columns (default: the numeric `FEATURE_COLUMNS`; criteria come as 0/1)
     of raw windows, measured as the features stage measures them: the quality gate says which
     leads are usable (and rejects records, whose features stay NaN), then `feature_row` with each
     window's (sex, age) when given (the ST-elevation criteria's cut-points depend on them; unknown
-    otherwise); values rounded to float32 as the store keeps them."""
+    otherwise); values rounded to float32 as the store keeps them. `quality`: the gate's result
+    on these very windows when the caller has it (scoring: its own gate, under its profile), else
+    the packaged profile's gate is run here."""
     from data_contracts.feature_columns import FEATURE_COLUMNS
     from tasks.features.measure import criteria_config
     from tasks.features.run import RecordMeta, feature_row
     from tasks.quality.gate import assess, load_profile
 
-    quality = assess(signals, load_profile())
+    if quality is None:
+        quality = assess(signals, load_profile())
+    elif len(quality.verdict) != len(signals):
+        raise ValueError(f"quality of {len(quality.verdict)} windows given for {len(signals)}")
     unusable = [quality.masks[f] for f in criteria_config()["signal"]["unusable_flags"] if f in quality.masks]
     usable = ~np.any(unusable, axis=0) if unusable else np.ones(signals.shape[:2], bool)
     people = demographics if demographics is not None else [(None, None)] * len(signals)

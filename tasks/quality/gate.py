@@ -154,6 +154,17 @@ class QualityResult:
     masks: dict[str, np.ndarray]  # flag name (and CERTAIN_REVERSAL) → (n, 12) bool
     indices: LeadIndices
 
+    def take(self, rows: np.ndarray) -> QualityResult:
+        """The result for the records at `rows` (positions), as assessed: nothing is measured again."""
+        indices = {f.name: getattr(self.indices, f.name)[rows] for f in fields(self.indices)}
+        return QualityResult(
+            [self.verdict[i] for i in rows],
+            [self.reasons[i] for i in rows],
+            [self.flags[i] for i in rows],
+            {name: mask[rows] for name, mask in self.masks.items()},
+            LeadIndices(**indices),
+        )
+
 
 def _limb_pairs() -> np.ndarray:
     """(6, 10, 6): for each limb lead, its value from each pair of the other five limb leads

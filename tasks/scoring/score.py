@@ -232,7 +232,8 @@ def score_units(
     no_input: set[int] = set()
     t3 = t2
     if len(scored):
-        occlusion = model.occlusion(windows[scored], [(rows[i]["sex"], rows[i]["age"]) for i in scored])
+        demographics = [(rows[i]["sex"], rows[i]["age"]) for i in scored]
+        occlusion = model.occlusion(windows[scored], demographics, qc.take(scored))
         probs[scored] = np.where(occlusion.no_input, np.nan, occlusion.probability)
         logits[scored] = np.where(occlusion.no_input, np.nan, occlusion.logit)
         no_input = set(scored[occlusion.no_input].tolist())

@@ -29,6 +29,7 @@ from msaic_model.training.registry import load_model
 from msaic_model.training.run import signals_for
 from msaic_model.training.splits import labelled_records
 from tasks import store as st
+from tasks.quality.gate import assess, load_profile
 from tasks.settings import Settings
 from tests.conftest import CINC, LUDB
 from tests.flows.scoring_setup import TINY_CONFIG
@@ -124,6 +125,11 @@ def test_evaluate_all_on_a_store_the_model_never_saw(
     p = model.predict_proba(signals, demographics)
     assert test["auroc"]["value"] == pytest.approx(roc_auc_score(labelled["mi_label"], p), abs=1e-6)
     np.testing.assert_allclose(model.occlusion(signals, demographics).probability, p, rtol=1e-5, atol=1e-7)
+    gate = assess(signals, load_profile())  # scoring hands its own gate's result over: the same scores
+    handed = model.occlusion(signals, demographics, gate).probability
+    np.testing.assert_allclose(handed, p, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="quality of 1 windows"):
+        model.occlusion(signals, demographics, gate.take(np.arange(1)))
     patients = report["external"]["patients"]
     assert patients["n"] == labelled["patient_key"].nunique() < test["n"]  # PTB patients have several windows
     assert patients["auroc"]["low"] <= patients["auroc"]["value"] <= patients["auroc"]["high"]

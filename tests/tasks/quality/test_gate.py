@@ -6,6 +6,7 @@ hits, clean leads stay clean, verdicts follow the rules of the profile file, and
 from __future__ import annotations
 
 import copy
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,21 @@ def test_any_signal_gets_a_verdict_not_an_exception(profile: QcProfile, ludb: np
     expected = {"all_nan": "missing", "flat": "flat", "one_lead_left": "missing"}.get(case)
     if expected:
         assert sum(expected in lead for lead in res.flags[0]) >= 11
+
+
+def test_take_is_the_result_of_the_records_taken(ludb: np.ndarray, profile: QcProfile) -> None:
+    x = ludb.copy()
+    x[0, 1] = 0.0  # lead II flat in the first record: a flag to carry over
+    whole = assess(x, profile)
+    rows = np.array([2, 0])
+    part, alone = whole.take(rows), assess(x[rows], profile)
+    assert part.flags[1][1] and part.flags[1] == alone.flags[1]
+    assert (part.verdict, part.reasons, part.flags) == (alone.verdict, alone.reasons, alone.flags)
+    assert part.masks.keys() == alone.masks.keys()
+    for name, mask in alone.masks.items():
+        np.testing.assert_array_equal(part.masks[name], mask)
+    for field in fields(alone.indices):
+        np.testing.assert_array_equal(getattr(part.indices, field.name), getattr(alone.indices, field.name))
 
 
 def test_result_table_matches_the_quality_schema(ludb: np.ndarray, profile: QcProfile) -> None:
