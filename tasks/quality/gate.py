@@ -156,13 +156,12 @@ class QualityResult:
 
     def take(self, rows: np.ndarray) -> QualityResult:
         """The result for the records at `rows` (positions), as assessed: nothing is measured again."""
-        indices = {f.name: getattr(self.indices, f.name)[rows] for f in fields(self.indices)}
         return QualityResult(
             [self.verdict[i] for i in rows],
             [self.reasons[i] for i in rows],
             [self.flags[i] for i in rows],
             {name: mask[rows] for name, mask in self.masks.items()},
-            LeadIndices(**indices),
+            self.indices.take(rows),
         )
 
 

@@ -93,6 +93,10 @@ class LeadIndices:
     template: np.ndarray  # (n, 12, beat window at clean_fs) the mean beat, mV; NaN without beats
     beats: np.ndarray  # (n,) int: R peaks found in the record
 
+    def take(self, rows: np.ndarray) -> LeadIndices:
+        """The indices of the records at `rows` (positions)."""
+        return LeadIndices(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
 
 def masked_median(values: np.ndarray, keep: np.ndarray, empty: float) -> np.ndarray:
     """Median along the last axis of the finite values where `keep`; `empty` where there are none."""
