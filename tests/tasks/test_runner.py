@@ -75,6 +75,22 @@ def test_worker_policy() -> None:
     assert worker_threads(10_000) == 1
 
 
+def _threads(_job: int) -> tuple[int, int]:
+    """This process's BLAS and torch threads."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    (blas,) = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    return blas, torch.get_num_threads()
+
+
+def test_pool_workers_share_the_cpus_out_between_them() -> None:
+    """Each of N pool workers gets the CPUs / N BLAS and torch threads, not a thread per CPU each
+    (both libraries' default)."""
+    workers = 2
+    assert set(run_sharded(range(4), _threads, workers)) == {(worker_threads(workers),) * 2}
+
+
 def test_an_error_in_a_shard_reaches_the_caller() -> None:
     with pytest.raises(ZeroDivisionError):
         list(run_sharded([1, 0], partial(divmod, 1), 1))
