@@ -137,8 +137,13 @@ def _leads(edf: Any) -> RawRecord:
     rates = sorted({s.sampling_frequency for s, _, _ in chosen})
     if len(rates) > 1:
         raise ReaderError("unsupported_coding", f"the ECG channels have different rates {rates}")
+    # channel-major, returned as its transpose (samples × channels, Fortran order): each lead
+    # stays one contiguous row for harmonization, and no interleaving copy is made
+    signal = np.empty((len(chosen), len(chosen[0][0].data)), np.float32)
+    for row, (s, _, _) in zip(signal, chosen, strict=True):
+        row[:] = s.data
     return RawRecord(
-        signal=np.stack([s.data for s, _, _ in chosen], axis=1).astype(np.float32),
+        signal=signal.T,
         sig_name=[name for _, name, _ in chosen],
         units=[unit for _, _, unit in chosen],
         fs=float(rates[0]),
