@@ -46,6 +46,10 @@ STAGING = ".staging"
 _JOURNAL_SUFFIX = ".commit.json"
 SIGNAL_ROW_GROUP = 64
 SIGNAL_MIN_VALUES = 1000  # a column with this many fixed values per row holds signals
+# values the Parquet writer encodes per batch in tables of signals (pyarrow's default 1,024):
+# a nested signal's levels cost per batch, and 2**18 writes a 47-s EDF record's 5 windows in
+# 2.8 instead of 3.6 ms, same bytes, pages of about 1 MB (`bench/ingest.py`)
+SIGNAL_WRITE_BATCH = 2**18
 _PARTITIONING = ds.partitioning(pa.schema([SITE_FIELD]), flavor="hive")
 
 
@@ -215,7 +219,8 @@ def write_parquet(table: pa.Table, path: Location) -> Location:
     carry no min/max statistics, which no reader can filter on and which cost a tenth of the
     write (0.25 of 2.3 ms CPU per 47-s EDF record); the other flat columns keep theirs (row-group
     pruning by record_id; a nested column beside a signal would lose its own, as pyarrow names
-    leaf paths, and no table has one)."""
+    leaf paths, and no table has one). Signals are encoded in batches of `SIGNAL_WRITE_BATCH`
+    values."""
     path.parent.mkdir(parents=True, exist_ok=True)
     float_cols = [f.name for f in table.schema if pa.types.is_floating(f.type)]
     signals = {
@@ -227,6 +232,7 @@ def write_parquet(table: pa.Table, path: Location) -> Location:
         where,
         filesystem=fs,
         row_group_size=SIGNAL_ROW_GROUP if signals else None,
+        write_batch_size=SIGNAL_WRITE_BATCH if signals else None,
         compression="lz4",
         use_byte_stream_split=float_cols or False,
         use_dictionary=[f.name for f in table.schema if pa.types.is_string(f.type)],
