@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
 
 from data_contracts.schemas import FS
@@ -67,10 +68,32 @@ def clean(
         x[lead, ~ok] = np.interp(np.flatnonzero(~ok), np.flatnonzero(ok), x[lead, ok])
     if x.shape[1] < fs * 2:
         raise FeatureSkip("too_short", f"{x.shape[1]} samples")
-    band = np.vstack(
-        [_sos("highpass", (cfg["highpass_hz"],), 2, fs), _sos("lowpass", (cfg["lowpass_hz"],), 4, fs)]
+    return zero_phase(*cleaning_band(cfg["highpass_hz"], cfg["lowpass_hz"], fs), x), usable
+
+
+@cache
+def cleaning_band(highpass_hz: float, lowpass_hz: float, fs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cleaning band-pass (2nd-order high-pass, 4th-order low-pass) and its steady state."""
+    sos = np.vstack([_sos("highpass", (highpass_hz,), 2, fs), _sos("lowpass", (lowpass_hz,), 4, fs)])
+    return sos, sps.sosfilt_zi(sos)
+
+
+def zero_phase(sos: np.ndarray, zi: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`scipy.signal.sosfiltfilt(sos, x, axis=-1)` of a 2-D array, the same values, with the
+    filter's steady state `zi` (`sosfilt_zi(sos)`) given: scipy solves it afresh on every call,
+    a quarter of the call's time on one 10-s window. Odd extension of 3 × taps samples at both
+    ends, a forward pass started at the first sample's steady state, a backward pass at the
+    forward output's last."""
+    taps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    edge = 3 * taps
+    if x.shape[-1] <= edge:
+        raise ValueError(f"{x.shape[-1]} samples: the filter needs more than {edge}")
+    ext = np.concatenate(
+        [2 * x[:, :1] - x[:, edge:0:-1], x, 2 * x[:, -1:] - x[:, -2 : -edge - 2 : -1]], axis=1
     )
-    return sps.sosfiltfilt(band, x, axis=1), usable
+    y, _ = sps.sosfilt(sos, ext, axis=1, zi=zi[:, None, :] * ext[None, :, :1])
+    y, _ = sps.sosfilt(sos, y[:, ::-1], axis=1, zi=zi[:, None, :] * y[None, :, -1:])
+    return y[:, ::-1][:, edge:-edge]
 
 
 def detect_peaks(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int = FS) -> np.ndarray:
@@ -95,6 +118,15 @@ def detect_peaks(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int
     return np.unique(idx[np.arange(len(peaks)), np.argmax(velocity[idx], axis=1)])
 
 
+def beat_median(a: np.ndarray) -> np.ndarray:
+    """`np.median(a, axis=1)` of a NaN-free array (leads × beats × ...), by one sort: the same
+    values (the middle one, or the mean of the two middle ones), 3-4× as fast for the ten-odd
+    beats of a window, where np.median's partition along a middle axis is slow."""
+    n = a.shape[1]
+    s = np.sort(a, axis=1)
+    return s[:, n // 2] if n % 2 else (s[:, n // 2 - 1] + s[:, n // 2]) / 2
+
+
 def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation along the last axis, broadcast; 0 where a side is constant."""
     a = a - a.mean(axis=-1, keepdims=True)
@@ -109,10 +141,15 @@ def align(x: np.ndarray, peaks: np.ndarray, cfg: dict[str, Any], fs: int = FS) -
     to the median QRS: one fiducial for every beat, whichever wave of the QRS is tallest."""
     w, lag = round(cfg["align_qrs_s"] * fs), round(cfg["align_lag_s"] * fs)
     peaks = peaks[(peaks - w - lag >= 0) & (peaks + w + lag < x.shape[1])]
-    t, lags = np.arange(-w, w + 1), np.arange(-lag, lag + 1)
-    segments = x[:, peaks[:, None, None] + lags[None, :, None] + t[None, None, :]]  # leads × beats × lags × t
+    span = np.arange(-w - lag, w + lag + 1)
+
+    def cut(peaks: np.ndarray) -> np.ndarray:
+        """leads × beats × lags × t: each beat's QRS at every lag, a view of one cut per beat"""
+        return sliding_window_view(x[:, peaks[:, None] + span], 2 * w + 1, axis=-1)
+
+    segments = cut(peaks)
     for _ in range(cfg["align_rounds"]):
-        template = np.median(segments[:, :, lag], axis=1)  # leads × t, at the current fiducials
+        template = beat_median(segments[:, :, lag])  # leads × t, at the current fiducials
         dot = np.einsum("lbkt,lt->bk", segments, template)
         norm = np.sqrt(np.einsum("lbkt,lbkt->bk", segments, segments)) + 1e-12
         shift = np.argmax(dot / norm, axis=1) - lag
@@ -121,7 +158,7 @@ def align(x: np.ndarray, peaks: np.ndarray, cfg: dict[str, Any], fs: int = FS) -
         peaks = peaks + shift
         keep = (peaks - w - lag >= 0) & (peaks + w + lag < x.shape[1])
         peaks = peaks[keep]
-        segments = x[:, peaks[:, None, None] + lags[None, :, None] + t[None, None, :]]
+        segments = cut(peaks)
     return np.unique(peaks)
 
 
@@ -141,14 +178,14 @@ def median_beats(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int
         raise FeatureSkip("too_few_beats", f"{inside.size} complete beats detected")
     epochs = x[:, inside[:, None] + np.arange(-pre, post)[None, :]]  # leads × beats × samples
     lo, hi = (pre + round(s * fs) for s in cfg["template_window_s"])
-    template = np.median(epochs, axis=1)
+    template = beat_median(epochs)
     corr = _row_corr(epochs[:, :, lo:hi], template[:, None, lo:hi])  # leads × beats
     score = np.median(corr[usable], axis=0)
     keep = score >= cfg["template_corr_min"]
     if keep.sum() < cfg["min_beats"]:
         raise FeatureSkip("too_few_beats", f"{int(keep.sum())} beats match the dominant morphology")
-    median = np.median(epochs[:, keep], axis=1)
-    lead_corr = np.median(_row_corr(epochs[:, keep, lo:hi], median[:, None, lo:hi]), axis=1)
+    median = beat_median(epochs[:, keep])
+    lead_corr = beat_median(_row_corr(epochs[:, keep, lo:hi], median[:, None, lo:hi]))
     median[~usable] = np.nan
     lead_corr[~usable] = np.nan
     accepted = np.isin(peaks, inside[keep])

@@ -8,12 +8,13 @@ import math
 
 import numpy as np
 import pytest
+from scipy import signal as sps
 
 from data_contracts.feature_columns import LEAD_MEASURES, RECORD_MEASURES, lead_column
 from data_contracts.leads import CANONICAL_LEADS
 from data_contracts.schemas import N_LEADS
-from tasks.features.beats import FeatureSkip
-from tasks.features.measure import measure_beats, measure_record
+from tasks.features.beats import FeatureSkip, beat_median, cleaning_band, zero_phase
+from tasks.features.measure import criteria_config, measure_beats, measure_record
 from tasks.features.reference import BOUNDARIES, INTERVALS, compare, read_ludb
 from tests.conftest import LUDB
 
@@ -96,3 +97,22 @@ def test_records_without_beats_are_skipped_with_a_reason(signal: np.ndarray, rea
     with pytest.raises(FeatureSkip) as info:
         measure_record(signal, ALL)
     assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("beats", [7, 8])  # the middle beat, and the mean of the two middle ones
+def test_beat_median_is_numpys_median(beats: int) -> None:
+    """The sort-based median of the beat cuts equals np.median exactly, on real beats."""
+    x = read_ludb(LUDB / "9")
+    epochs = np.stack([x[:, s : s + 400] for s in range(0, 400 * beats, 400)], axis=1)
+    assert np.array_equal(beat_median(epochs), np.median(epochs, axis=1))
+    assert np.array_equal(beat_median(epochs[:, :, 0]), np.median(epochs[:, :, 0], axis=1))
+
+
+def test_zero_phase_is_scipys_sosfiltfilt() -> None:
+    """The cleaning filter with its steady state given gives scipy's sosfiltfilt values exactly."""
+    cfg = criteria_config()["signal"]
+    sos, zi = cleaning_band(cfg["highpass_hz"], cfg["lowpass_hz"], 500)
+    x = read_ludb(LUDB / "17").astype(np.float64)
+    assert np.array_equal(zero_phase(sos, zi, x), sps.sosfiltfilt(sos, x, axis=1))
+    with pytest.raises(ValueError, match="more than"):
+        zero_phase(sos, zi, x[:, :10])
