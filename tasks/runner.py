@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 # The shard code of every stage, torch included. A process starts its forkserver once, at its first
 # pool, and preloading is fixed then: so it imports every stage's code, and the workers of each later
@@ -73,16 +73,19 @@ def usable_cpus() -> int:
 
 
 def worker_threads(workers: int) -> int:
-    """Torch threads per worker: the CPUs shared out between the workers, at least one."""
+    """BLAS and torch threads per worker: the CPUs shared out between the workers, at least one."""
     return max(1, usable_cpus() // max(workers, 1))
 
 
 def limit_threads(threads: int) -> None:
-    """Give this process's BLAS (numpy's and scipy's OpenBLAS) and torch, when torch is loaded,
-    `threads` threads each. A BLAS left alone starts a thread per CPU in every worker: N workers
-    on N CPUs then run N² threads that spin against each other once a matrix product is large
-    enough to be split (an 800→500 Hz resampling done as one product ran EDF ingest 2.7× slower)."""
-    threadpool_limits(threads, user_api="blas")
+    """Give this process's torch, when torch is loaded, `threads` threads, and its BLAS (numpy's
+    and scipy's OpenBLAS) at most as many: a lower limit already set (a Dask nanny's one thread,
+    OPENBLAS_NUM_THREADS) stays. A BLAS left alone starts a thread per CPU in every worker: N
+    workers on N CPUs then run N² threads that spin against each other once a matrix product is
+    large enough to be split (an 800→500 Hz resampling done as one product ran EDF ingest 2.7×
+    slower)."""
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    threadpool_limits(min([threads, *blas]), user_api="blas")
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)

@@ -81,7 +81,7 @@ def cleaning_band(highpass_hz: float, lowpass_hz: float, fs: int) -> tuple[np.nd
 def zero_phase(sos: np.ndarray, zi: np.ndarray, x: np.ndarray) -> np.ndarray:
     """`scipy.signal.sosfiltfilt(sos, x, axis=-1)` of a 2-D array, the same values, with the
     filter's steady state `zi` (`sosfilt_zi(sos)`) given: scipy solves it afresh on every call,
-    a quarter of the call's time on one 10-s window. Odd extension of 3 × taps samples at both
+    a sixth of the call's time on one 10-s window. Odd extension of 3 × taps samples at both
     ends, a forward pass started at the first sample's steady state, a backward pass at the
     forward output's last."""
     taps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
@@ -119,9 +119,9 @@ def detect_peaks(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int
 
 
 def beat_median(a: np.ndarray) -> np.ndarray:
-    """`np.median(a, axis=1)` of a NaN-free array (leads × beats × ...), by one sort: the same
-    values (the middle one, or the mean of the two middle ones), 3-4× as fast for the ten-odd
-    beats of a window, where np.median's partition along a middle axis is slow."""
+    """`np.median(a, axis=1)` of a NaN-free array (leads × beats × ..., at least one beat), by
+    one sort: the same values (the middle one, or the mean of the two middle ones), 3-4× as fast
+    for the ten-odd beats of a window, where np.median's partition along a middle axis is slow."""
     n = a.shape[1]
     s = np.sort(a, axis=1)
     return s[:, n // 2] if n % 2 else (s[:, n // 2 - 1] + s[:, n // 2]) / 2

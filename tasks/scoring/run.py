@@ -193,7 +193,7 @@ def _check_loads(model_dir: str) -> None:
 
 def run_shard(job: ShardJob, cfg: ScoreConfig, out: Path) -> ShardDone:
     """Score one shard in a worker and stage its rows and ledger entry under OUT/.staging."""
-    model, profile, explainer = _resources(str(cfg.model_dir), cfg.torch_threads, cfg.qc_profile)
+    model, profile, explainer = _resources(str(cfg.model_dir), cfg.threads, cfg.qc_profile)
     result = score_units(job.items, cfg, model, profile, explainer)
     t0 = time.perf_counter()
     moves: list[tuple[Path, Path]] = []
@@ -272,7 +272,7 @@ def score_config(
     qc_profile: Location | None,
     threads: int | None = None,
 ) -> ScoreConfig:
-    """The workers' configuration; `threads` torch threads each (default: the CPUs shared out)."""
+    """The workers' configuration; `threads` BLAS and torch threads each (default: the CPUs shared out)."""
     ingest = IngestConfig.for_store(out, settings)
     return ScoreConfig(ingest, model_dir.resolve(), threads or worker_threads(settings.workers), qc_profile)
 

@@ -89,7 +89,7 @@ class ScoreConfig:
 
     ingest: IngestConfig
     model_dir: Location  # a path or an s3:// location
-    torch_threads: int
+    threads: int  # BLAS and torch threads of each worker
     qc_profile: Location | None = None  # the quality gate's profile (None: the packaged one)
 
 

@@ -219,8 +219,8 @@ def write_parquet(table: pa.Table, path: Location) -> Location:
     carry no min/max statistics, which no reader can filter on and which cost a tenth of the
     write (0.25 of 2.3 ms CPU per 47-s EDF record); the other flat columns keep theirs (row-group
     pruning by record_id; a nested column beside a signal would lose its own, as pyarrow names
-    leaf paths, and no table has one). Signals are encoded in batches of `SIGNAL_WRITE_BATCH`
-    values."""
+    leaf paths, and no table has one). Tables of signals are encoded in batches of
+    `SIGNAL_WRITE_BATCH` values."""
     path.parent.mkdir(parents=True, exist_ok=True)
     float_cols = [f.name for f in table.schema if pa.types.is_floating(f.type)]
     signals = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tasks.runner import run_sharded, tune_allocator, worker_count, worker_threads
+from tasks.runner import run_sharded, tune_allocator, usable_cpus, worker_count, worker_threads
 
 
 def _square_pid(x: int, delay: float = 0.0) -> tuple[int, int]:
@@ -88,7 +88,18 @@ def test_pool_workers_share_the_cpus_out_between_them() -> None:
     """Each of N pool workers gets the CPUs / N BLAS and torch threads, not a thread per CPU each
     (both libraries' default)."""
     workers = 2
+    if usable_cpus() < workers:
+        pytest.skip("one CPU: nothing to share out")
     assert set(run_sharded(range(4), _threads, workers)) == {(worker_threads(workers),) * 2}
+
+
+def test_a_lower_blas_limit_already_set_stays() -> None:
+    """OPENBLAS_NUM_THREADS=1 (what a Dask nanny sets) is not raised by the worker policy."""
+    code = "from tasks.runner import limit_threads; from tests.tasks.test_runner import _threads; "
+    code += "limit_threads(2); print(*_threads(0))"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["1", "2"]
 
 
 def test_an_error_in_a_shard_reaches_the_caller() -> None:

@@ -139,7 +139,7 @@ def _leads(edf: Any) -> RawRecord:
         raise ReaderError("unsupported_coding", f"the ECG channels have different rates {rates}")
     # channel-major, returned as its transpose (samples × channels, Fortran order): each lead
     # stays one contiguous row for harmonization, and no interleaving copy is made
-    signal = np.empty((len(chosen), len(chosen[0][0].data)), np.float32)
+    signal = np.empty((len(chosen), chosen[0][0].digital.size), np.float32)
     for row, (s, _, _) in zip(signal, chosen, strict=True):
         row[:] = s.data
     return RawRecord(
