@@ -19,7 +19,7 @@ site and over all of them. The verdict of issue 6 is computed from the point est
 A size larger than a split's training part trains on the whole part: `train_records` gives the
 records each size really trained on (min and max over the runs), `sizes_capped` the sizes that
 fell short. With one of four sites held out and the validation part set aside, the training part
-is 0.43-0.49 of the archive (4,000 records: 1,717-1,969), so the default archive is 5,000
+is 0.42-0.50 of the archive (4,000 records: 1,692-2,001), so the default archive is 5,000
 records, for a full 2,000.
 Progress lines go to stderr; one JSON object to stdout (and to WORKDIR/bench_train.json).
 
