@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import signal as sps
 
 from data_contracts import load_json
 from data_contracts.feature_columns import LEAD_MEASURES, lead_column
@@ -61,40 +60,75 @@ def intervals(d: Delineation, x: np.ndarray, rr_ms: float) -> dict[str, float]:
     }
 
 
-def _qrs_waves(qrs: np.ndarray, wave_min: float, prominence: float, base: int) -> tuple[float, ...]:
-    """(q_amp, q_dur_ms, r_amp, s_amp, r_peak_time_ms, frag_count) of one lead's QRS samples."""
-    positive = np.flatnonzero(qrs > wave_min)
-    if positive.size == 0:  # QS: the whole complex is the Q wave
-        return float(qrs.min()), qrs.size * _MS, max(float(qrs.max()), 0.0), 0.0, np.nan, 0.0
-    head = qrs[: positive[0]]
-    q_amp = q_dur = 0.0
-    if head.size and head.min() < -wave_min:
-        q_amp = float(head.min())
-        back = np.flatnonzero(qrs[int(np.argmin(head)) :] >= 0)
-        q_dur = (int(np.argmin(head)) + int(back[0])) * _MS
-    r = int(np.argmax(qrs))
-    s_amp = min(float(qrs[r:].min()), 0.0)
-    s_amp = s_amp if s_amp < -wave_min else 0.0
-    n_ext = (
-        sps.find_peaks(qrs, prominence=prominence)[0].size
-        + sps.find_peaks(-qrs, prominence=prominence)[0].size
-    )
-    return q_amp, q_dur, float(qrs[r]), s_amp, r * _MS, float(max(n_ext - base, 0))
+def prominent_peaks(x: np.ndarray, prominence: float) -> np.ndarray:
+    """Per row of x (rows × samples, finite), how many peaks `scipy.signal.find_peaks(row,
+    prominence=prominence)` finds, for all rows at once: the same peaks (a local maximum, a
+    plateau's middle sample, never the first or last sample) and the same prominences (the peak
+    less the higher of the lowest points on either side before a higher sample or the end), so the
+    same counts, without a call per row and sign (24 for one record's QRS complexes)."""
+    n = x.shape[1]
+    t = np.arange(n)
+    same_prev = np.zeros(x.shape, dtype=bool)
+    same_prev[:, 1:] = x[:, 1:] == x[:, :-1]
+    same_next = np.zeros(x.shape, dtype=bool)
+    same_next[:, :-1] = same_prev[:, 1:]
+    start = np.maximum.accumulate(np.where(same_prev, 0, t), axis=1)  # of each sample's run of equals
+    end = np.minimum.accumulate(np.where(same_next, n - 1, t)[:, ::-1], axis=1)[:, ::-1]
+    before = np.take_along_axis(x, np.maximum(start - 1, 0), axis=1)
+    after = np.take_along_axis(x, np.minimum(end + 1, n - 1), axis=1)
+    peak = (t == (start + end) // 2) & (start >= 1) & (before < x) & (end <= n - 2) & (after < x)
+    row, at = np.nonzero(peak)
+    lines, height, at = x[row], x[row, at], at[:, None]
+    higher = lines > height[:, None]
+    left = np.where(higher & (t < at), t, -1).max(axis=1, initial=-1)[:, None]
+    right = np.where(higher & (t > at), t, n).min(axis=1, initial=n)[:, None]
+    low_left = np.where((t > left) & (t <= at), lines, np.inf).min(axis=1, initial=np.inf)
+    low_right = np.where((t >= at) & (t < right), lines, np.inf).min(axis=1, initial=np.inf)
+    prominent = height - np.maximum(low_left, low_right) >= prominence
+    return np.bincount(row[prominent], minlength=len(x))
+
+
+def qrs_waves(qrs: np.ndarray, wave_min: float, prominence: float, base: int) -> dict[str, np.ndarray]:
+    """q_amp, q_dur, r_amp, s_amp, r_peak_time and frag_count (ms and mV) of each lead's QRS
+    samples (leads × samples, finite): Q the deepest dip before the first sample above wave_min
+    (its duration to the next sample at or above 0), R the maximum, S the minimum from R on (Q and
+    S count only below -wave_min); a lead with nothing above wave_min is QS, its whole complex the
+    Q wave. frag_count: prominent extrema beyond the `base` of an ordinary QRS."""
+    n = qrs.shape[1]
+    t = np.arange(n)
+    above = qrs > wave_min
+    qs = ~above.any(axis=1)
+    first = np.argmax(above, axis=1)
+    head = np.where(t < first[:, None], qrs, np.inf)
+    q_at = np.argmin(head, axis=1)
+    q_min = head.min(axis=1)
+    has_q = (first > 0) & (q_min < -wave_min)
+    back = np.argmax((t >= q_at[:, None]) & (qrs >= 0), axis=1)  # first sample at or above 0 from Q on
+    r = np.argmax(qrs, axis=1)
+    s_min = np.minimum(np.where(t >= r[:, None], qrs, np.inf).min(axis=1), 0.0)
+    extrema = prominent_peaks(qrs, prominence) + prominent_peaks(-qrs, prominence)
+    return {
+        "q_amp": np.where(qs, qrs.min(axis=1), np.where(has_q, q_min, 0.0)),
+        "q_dur": np.where(qs, n * _MS, np.where(has_q, back * _MS, 0.0)),
+        "r_amp": np.where(qs, np.maximum(qrs.max(axis=1), 0.0), qrs[np.arange(len(qrs)), r]),
+        "s_amp": np.where(qs | ~(s_min < -wave_min), 0.0, s_min),
+        "r_peak_time": np.where(qs, np.nan, r * _MS),
+        "frag_count": np.where(qs, 0.0, np.maximum(extrema - base, 0)).astype(float),
+    }
 
 
 def lead_measures(x: np.ndarray, beats: Beats, d: Delineation, cfg: dict[str, Any]) -> dict[str, float]:
     """Per-lead columns (`<measure>_<lead>`); every measure is NaN for an unusable lead."""
     late = d.qrs_off + round(cfg["st_late_s"] * FS)
     values: dict[str, np.ndarray] = {m: np.full(len(x), np.nan) for m in LEAD_MEASURES}
-    for lead in np.flatnonzero(beats.usable):
-        waves = _qrs_waves(
-            x[lead, d.qrs_on : d.qrs_off + 1], cfg["wave_min_mv"], cfg["frag_min_prominence_mv"],
+    usable = np.flatnonzero(beats.usable)
+    if usable.size:
+        waves = qrs_waves(
+            x[usable, d.qrs_on : d.qrs_off + 1], cfg["wave_min_mv"], cfg["frag_min_prominence_mv"],
             cfg["frag_base_extrema"],
         )  # fmt: skip
-        for name, value in zip(
-            ("q_amp", "q_dur", "r_amp", "s_amp", "r_peak_time", "frag_count"), waves, strict=True
-        ):
-            values[name][lead] = value
+        for name, value in waves.items():
+            values[name][usable] = value
     values["st_j"] = x[:, d.qrs_off]
     values["st_60"] = x[:, late] if late < x.shape[1] else np.full(len(x), np.nan)
     values["t_amp"] = d.t_amp

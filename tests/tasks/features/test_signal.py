@@ -14,7 +14,13 @@ from data_contracts.feature_columns import LEAD_MEASURES, RECORD_MEASURES, lead_
 from data_contracts.leads import CANONICAL_LEADS
 from data_contracts.schemas import N_LEADS
 from tasks.features.beats import FeatureSkip, beat_median, cleaning_band, zero_phase
-from tasks.features.measure import criteria_config, measure_beats, measure_record
+from tasks.features.measure import (
+    criteria_config,
+    measure_beats,
+    measure_record,
+    prominent_peaks,
+    qrs_waves,
+)
 from tasks.features.reference import BOUNDARIES, INTERVALS, compare, read_ludb
 from tests.conftest import LUDB
 
@@ -116,3 +122,57 @@ def test_zero_phase_is_scipys_sosfiltfilt() -> None:
     assert np.array_equal(zero_phase(sos, zi, x), sps.sosfiltfilt(sos, x, axis=1))
     with pytest.raises(ValueError, match="more than"):
         zero_phase(sos, zi, x[:, :10])
+
+
+def _qrs_segments() -> np.ndarray:
+    """Every lead's QRS complex (delineated median beats, baseline off) of six LUDB records,
+    padded with its last sample to one length."""
+    segments = []
+    for k in (1, 9, 17, 33, 64, 127):
+        beats, d = measure_beats(read_ludb(LUDB / str(k)), ALL)
+        segments += list((beats.median - d.baseline[:, None])[:, d.qrs_on : d.qrs_off + 1])
+    n = max(len(q) for q in segments)
+    return np.stack([np.pad(q, (0, n - len(q)), mode="edge") for q in segments])
+
+
+def test_prominent_peaks_counts_what_find_peaks_finds() -> None:
+    """The same count as scipy's find_peaks row by row: real QRS complexes of both signs, the same
+    quantized to 10 µV (plateaus everywhere, the padding a plateau at the end), and made-up edge
+    cases (a plateau at either end, a plateau peak, peaks next to the ends, a flat row)."""
+    real = _qrs_segments()
+    made = np.array(
+        [
+            [3, 3, 1, 2, 2, 2, 1, 0, 5, 5],
+            [0, 4, 1, 1, 1, 1, 1, 1, 4, 0],
+            [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+            [0, 2, 2, 3, 3, 1, 2, 2, 2, 2],
+            [5, 0, 1, 0, 1, 0, 1, 0, 0, 5],
+        ],
+        dtype=float,
+    )
+    cases = [real, -real, np.round(real, 2), -np.round(real, 2)]
+    for x, prominence in [*((c, 0.03) for c in cases), (real, 0.0), (real, 0.3), (made, 0.0), (made, 1.5)]:
+        expected = [sps.find_peaks(row, prominence=prominence)[0].size for row in x]
+        assert prominent_peaks(x, prominence).tolist() == expected
+    assert sum(sps.find_peaks(row, prominence=0.03)[0].size for row in real) > len(real)  # not all trivial
+
+
+def test_qrs_waves_of_made_up_complexes() -> None:
+    """Q, R, S and fragmentation by their definitions: a qRs, an rS and a QS complex at 500 Hz."""
+    qrs = np.array(
+        [
+            [0.0, -0.1, -0.05, 0.5, 1.0, 0.4, -0.2, -0.1, 0.0],  # qRs: q 0.1 mV for 2 samples
+            [0.0, 0.01, 0.1, 0.05, -0.3, -0.8, -0.4, -0.1, 0.0],  # rS
+            [0.0, -0.2, -0.6, -0.9, -0.5, -0.2, -0.1, 0.01, 0.0],  # QS: nothing above 0.02 mV
+        ]
+    )
+    w = qrs_waves(qrs, wave_min=0.02, prominence=0.03, base=3)
+    assert w["q_amp"].tolist() == [-0.1, 0.0, -0.9]
+    assert w["q_dur"].tolist() == [6.0, 0.0, 18.0]  # to the first sample at or above 0; QS: all
+    assert w["r_amp"].tolist() == [1.0, 0.1, 0.01]
+    assert w["s_amp"].tolist() == [-0.2, -0.8, 0.0]
+    assert w["r_peak_time"][:2].tolist() == [8.0, 4.0] and np.isnan(w["r_peak_time"][2])
+    assert w["frag_count"].tolist() == [0.0, 0.0, 0.0]
+    notched = np.array([[0.0, 0.6, 0.2, 0.9, 0.3, 0.8, 0.1, -0.3, 0.0]])  # R, notch, R', notch, R''
+    # three peaks and three dips (two notches and S), less the three of an ordinary QRS
+    assert qrs_waves(notched, 0.02, 0.03, 3)["frag_count"].tolist() == [3.0]
