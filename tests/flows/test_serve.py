@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from data_contracts import load_json
 from tests.flows.scoring_setup import TINY_CONFIG, trained_store
 from tests.helpers import copy_store
 
@@ -67,9 +68,13 @@ def test_each_deployment_is_scheduled_and_runs_once(
     assert list((store / "reports").glob("*.html")), "the nightly run wrote a quality report"
     decisions = [json.loads(line) for line in (store / "models" / LOG).read_text().splitlines()]
     assert len(decisions) == 1
-    assert decisions[0]["candidate_interval"] is not None, "a site split gives a held-out interval"
+    candidate = store / "models" / decisions[0]["candidate"]
+    held = json.loads((candidate / "metrics.json").read_text())["evaluation"]["shift"]["held_out"]
+    interval = {k: held[load_json("promotion.json")["metric"]][k] for k in ("value", "low", "high")}
+    assert decisions[0]["candidate_interval"] == interval, "the candidate's own held-out-site interval"
+    assert interval["low"] <= interval["value"] <= interval["high"]
     assert decisions[0]["promoted"] and decisions[0]["current"] is None  # the first one is promoted
-    snapshot = json.loads((store / "models" / decisions[0]["candidate"] / "snapshot.json").read_text())
+    snapshot = json.loads((candidate / "snapshot.json").read_text())
     assert decisions[0]["adjudications"] == snapshot["adjudications"]  # what the retraining used
     assert decisions[0]["adjudications"]["decisions"] == 0
     model_id = promoted_model(store)

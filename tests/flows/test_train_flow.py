@@ -19,7 +19,8 @@ from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS
 from flows.cli import main
 from flows.train import evaluate, train
-from msaic_model.model.config import load_config, with_overrides
+from msaic_model.model.config import ModelConfig, load_config, with_overrides
+from msaic_model.model.net import build_model
 from msaic_model.training.calibration import calibrate, load_calibration_config
 from msaic_model.training.evaluate import choose_threshold, load_evaluation_config
 from msaic_model.training.registry import load_model
@@ -88,7 +89,9 @@ def test_registered_directory(store: Path, trained: Path) -> None:
     assert config["kind"] == "net" and config["model"]["net"]["stem_width"] == 12
     assert config["model"]["train"]["seed"] == 1
     tensors = safetensors.torch.load_file(trained / "weights.safetensors")  # data only, no pickle
-    assert all(t.dtype.is_floating_point or t.dtype.is_signed is not None for t in tensors.values())
+    expected = build_model(ModelConfig.model_validate(config["model"])).state_dict()
+    assert tensors.keys() == expected.keys()  # every parameter and buffer of the network, nothing else
+    assert all(t.dtype == expected[k].dtype and t.shape == expected[k].shape for k, t in tensors.items())
     split = pd.read_parquet(trained / "split.parquet")
     assert (split.groupby("patient_key")["part"].nunique() == 1).all()
     held = config["split"]["held_out_sites"]

@@ -43,9 +43,21 @@ def test_scores_written_to_s3_are_those_written_to_disk(
     out = s3_prefix / "out"
     on_s3 = run_score(small_archive, model_dir, out, settings)
     assert on_s3.counts == on_disk.counts
-    for table in ("scores", "quarantine"):
-        a, b = st.read_table(tmp_path / "disk", table), st.read_table(out, table)
-        assert a.num_rows == b.num_rows
+    a, b = (
+        st.read_table(where, "scores").to_pandas().sort_values(["record_id", "window"]).reset_index(drop=True)
+        for where in (tmp_path / "disk", out)
+    )
+    assert len(a) == on_disk.counts["windows"] > 0
+    for column in ("record_id", "window", "verdict", "flagged", "unscored_reason"):
+        assert a[column].tolist() == b[column].tolist()
+    np.testing.assert_allclose(a["probability"].astype(float), b["probability"].astype(float), rtol=1e-6)
+    quarantined = (
+        st.read_table(where, "quarantine")
+        .to_pandas()[["source_path", "stage", "reason"]]
+        .sort_values("source_path")
+        for where in (tmp_path / "disk", out)
+    )
+    assert next(quarantined).to_numpy().tolist() == next(quarantined).to_numpy().tolist()
     assert (out / "worklist.csv").read_bytes() == (tmp_path / "disk" / "worklist.csv").read_bytes()
     again = run_score(small_archive, model_dir, out, settings)  # resumed: every shard already done
     assert again.shards_done == 0 and st.read_table(out, "scores").num_rows == on_disk.counts["windows"]

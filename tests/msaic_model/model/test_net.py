@@ -61,6 +61,11 @@ def test_lead_attention_scales_each_lead_by_its_gate() -> None:
     out, weights = attention(x)
     expected = x.view(2, 12, 3, 50) * weights[:, :, None, None]
     torch.testing.assert_close(out, expected.view(2, 36, 50))
+    # the gates come from what each record's leads hold: another record, or one lead louder, moves them
+    assert ((weights > 0) & (weights < 1)).all() and not torch.allclose(weights[0], weights[1])
+    louder = x.clone()
+    louder[:, 4 * 3 : 5 * 3] *= 10
+    assert not torch.allclose(attention(louder)[1], weights)
 
 
 def test_widths_dilations_and_depth_come_from_config() -> None:

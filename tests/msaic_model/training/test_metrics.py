@@ -75,7 +75,9 @@ def test_single_class_and_empty_subsets_give_none_not_errors() -> None:
     for name in ("auroc", "auprc", "sensitivity"):
         assert negatives[name] == {"value": None, "low": None, "high": None}
     assert negatives["specificity"]["value"] == pytest.approx(0.5)
-    assert negatives["brier"]["value"] is not None and negatives["ece"]["value"] is not None
+    p = np.linspace(0, 1, 12)  # with every label 0, Brier is the mean of p², and every bin's gap its mean p
+    assert negatives["brier"]["value"] == pytest.approx(np.mean(p**2))
+    assert negatives["ece"]["value"] == pytest.approx(np.mean(p))
     positives = compute_metrics(np.ones(5, int), np.full(5, 0.9), 0.5, CONFIG).to_dict()
     assert positives["auroc"]["value"] is None and positives["specificity"]["value"] is None
     assert positives["sensitivity"]["value"] == 1.0 and positives["auprc"]["value"] == 1.0

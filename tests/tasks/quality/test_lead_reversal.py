@@ -98,22 +98,23 @@ def test_swapped_chest_cables_are_flagged_with_the_right_swap(
 
 
 @pytest.mark.parametrize(
-    ("swap", "rejected", "limited"), [("LA/RA", 26, 0), ("RA/LL", 26, 0), ("LA/LL", 0, 9)]
+    ("swap", "rejected", "limited"), [("LA/RA", 26, 3), ("RA/LL", 26, 4), ("LA/LL", 0, 9)]
 )
 def test_a_swap_rejects_only_from_the_reject_margin(
     ludb: np.ndarray, profile: QcProfile, swap: str, rejected: int, limited: int
 ) -> None:
     """qc/6: a suspected swap flags its leads from the flag margin and rejects the record only from
     the reject margin (12 for limb swaps); in between the record is `limited`, its leads flagged. On
-    LUDB 1-30, LA/RA and RA/LL (lead I or II turned over) reject 26 each; no LA/LL swap reaches 12,
-    so the 9 found are flagged and kept."""
+    LUDB 1-30, LA/RA and RA/LL (lead I or II turned over) reject 26 each and keep 3 and 4 flagged as
+    `limited`; no LA/LL swap reaches 12, so the 9 found are flagged and kept."""
     res = assess(apply_swap(ludb, swap), profile)
     flagged = res.masks["reversal"].any(1)
     certain = res.masks["reversal_certain"].any(1)
     assert not (certain & ~flagged).any()
     assert [res.verdict[i] == "reject" for i in np.flatnonzero(flagged)] == list(certain[flagged])
     assert certain.sum() == rejected
-    assert sum(res.verdict[i] == "limited" for i in np.flatnonzero(flagged)) >= limited
+    assert sum(res.verdict[i] == "limited" for i in np.flatnonzero(flagged)) == flagged.sum() - rejected
+    assert flagged.sum() - rejected == limited
     assert all("cable reversal suspected" in res.reasons[i] for i in np.flatnonzero(flagged))
 
 

@@ -4,6 +4,7 @@ refused, and the key file is created whole or not at all, even on a full disk.""
 from __future__ import annotations
 
 import errno
+import re
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ def test_a_new_store_gets_a_whole_private_key_once(tmp_path: Path) -> None:
     store = tmp_path / "store"
     key = load_key(store, None)
     path = store / KEY_FILE
-    assert len(key) == 64 and int(key, 16) >= 0
+    assert re.fullmatch(rb"[0-9a-f]{64}", key), key  # 32 random bytes as lower-case hex
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_key(store, None) == key
     assert not [p for p in (store / ".staging").rglob("*") if p.is_file()], "the staged key was left behind"
