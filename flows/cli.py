@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_prefect_defaults()
     words = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_command(words)).parse_args(words)  # bad usage: one line, exit 2
-    problem = settings_problem()
+    problem = settings_problem() or (args.usage_problem(args) if hasattr(args, "usage_problem") else None)
     if problem:
         print(f"msaic {args.command}: error: {problem}", file=sys.stderr)
         return 2

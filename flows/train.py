@@ -42,7 +42,7 @@ from rich.table import Table
 from flows.args import existing_path, existing_store, model_config, positive_int
 from flows.cluster import on_cluster
 from flows.options import add_dask, cluster_of
-from msaic_model.training.distributed import process_group
+from msaic_model.training.distributed import launched, process_group
 from msaic_model.training.eligible import check_contracts, eligible_records
 from msaic_model.training.evaluate import load_evaluation_config, pooled_out_of_fold
 from msaic_model.training.registry import model_dir, new_model_id
@@ -256,7 +256,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fold-workers", type=positive_int, default=1, help="folds trained at once, in processes (default 1)"
     )
     add_dask(p)
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, usage_problem=train_usage_problem)
     e = sub.add_parser("evaluate", help="re-evaluate a registered model on its split or another store")
     e.add_argument(
         "--store", type=existing_store, required=True, help="store to evaluate on (a directory or s3://…)"
@@ -295,15 +295,20 @@ def fold_runner(fold_workers: int) -> TaskRunner | None:
     )
 
 
+def train_usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a combination of `msaic train` options, found before anything starts
+    (the CLI's bad usage: one line, exit 2), or None."""
+    on_dask = cluster_of(args, Settings()) is not None
+    if on_dask and args.fold_workers > 1:
+        return "--fold-workers trains folds in local processes: leave it out on a Dask cluster"
+    if (on_dask or args.fold_workers > 1) and launched().parallel:
+        return "under torchrun the ranks train the folds together: leave out --fold-workers/--dask-*"
+    return None
+
+
 def run_train(args: argparse.Namespace) -> int:
     cluster = cluster_of(args, Settings())
-    if cluster is not None and args.fold_workers > 1:
-        raise SystemExit("--fold-workers trains folds in local processes: leave it out on a Dask cluster")
     runner = fold_runner(args.fold_workers)
-    if (runner is not None or cluster is not None) and process_group().parallel:
-        raise SystemExit(
-            "under torchrun the ranks train the folds together: leave out --fold-workers/--dask-*"
-        )
     with on_cluster(train if runner is None else train.with_options(task_runner=runner), cluster) as flow_:
         trained = flow_(
             store=args.store,

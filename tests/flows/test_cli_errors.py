@@ -88,6 +88,18 @@ def test_usage_and_path_errors_exit_2_with_one_line(
     assert not (tmp_path / "s").exists() and not (tmp_path / "o").exists()
 
 
+def test_option_combinations_train_cannot_run_exit_2_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train = ["train", "--store", str(tmp_path)]
+    assert main([*train, "--fold-workers", "2", "--dask-local", "2"]) == 2
+    assert "leave it out on a Dask cluster" in _one_line(capsys.readouterr().err)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts each rank
+    assert main([*train, "--fold-workers", "2"]) == 2
+    assert "under torchrun the ranks train the folds together" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "models").exists()
+
+
 def test_invalid_settings_exit_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
