@@ -13,9 +13,18 @@ the fitting part; the figures that count are those of the held-out part. Prints 
 - Clean leads: a lead is clean when its own noise, measured here by textbook estimators that are
   not the gate's (two-stage median-filter baseline, de Chazal et al. 2004; 40 Hz high-pass rms
   between neurokit2's R peaks; Hann-windowed mains amplitude), is below half of what the profile
-  calls unusable, and its record is not one of REVIEWED (real artifacts seen in the recordings,
-  kept as tests). A clean record has no lead with own noise at or above the unusable strength:
-  the gate must never reject it. Artifacts are injected into clean records only.
+  calls unusable, it is not held at one value for the whole window (a zeroed or disconnected
+  lead, in which the estimators see no noise; added in session 17, after the fresh part showed
+  six such leads counted clean), and its record is not one of REVIEWED (real artifacts seen in
+  the recordings, kept as tests). A clean record has no lead with own noise at or above the
+  unusable strength and none held at one value: the gate must never reject it. Artifacts are
+  injected into clean records only.
+- A fresh part (--part fresh --fresh DIR): real records no threshold or rule was ever looked at
+  against, judged like the held-out part (every one of them is "fresh"; the fitting part and the
+  LUDB amplitude draws stay as they are). DIR holds source folders of WFDB records; the one used
+  so far is the 50 CinC 2021 records of torch_ecg's `sample-data/cinc2021` (DeepPSP/torch_ecg at
+  b10c415b: Georgia E07500-E07519, PTB-XL HR06000-HR06009, Chapman JS20000-JS20019; CC BY 4.0),
+  put in folders `G12EC`, `PTB_PTBXL`, `ChapmanShaoxing_Ningbo`; none is in ../shared/data.
 - Out of fold (--part fit): the gate judged fold by fold (patients in 5 folds), its chest Gaussian
   fitted on the other folds: clean leads flagged, clean records rejected, recall per kind; and per
   candidate z the chest-amplitude rule alone: clean chest leads flagged, chest gain errors found
@@ -28,8 +37,8 @@ the fitting part; the figures that count are those of the held-out part. Prints 
   flag) on the same held-out windows, and the speed of both in the same run.
 With --write-profile (held-out part, packaged profile) the confusion table is written into the
 profile's `benchmark` section, which the quality report shows in its methods section.
-Usage: python bench/qc_real.py [--part held_out|fit] [--copies 3] [--seed 2121] [--nk-per-kind 25]
-                               [--profile PATH] [--write-profile]
+Usage: python bench/qc_real.py [--part held_out|fit|fresh] [--fresh DIR] [--copies 3] [--seed 2121]
+                               [--nk-per-kind 25] [--profile PATH] [--write-profile]
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ SAME_PATIENT = {
     "PTB_PTBXL/S0009": "PTB_PTBXL/S0008",
     "PTB_PTBXL/S0010": "PTB_PTBXL/S0008",
 }
+PARTS = ("held_out", "fit", "fresh")
+FRESH = "fresh:"  # source prefix of the records given with --fresh
 OWN_NOISE = {"baseline": "baseline", "emg": "emg", "mains": "powerline"}  # estimator → profile flag
 BATCH = 256
 
@@ -79,8 +90,10 @@ class Windows:
     x: np.ndarray
 
 
-def load_windows() -> Windows:
-    """LUDB and the CinC sample through the project's harmonization; full windows only."""
+def load_windows(fresh: Path | None = None) -> Windows:
+    """LUDB and the CinC sample through the project's harmonization; full windows only. With
+    `fresh`, also the WFDB records in its source folders (`<fresh>/<source>/<name>.hea`), named
+    `fresh:<source>/<name>`."""
     import wfdb
 
     from tasks.ingest.harmonize import harmonize
@@ -88,6 +101,7 @@ def load_windows() -> Windows:
 
     heads = sorted((SHARED / "ludb" / "data").glob("*.hea"), key=lambda p: int(p.stem))
     heads += sorted((SHARED / "cinc2021").glob("*/*.hea"))
+    heads += sorted(fresh.glob("*/*.hea")) if fresh is not None else []
     record, source, x = [], [], []
     for head in heads:
         rec = wfdb.rdrecord(str(head.with_suffix("")))
@@ -96,6 +110,7 @@ def load_windows() -> Windows:
         )
         h = harmonize(raw, target_fs=FS, window_s=10.0, min_duration_s=8.0, max_duration_s=600.0)
         src = "ludb" if head.parent.name == "data" else head.parent.name
+        src = f"{FRESH}{src}" if fresh is not None and head.is_relative_to(fresh) else src
         for w, valid in zip(h.windows, h.n_valid, strict=True):
             if valid == WINDOW:
                 record.append(f"{src}/{head.stem}")
@@ -106,11 +121,11 @@ def load_windows() -> Windows:
 
 def split(w: Windows) -> np.ndarray:
     """(n,) part per window, 'fit' or 'held_out': patients shuffled within each source with
-    SPLIT_SEED and dealt alternately."""
+    SPLIT_SEED and dealt alternately; every window of a fresh source is 'fresh'."""
     rng = np.random.default_rng(SPLIT_SEED)
     patient = [SAME_PATIENT.get(r, r) for r in w.record]
-    part = {}
-    for src in sorted(set(w.source)):
+    part = {p: "fresh" for p, s in zip(patient, w.source, strict=True) if s.startswith(FRESH)}
+    for src in sorted(s for s in set(w.source) if not s.startswith(FRESH)):
         groups = sorted({p for p, s in zip(patient, w.source, strict=True) if s == src})
         for k, g in enumerate(rng.permutation(groups)):
             part[g] = ("fit", "held_out")[k % 2]
@@ -222,8 +237,8 @@ class Base:
     records: np.ndarray  # (n,)
 
 
-def base_set(profile) -> Base:
-    w = load_windows()
+def base_set(profile, fresh: Path | None = None) -> Base:
+    w = load_windows(fresh)
     part = split(w)
     reviewed = np.array([r in REVIEWED for r in w.record])
     ludb = np.array([s == "ludb" for s in w.source])
@@ -243,8 +258,9 @@ def base_set(profile) -> Base:
     for k in cinc:
         own[k] = np.zeros(w.x.shape[:2])
         own[k][~ludb], own[k][ludb] = cinc[k], ludb_noise[k]
-    clean = below(own, reviewed, profile.unusable, 0.5)
-    records = below(own, reviewed, profile.unusable, 1.0).all(1)
+    held = np.ptp(w.x, axis=-1) == 0  # a lead held at one value (zeroed, lead-off): no noise, no ECG
+    clean = below(own, reviewed, profile.unusable, 0.5) & ~held
+    records = below(own, reviewed, profile.unusable, 1.0).all(1) & ~held.any(1)
     return Base(w, part, own, clean, records)
 
 
@@ -574,7 +590,10 @@ def benchmark_section(out: dict, command: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("held_out", "fit"), default="held_out")
+    parser.add_argument("--part", choices=PARTS, default="held_out")
+    parser.add_argument(
+        "--fresh", type=Path, help="folder of source folders of WFDB records: the 'fresh' part (see above)"
+    )
     parser.add_argument("--copies", type=int, default=3, help="injections per clean record and kind")
     parser.add_argument("--seed", type=int, default=2121, help="seed of the injections")
     parser.add_argument("--nk-per-kind", type=int, default=25, help="injected windows per kind rated by nk")
@@ -585,11 +604,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.write_profile and (args.part != "held_out" or args.profile):
         parser.error("--write-profile records the packaged profile's held-out figures only")
+    if (args.part == "fresh") != (args.fresh is not None):
+        parser.error("--part fresh and --fresh DIR go together")
 
     from tasks.quality.gate import load_profile
 
     profile = load_profile(args.profile)
-    base = base_set(profile)
+    base = base_set(profile, args.fresh)
     w, part, own = base.w, base.part, base.own
     here = np.flatnonzero(part == args.part)
     x, ok, records = w.x[here], base.clean[here], base.records[here]
@@ -600,6 +621,7 @@ def main() -> None:
     with_artifacts = run_gate(batches(), profile)
     job_clean = ok[[i for i, _, _ in jobs]]
 
+    parts = [p for p in PARTS if (part == p).any()]
     nk_side, nk_ms, nk_windows = side_by_side(x, ok, records, as_recorded, jobs, truths, args, profile)
     n_gate = len(x) + len(jobs)
     gate_ms = 1000 * (as_recorded.seconds + with_artifacts.seconds) / n_gate
@@ -610,10 +632,8 @@ def main() -> None:
         "split_seed": SPLIT_SEED,
         "injection_seed": args.seed,
         "copies": args.copies,
-        "windows": {p: int((part == p).sum()) for p in ("fit", "held_out")},
-        "records": {
-            p: len({r for r, q in zip(w.record, part, strict=True) if q == p}) for p in ("fit", "held_out")
-        },
+        "windows": {p: int((part == p).sum()) for p in parts},
+        "records": {p: len({r for r, q in zip(w.record, part, strict=True) if q == p}) for p in parts},
         "reviewed_real_artifacts": REVIEWED,
         "own_noise_leads_not_clean": {
             k: int((own[k][here] >= profile.unusable[f] / 2).sum()) for k, f in OWN_NOISE.items()
