@@ -10,7 +10,9 @@ refused, not defaulted.
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 
 from wfdb.io.header import rx_record, rx_signal
 
@@ -111,15 +113,20 @@ def parse_header(text: str) -> Header:
 
 def _base_datetime(date: str | None, time: str | None) -> str | None:
     """The record line's base date (dd/mm/yyyy, wfdb's grammar) and time (hh:mm:ss) as ISO 8601,
-    or None when it states no date."""
+    or None when it states no calendar date (none, 00/00/0000, a month-first date such as
+    12/25/2019); a time that is no clock time is left out."""
     if not date or not _DATE.match(date):
         return None
-    day, month, year = date.split("/")
-    iso = f"{year}-{month}-{day}"
+    day, month, year = (int(part) for part in date.split("/"))
+    try:
+        stamp = datetime(year, month, day)
+    except ValueError:
+        return None
     if time and _TIME.match(time):
-        hours, minutes, seconds = time.split(":")
-        iso += f"T{int(hours):02d}:{minutes}:{seconds[:2]}"
-    return iso
+        hours, minutes, seconds = (int(float(part)) for part in time.split(":"))
+        with suppress(ValueError):
+            return stamp.replace(hour=hours, minute=minutes, second=seconds).isoformat()
+    return stamp.date().isoformat()
 
 
 def _signal(line: str, number: int) -> SignalSpec:

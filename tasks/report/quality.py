@@ -100,7 +100,7 @@ def load_inputs(store: Path) -> QualityInputs:
     windows["verdict"] = windows["verdict"].fillna(UNCHECKED)
     windows["device"] = windows["device"].fillna(_NO_DEVICE)
     windows["ingest_date"] = windows["ingested_at"].dt.strftime("%Y-%m-%d")
-    windows["recorded_month"] = windows["recorded_at"].str.slice(0, 7)  # null where the source states none
+    windows["recorded_month"] = acquisition_month(windows["recorded_at"])
     quarantine = st.read_table(store, "quarantine").to_pandas()
     return QualityInputs(
         windows=windows,
@@ -109,6 +109,13 @@ def load_inputs(store: Path) -> QualityInputs:
         quarantine=quarantine.drop(columns=["content_sha256"]).sort_values("at", ascending=False),
         qc_versions=sorted(scalar["qc_version"].unique()),
     )
+
+
+def acquisition_month(recorded_at: pd.Series) -> pd.Series:
+    """ "YYYY-MM" of each ISO acquisition time as the source states it; null where it states none,
+    or one that is no calendar month a date axis can show (a source's "2019-25-12", a year 1600)."""
+    month = recorded_at.str.slice(0, 7)
+    return month.where(pd.to_datetime(month, format="%Y-%m", errors="coerce").notna())
 
 
 def _lead_matrix(column: pa.ChunkedArray) -> np.ndarray:
@@ -173,6 +180,8 @@ def worst_records(windows: pd.DataFrame, n: int) -> pd.DataFrame:
     flagged leads. The best-ranked record of each distinct set of flags comes first, so that
     the examples show different problems rather than n copies of the commonest one."""
     rows = checked(windows)
+    if rows.empty:  # nothing checked yet (a report between ingest and qc)
+        return pd.DataFrame(columns=[*_WORST_COLUMNS, *FLAG_COLUMNS])
     rows = rows.assign(
         severity=rows["verdict"].map(_SEVERITY).fillna(1),
         flagged_leads=flagged(windows).sum(axis=1),
@@ -403,7 +412,10 @@ def _recorded_section(windows: pd.DataFrame) -> h.Section:
     `recording_date`, hospital exports), with the records that state none counted apart."""
     title = "Verdicts over acquisition month"
     dated = windows[windows["recorded_month"].notna()]
-    undated = f"{len(windows) - len(dated)} of {len(windows)} records state no acquisition date."
+    undated = (
+        f"{len(windows) - len(dated)} of {len(windows)} records state no acquisition date "
+        "(or one that is no calendar month)."
+    )
     if dated.empty:
         return h.Section("verdicts-recorded", title, h.paragraph(undated, "note"))
     by_month = verdict_counts(dated, "recorded_month")

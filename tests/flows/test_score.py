@@ -234,6 +234,11 @@ def test_recording_date_from_the_record_line() -> None:
     assert parse_header(f"rec 1 500 5000 10:11:12 05/03/2021\n{line}").recorded_at == "2021-03-05T10:11:12"
     assert parse_header(f"rec 1 500 5000 9:01:02.5 05/03/2021\n{line}").recorded_at == "2021-03-05T09:01:02"
     assert parse_header(f"rec 1 500 5000\n{line}").recorded_at is None
+    # no calendar date: none is stored (a month-first date, a zeroed one, a 29 February of no leap year)
+    for date in ("12/25/2019", "00/00/0000", "29/02/2021"):
+        assert parse_header(f"rec 1 500 5000 10:11:12 {date}\n{line}").recorded_at is None, date
+    no_clock_time = parse_header(f"rec 1 500 5000 25:61:00 25/12/2019\n{line}")
+    assert no_clock_time.recorded_at == "2019-12-25"
 
 
 def test_refuses_to_resume_scores_of_another_scoring_version(

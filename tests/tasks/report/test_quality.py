@@ -103,6 +103,25 @@ def test_worst_records_show_each_kind_of_problem_before_repeats() -> None:
     assert rq.worst_records(windows, 5)["record_id"].tolist() == ["r3", "r3b", "r5", "r4", "r2"]  # by rank
 
 
+def test_worst_records_of_a_store_not_checked_yet_are_none() -> None:
+    """A report between ingest and qc: every record unchecked, no example (it raised before)."""
+    windows = _windows()
+    windows["verdict"] = rq.UNCHECKED
+    worst = rq.worst_records(windows, 5)
+    assert worst.empty and list(worst.columns) == list(rq.worst_records(_windows(), 5).columns)
+
+
+def test_acquisition_month_is_null_where_no_calendar_month_is_stated() -> None:
+    """Months a date axis can show; a source's day-month swap, a year 1600 or nothing are null
+    (one such record stopped the whole report before)."""
+    stated = pd.Series(["2019-03-05T10:11:12", "2021-11-30", "2019-25-12", "1600-01-01", None, "garbage"])
+    month = rq.acquisition_month(stated)
+    assert month[:2].tolist() == ["2019-03", "2021-11"] and month[2:].isna().all()
+    windows = pd.DataFrame({"recorded_month": month, "verdict": "pass"})
+    counts = rq.verdict_counts(windows[windows["recorded_month"].notna()], "recorded_month")
+    _is_png(fig.verdicts_over_time(counts, "acquisition month", monthly=True))
+
+
 def test_noise_by_site_pools_finite_values_of_all_leads() -> None:
     values = np.arange(3 * N_LEADS, dtype=float).reshape(3, N_LEADS)
     values[0, :6] = np.nan
