@@ -64,7 +64,7 @@ from msaic_model.training.registry import (
 from msaic_model.training.splits import ASSIGNMENT_COLUMNS, Split, labelled_records, make_split
 from tasks import store as st
 from tasks.store.location import Location, location
-from tasks.store.model_files import CONFIG, FEATURE_MODELS, NET, THRESHOLDS
+from tasks.store.model_files import CONFIG, FEATURE_MODELS, NET, THRESHOLDS, decision_threshold
 
 NETS: tuple[str, ...] = ("msaic", "resnet1d", "inception1d")
 MODEL_CHOICES: tuple[str, ...] = (*NETS, *FEATURE_MODELS)
@@ -404,6 +404,7 @@ def reevaluate(
     if all_records and split_mode is not None:
         raise ValueError("evaluate every labelled record or one split's test part, not both")
     loaded = load_model(model_path)
+    threshold = decision_threshold(loaded)  # refused before any scoring
     seed = loaded.config["split"]["seed"] if seed is None else seed
     model_path, store = location(model_path), location(store)
     saved = st.read_table_file(model_path / SPLIT_FILE).to_pandas()
@@ -437,7 +438,7 @@ def reevaluate(
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "split": "all" if everything else (split_mode or "saved"),
         "excluded": excluded,
-        "evaluation": evaluate_predictions(rows, float(loaded.threshold), config, seed),
+        "evaluation": evaluate_predictions(rows, threshold, config, seed),
     }
     if everything:
         report["external"] = external_figures(rows.assign(logit=scores.logit), loaded, config, seed)
@@ -452,7 +453,7 @@ def external_figures(
     probability is the mean over its windows), and the calibration on these records: Brier and
     ECE with intervals and the reliability bins of the probability and, for a model with a risk
     calibration, of the calibrated risk."""
-    threshold = float(loaded.threshold)
+    threshold = decision_threshold(loaded)
     patients = by_patient(rows)
     y = patients["mi_label"].to_numpy(int)
     by_patients = compute_metrics(y, patients["probability"].to_numpy(float), threshold, config.metrics, seed)

@@ -47,14 +47,13 @@ from tasks.scoring.score import (
     SCORE_VERSION,
     ProbabilityModel,
     ScoreConfig,
-    decision_threshold,
     load_explainer,
     score_units,
 )
 from tasks.settings import Settings
 from tasks.store.commit import Committer
 from tasks.store.location import Location, inside, location
-from tasks.store.model_files import ModelFiles, read_model_files
+from tasks.store.model_files import ModelFiles, decision_threshold, read_model_files
 
 RUN_FILE = "score_run.json"
 SUMMARY_FILE = "score_summary.json"

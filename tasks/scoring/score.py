@@ -26,7 +26,7 @@ from tasks.ingest.records import IngestConfig, Task, classify_error, content_sha
 from tasks.quality.gate import QcProfile, assess
 from tasks.store.commit import quarantine_row
 from tasks.store.location import Location
-from tasks.store.model_files import Calibration
+from tasks.store.model_files import Calibration, decision_threshold
 
 # 2: explanations from log-odds drops (score_explain/3); 3: logit, risk, risk_band; 4: device
 SCORE_VERSION = "score/4"
@@ -142,20 +142,6 @@ def explain(
         ]
         out[i] = (names[best[i]], leads)
     return out
-
-
-class Thresholded(Protocol):
-    """A registered model's id and saved decision threshold (`ModelFiles`, `LoadedModel`)."""
-
-    model_id: str
-    threshold: float | None
-
-
-def decision_threshold(model: Thresholded) -> float:
-    """The model's saved threshold; a model registered without one cannot flag, so it is refused."""
-    if model.threshold is None:
-        raise ValueError(f"model {model.model_id} has no decision threshold (thresholds.json)")
-    return float(model.threshold)
 
 
 def model_version(model: ProbabilityModel) -> str:

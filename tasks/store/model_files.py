@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +38,20 @@ MODEL_KINDS: tuple[str, ...] = (NET, *FEATURE_MODELS)
 class ModelError(ValueError):
     """A registered model directory that cannot be used (tampered, damaged or out of bounds): a
     model is refused before any work rather than scoring NaN or nonsense."""
+
+
+class Thresholded(Protocol):
+    """A registered model's id and saved decision threshold (`ModelFiles`, `LoadedModel`)."""
+
+    model_id: str
+    threshold: float | None
+
+
+def decision_threshold(model: Thresholded) -> float:
+    """The model's saved threshold; a model registered without one cannot flag, so it is refused."""
+    if model.threshold is None:
+        raise ValueError(f"model {model.model_id} has no decision threshold (thresholds.json)")
+    return float(model.threshold)
 
 
 CALIBRATION_METHODS: tuple[str, ...] = ("platt", "isotonic")

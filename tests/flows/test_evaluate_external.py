@@ -156,6 +156,23 @@ def test_evaluate_all_on_a_store_the_model_never_saw(
     assert mine["evaluation"]["test"]["n"] == int((saved["part"] == "test").sum())
 
 
+def test_a_model_without_a_threshold_is_refused_before_scoring(
+    stores: tuple[Path, Path], trained: TrainedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Evaluation at a threshold the model never saved: one line naming it, no report (it scored
+    every record first, then failed on float(None))."""
+    _, other = stores
+    model = tmp_path / "models" / trained.path.name
+    shutil.copytree(trained.path, model)
+    thresholds = json.loads((model / "thresholds.json").read_text())
+    (model / "thresholds.json").write_text(json.dumps(thresholds | {"threshold": None}))
+    reports = sorted((other / "reports").rglob("*.json"))
+    assert main(["evaluate", "--store", str(other), "--model", str(model), "--all"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "has no decision threshold (thresholds.json)" in err and len(err.splitlines()) == 1
+    assert sorted((other / "reports").rglob("*.json")) == reports  # nothing written
+
+
 def test_a_fused_model_scores_an_archive_as_evaluation_does(
     stores: tuple[Path, Path], trained: TrainedModel, tmp_path: Path
 ) -> None:
