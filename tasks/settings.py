@@ -23,8 +23,6 @@ class Settings(BaseSettings):
     commit_records: int = Field(
         default=4096, ge=1, description="windows validated and committed to the store at once"
     )
-    target_fs: int = Field(default=500, description="harmonized sampling rate, Hz")
-    window_s: float = Field(default=10.0, gt=0, description="length of one stored window, s")
     min_duration_s: float = Field(
         default=8.0, gt=0, description="shorter recordings are quarantined; longer tails padded"
     )
@@ -102,7 +100,3 @@ class Settings(BaseSettings):
         hands a shard over in milliseconds; the factor's measurements: docs/BENCHMARKS.md,
         Scale-out)."""
         return records * self.cluster_shard_factor if on_cluster else records
-
-    @property
-    def window_samples(self) -> int:
-        return round(self.window_s * self.target_fs)

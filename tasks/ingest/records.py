@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_contracts.schemas import RECORDS, SIGNAL_TYPE, WAVEFORMS
+from data_contracts.schemas import FS, RECORDS, SIGNAL_TYPE, WAVEFORMS, WINDOW_SAMPLES
 from tasks import store as st
 from tasks.ingest import readers
 from tasks.ingest.archive import ArchiveProblem, RecordUnit
@@ -46,8 +46,6 @@ class IngestConfig:
 
     store: Path
     key: bytes
-    target_fs: int
-    window_s: float
     min_duration_s: float
     max_duration_s: float
 
@@ -60,8 +58,6 @@ class IngestConfig:
         return cls(
             store=store,
             key=load_key(store, secret),
-            target_fs=settings.target_fs,
-            window_s=settings.window_s,
             min_duration_s=settings.min_duration_s,
             max_duration_s=settings.max_duration_s,
         )
@@ -109,10 +105,9 @@ def decode_unit(unit: RecordUnit, max_duration_s: float) -> tuple[RawRecord, Rec
 
 
 class HarmonizeLimits(Protocol):
-    """The harmonization a run applies (`IngestConfig` and `Settings` both carry it)."""
+    """The harmonization a run applies (`IngestConfig` and `Settings` both carry it): the
+    durations it accepts; the rate and window length are the store's (`FS`, `WINDOW_SAMPLES`)."""
 
-    target_fs: int
-    window_s: float
     min_duration_s: float
     max_duration_s: float
 
@@ -123,8 +118,8 @@ def decode_harmonized(unit: RecordUnit, limits: HarmonizeLimits) -> tuple[Harmon
     raw, meta = decode_unit(unit, limits.max_duration_s)
     h = harmonize(
         raw,
-        target_fs=limits.target_fs,
-        window_s=limits.window_s,
+        target_fs=FS,
+        window_s=WINDOW_SAMPLES / FS,
         min_duration_s=limits.min_duration_s,
         max_duration_s=limits.max_duration_s,
     )
@@ -152,7 +147,7 @@ def record_rows(task: Task, sha: str, cfg: IngestConfig) -> tuple[list[dict[str,
             ),
             "source_path": unit.source_path,
             "window": w,
-            "fs": cfg.target_fs,
+            "fs": FS,
             "n_samples": n_valid,
             "padded": n_valid < h.windows.shape[2],
             "source_fs": h.source_fs,

@@ -463,4 +463,4 @@ def render_record(
             note = f"no median beat could be measured ({skip.reason})"
     if note:
         info = replace(info, explanation=f"{info.explanation or ''} · {note}".strip(" ·"))
-    return render_ecg(signal, info, marks, settings.target_fs)
+    return render_ecg(signal, info, marks, FS)

@@ -40,7 +40,7 @@ def test_failing_batch_writes_nothing(tmp_path: Path) -> None:
     archive, store = tmp_path / "site_a", tmp_path / "store"
     write_record(archive, "r0", comments=["Age: 64"])
     unit = next(iter(open_archive(archive).units(lambda _: {})))
-    cfg = IngestConfig(store, b"k", 500, 10.0, 8.0, 600.0)
+    cfg = IngestConfig(store, b"k", 8.0, 600.0)
     result = process_shard([Task(unit, "site_a", None)], cfg, st.staging_dir(store), "s0")
     rec_path = result.staged["site_a"][0]
     table = st.read_table_file(rec_path)
