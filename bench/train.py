@@ -43,7 +43,6 @@ import pyarrow.parquet as pq
 from _measure import emit, workdir
 from scipy import stats
 
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("msaic", "logreg", "gbm", "resnet1d", "inception1d")  # the slowest last
 SITES = 4
 

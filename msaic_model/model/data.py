@@ -177,7 +177,7 @@ class WaveformStream(IterableDataset):
     `cache` (default: on for training) keeps the prepared windows in memory after the first pass
     when they fit under `data.cache_mb`, for a stream iterated many times.
     `features` (n, F), aligned with `record_ids`, travel with their windows (a fused network's
-    second input; `tasks.training_data.feature_matrix`).
+    second input; `msaic_model.training.eligible.feature_matrix`).
     Deterministic for a given (seed, epoch); call `set_epoch` between epochs.
     """
 

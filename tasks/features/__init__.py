@@ -2,7 +2,9 @@
 
 Modules: `beats` (R peaks on all leads together, one median beat per lead), `delineate` (QRS
 on/offset, T end, P, once per record on the median beats), `measure` (record and per-lead
-measures), `criteria` (pathological Q, STEMI ST elevation, territories), `run` (the store-level,
+measures), `criteria` (pathological Q, STEMI ST elevation, territories), `contract` (the data
+contract of `features/`, checked per site before training reads it), `reference` (LUDB's
+cardiologist annotations, for the delineation tests and bench), `run` (the store-level,
 incremental, parallel driver). Column names, units and the schema: data_contracts/feature_columns.py.
 
 For models: `FEATURE_COLUMNS` lists the numeric columns (float32/int16, null = not measurable),

@@ -1,7 +1,8 @@
 """The per-lead quality gate: flags per lead, a verdict per window, into quality/.
 
 Modules: `indices` (signal indices per lead), `lead_reversal` (electrode swaps), `gate` (the rules
-of the versioned QC profile: flags and verdicts), `run` (the store-level driver)."""
+of the versioned QC profile: flags and verdicts), `profile_file` (which profile a store, a model or
+a scoring run holds, and its identity), `run` (the store-level driver)."""
 
 from __future__ import annotations
 

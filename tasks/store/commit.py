@@ -47,7 +47,7 @@ def _key(row: dict[str, Any]) -> tuple[str, ...]:
     return tuple(row[k] or "" for k in _KEY)
 
 
-def staged_batch(moves: Iterable[Move], table: str, store: Path) -> pa.Table | None:
+def staged_batch(moves: Iterable[Move], table: str) -> pa.Table | None:
     """The staged rows of `table` among `moves`, each with its `site` column (None when there are
     none)."""
     parts = [
@@ -92,7 +92,7 @@ class Committer:
         Returns the validated batch (None when `moves` hold no rows of the table)."""
         commit = commit or Commit()
         try:
-            batch = staged_batch(moves, self.table, self.store) if self.suites else None
+            batch = staged_batch(moves, self.table) if self.suites else None
             if batch is not None:
                 frame = batch.to_pandas()
                 for suite in self.suites:

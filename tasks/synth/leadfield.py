@@ -16,7 +16,6 @@ import numpy as np
 LEADS: tuple[str, ...] = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
 MEASURED: tuple[str, ...] = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 CHEST: tuple[int, ...] = tuple(MEASURED.index(f"V{i}") for i in range(1, 7))
-LIMB: tuple[int, ...] = (MEASURED.index("I"), MEASURED.index("II"))
 
 # Dower et al. (1980): rows I, II, V1..V6; columns Frank X (left), Y (feet), Z (back).
 DOWER = np.array(
