@@ -57,7 +57,7 @@ def load(store: Path) -> tuple[pd.DataFrame, np.ndarray]:
 
     waves = st.read_table(store, "waveforms")
     ids = waves["record_id"].to_pylist()
-    signals = waves["signal"].combine_chunks().flatten().flatten().to_numpy().reshape(len(ids), 12, -1)
+    signals = st.signals_of(waves["signal"])
     rec = st.read_table(store, "records", ["record_id", "source_path", "site"]).to_pandas()
     q = st.read_table(store, "quality").to_pandas().drop(columns=["site"])
     frame = pd.DataFrame({"record_id": ids}).merge(rec, on="record_id").merge(q, on="record_id")

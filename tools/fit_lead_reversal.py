@@ -74,9 +74,7 @@ def synthetic_signals(records: int, seed: int) -> np.ndarray:
             SynthConfig(records, first_sites(4), seed=seed, artifact_scale=0.0), root / "a", workers=2
         )
         ingest_archive(root / "a", root / "store", Settings(workers=2))
-        waves = st.read_table(root / "store", "waveforms")
-        flat = waves["signal"].combine_chunks().flatten().flatten().to_numpy()
-    return flat.reshape(waves.num_rows, 12, -1)
+        return st.signals_of(st.read_table(root / "store", "waveforms")["signal"])
 
 
 MARGINS = tuple(k / 2 for k in range(17)) + tuple(

@@ -36,7 +36,7 @@ from msaic_model.model.config import AugmentConfig, DataConfig, ModelConfig
 from tasks.features.beats import FeatureSkip, beat_span, clean, median_beats
 from tasks.features.measure import criteria_config
 from tasks.ingest.harmonize import resample_poly_fast
-from tasks.store import dataset
+from tasks.store import dataset, signals_of
 from tasks.store.location import Location, location
 
 
@@ -117,14 +117,6 @@ def prepare_array(signals: np.ndarray, config: ModelConfig | DataConfig) -> np.n
 def prepare(signals: np.ndarray, config: ModelConfig | DataConfig) -> torch.Tensor:
     """Stored windows (n, 12, 5000) mV at 500 Hz (NaN allowed) → model input tensor (n, 12, T)."""
     return torch.from_numpy(prepare_array(signals, config))
-
-
-def signals_of(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The `signal` column of `waveforms/` as float32 (n, 12, 5000)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    flat = column.flatten().flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(-1, N_LEADS, WINDOW_SAMPLES)
 
 
 def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:

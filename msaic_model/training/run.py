@@ -31,7 +31,7 @@ from data_contracts.feature_columns import FEATURE_COLUMNS
 from data_contracts.leads import CANONICAL_LEADS
 from msaic_model.model.blocks import parameter_count
 from msaic_model.model.config import ModelConfig, available_configs, load_config, with_overrides
-from msaic_model.model.data import prepare_array, signals_of
+from msaic_model.model.data import prepare_array
 from msaic_model.model.feature_baselines import fit_feature_model
 from msaic_model.model.inference import WindowScores, predict_prepared, predict_store
 from msaic_model.training.calibration import calibrate, load_calibration_config
@@ -226,7 +226,7 @@ def signals_for(store: Location, record_ids: list[str]) -> np.ndarray:
     """The windows of a few records (n, 12, 5000) in the given order, read with a record filter."""
     table = st.read_table(store, "waveforms", ["record_id", "signal"], ds.field("record_id").isin(record_ids))
     position = {r: i for i, r in enumerate(table["record_id"].to_pylist())}
-    return signals_of(table["signal"])[[position[r] for r in record_ids]]
+    return st.signals_of(table["signal"])[[position[r] for r in record_ids]]
 
 
 def lead_importance(

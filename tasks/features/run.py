@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data_contracts.feature_columns import FEATURE_VERSION, FEATURES
-from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, SITE_FIELD, WINDOW_SAMPLES
+from data_contracts.schemas import FLAG_COLUMNS, SITE_FIELD
 from tasks import store as st
 from tasks.features.beats import FeatureSkip
 from tasks.features.criteria import criteria
@@ -124,8 +124,7 @@ def read_signals(part: Path, wanted: set[str], batch_size: int = 64) -> Iterator
             keep = pc.is_in(batch.column("record_id"), pa.array(sorted(remaining), pa.string()))
             batch = batch.filter(keep)
             if batch.num_rows:
-                values = batch.column("signal").flatten().flatten().to_numpy(zero_copy_only=False)
-                signals = values.reshape(batch.num_rows, N_LEADS, WINDOW_SAMPLES)
+                signals = st.signals_of(batch.column("signal"))
                 for rid, sig in zip(batch.column("record_id").to_pylist(), signals, strict=True):
                     remaining.discard(rid)
                     yield rid, sig

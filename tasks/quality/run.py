@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, SITE_FIELD
+from data_contracts.schemas import FLAG_COLUMNS, SITE_FIELD
 from tasks import store as st
 from tasks.quality.gate import QcProfile, assess, load_profile, result_table
 from tasks.quality.profile_file import PROFILE_FILE, profile_bytes
@@ -69,13 +68,6 @@ class QualityTotals:
         return out
 
 
-def _signals(batch: pa.RecordBatch) -> np.ndarray:
-    """The `signal` column of a waveforms batch as (n, 12, samples) float32, without a copy."""
-    col = batch.column("signal")
-    values = col.flatten().flatten().to_numpy(zero_copy_only=False)
-    return values.reshape(len(batch), N_LEADS, -1)
-
-
 def check_shard(shard: Shard, profile: QcProfile, store: Path, batch_records: int) -> ShardResult:
     """Assess the windows of one waveform part file and stage their quality rows (in a worker)."""
     result = ShardResult()
@@ -88,7 +80,7 @@ def check_shard(shard: Shard, profile: QcProfile, store: Path, batch_records: in
             if not len(batch):
                 continue
             ids = batch.column("record_id").to_pylist()
-            res = assess(_signals(batch), profile)
+            res = assess(st.signals_of(batch.column("signal")), profile)
             tables.append(result_table(ids, [shard.site] * len(ids), res, profile.version))
     except Exception as exc:  # an unreadable part file is quarantined; the run goes on
         where = str(shard.path.relative_to(store))

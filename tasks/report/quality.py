@@ -29,7 +29,6 @@ from data_contracts.schemas import (
     QC_FLAGS,
     QC_VERDICTS,
     QUALITY,
-    WINDOW_SAMPLES,
 )
 from tasks import store as st
 from tasks.quality.gate import load_profile
@@ -295,9 +294,7 @@ def load_signals(store: Path, record_ids: list[str]) -> dict[str, np.ndarray]:
     if not tables:
         return {}
     table = pa.concat_tables(tables)
-    flat = table["signal"].combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
-    signals = flat.reshape(-1, N_LEADS, WINDOW_SAMPLES)
-    return dict(zip(table["record_id"].to_pylist(), signals, strict=True))
+    return dict(zip(table["record_id"].to_pylist(), st.signals_of(table["signal"]), strict=True))
 
 
 def quarantine_counts(quarantine: pd.DataFrame) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -263,6 +264,15 @@ def stage_parts(store: Location, table: str, rows: pa.Table) -> list[tuple[Locat
         staged = write_parquet(part, staging_dir(store) / f"{part_id}.{table}.parquet")
         moves.append((staged, part_path(store, table, site, part_id)))
     return moves
+
+
+def signals_of(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The `signal` column of `waveforms/` (fixed-size lists of leads of samples) as float32
+    (rows, leads, samples), without a copy when the column is one chunk."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    flat = column.flatten().flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(len(column), column.type.list_size, column.type.value_type.list_size)
 
 
 def read_table_file(path: Location, columns: list[str] | None = None) -> pa.Table:

@@ -56,8 +56,7 @@ def test_stored_signals_match_the_source_in_mv(real_store: Path) -> None:
     order = rec.sort_values(["source_path", "window"])
     sig_by_id = {}
     table = waves.to_table(columns=["record_id", "signal"])
-    flat = table["signal"].combine_chunks().flatten().flatten().to_numpy()
-    for rid, block in zip(table["record_id"].to_pylist(), flat.reshape(-1, 12, 5000), strict=True):
+    for rid, block in zip(table["record_id"].to_pylist(), st.signals_of(table["signal"]), strict=True):
         sig_by_id[rid] = block
     checked = 0
     for (site, path), grp in order.groupby(["site", "source_path"], sort=False):

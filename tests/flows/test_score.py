@@ -33,9 +33,7 @@ def scored(
 def _waveforms(store: Path, ids: list[str]) -> np.ndarray:
     table = st.read_table(store, "waveforms", filter=pc.field("record_id").isin(ids))
     order = {rid: i for i, rid in enumerate(table["record_id"].to_pylist())}
-    flat = table["signal"].combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
-    signals = flat.reshape(len(table), 12, -1)
-    return signals[[order[i] for i in ids]]
+    return st.signals_of(table["signal"])[[order[i] for i in ids]]
 
 
 def test_every_record_scored_once_as_the_store_sees_it(

@@ -11,10 +11,10 @@ import pytest
 from scipy.signal import resample_poly
 
 from msaic_model.model.config import AugmentConfig, DataConfig, load_config, with_overrides
-from msaic_model.model.data import WaveformStream, augment, crop_samples, model_samples, prepare, signals_of
+from msaic_model.model.data import WaveformStream, augment, crop_samples, model_samples, prepare
 from tasks.features.beats import clean, median_beats
 from tasks.features.measure import criteria_config
-from tasks.store import read_table
+from tasks.store import read_table, signals_of
 
 FS = 500
 T = np.arange(5000) / FS

@@ -13,10 +13,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from msaic_model.model.config import ModelConfig, load_config, with_overrides
-from msaic_model.model.data import signals_of
 from msaic_model.model.inference import predict_store
 from msaic_model.training.fit import FitResult, fit
-from tasks.store import read_table
+from tasks.store import read_table, signals_of
 
 TINY_MSAIC = {
     "net.lead_width": 2,
