@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from tasks.ingest import labels
-from tasks.ingest.record_meta import RecordMeta
+from tasks.ingest.record_meta import RecordMeta, plausible_age
 
 _SNOMED = re.compile(r"^\d{5,18}$")
 
@@ -20,7 +20,7 @@ _SNOMED = re.compile(r"^\d{5,18}$")
 def _age(value: str) -> float | None:
     match = re.search(r"\d+(\.\d+)?", value)
     age = float(match.group()) if match else None
-    return age if age is not None and 0 <= age <= 120 else None
+    return plausible_age(age)
 
 
 def _sex(value: str) -> str | None:

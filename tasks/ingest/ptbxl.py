@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from tasks.ingest import labels
+from tasks.ingest.record_meta import plausible_age
 
 DATABASE_CSV = "ptbxl_database.csv"
 STATEMENTS_CSV = "scp_statements.csv"
@@ -43,7 +44,7 @@ def _age(value: Any) -> float | None:
     if value is None or pd.isna(value):
         return None
     age = float(value)
-    return 90.0 if age == 300 else age if 0 <= age <= 120 else None
+    return 90.0 if age == 300 else plausible_age(age)
 
 
 def _recorded_at(value: Any) -> str | None:

@@ -4,6 +4,7 @@ WFDB headers give it through `tasks.ingest.header_meta`, hospital exports throug
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from tasks.ingest import labels
@@ -26,11 +27,20 @@ class RecordMeta:
     derived_leads: list[str] = field(default_factory=list)
 
 
+MAX_AGE_YEARS = 120  # the oldest age a record may state; a larger one is a typo or a code
+
+
+def plausible_age(age: float | None) -> float | None:
+    """A stated age in years, or None where none is stated or it is not 0-MAX_AGE_YEARS (every
+    source's age goes through here)."""
+    return age if age is not None and math.isfinite(age) and 0 <= age <= MAX_AGE_YEARS else None
+
+
 def from_export(decoded: Decoded) -> RecordMeta:
     """The metadata of a hospital export, its interpretation statements mapped to terms and label."""
     statements = list(decoded.statements)
     return RecordMeta(
-        age=decoded.age if decoded.age is not None and 0 <= decoded.age <= 120 else None,
+        age=plausible_age(decoded.age),
         sex=decoded.sex if decoded.sex in {"M", "F"} else None,
         dx=labels.statement_terms(statements),
         label=labels.from_statements(statements, decoded.format),

@@ -243,7 +243,7 @@ def _reported_age(root: Element) -> float | None:
             value = _find(observation, "value")
             factor = _AGE_UNITS_IN_YEARS.get(_attr(value, "unit"))
             age = _number(_attr(value, "value")) * factor if factor else math.nan
-            if math.isfinite(age) and 0 <= age < 150:
+            if math.isfinite(age):
                 return age
     return None
 

@@ -45,8 +45,9 @@ class Decoded:
 
 def age_at(birth: date | None, at: date | None) -> float | None:
     """Completed years between a birth date and the recording date, for files that state a birth
-    date but no age (the birth date itself is never kept); None outside 0-149."""
+    date but no age (the birth date itself is never kept); whether it is plausible is
+    `record_meta.plausible_age`'s to say."""
     if birth is None or at is None:
         return None
     years = at.year - birth.year - ((at.month, at.day) < (birth.month, birth.day))
-    return float(years) if 0 <= years < 150 else None
+    return float(years)

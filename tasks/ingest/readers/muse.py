@@ -204,7 +204,7 @@ def _age(value: str | None, units: str | None) -> float | None:
         age = float(value) * factor if value and factor else None
     except ValueError:
         return None
-    return age if age is not None and 0 <= age < 150 else None
+    return age
 
 
 def _statements(root: Element) -> tuple[str, ...]:

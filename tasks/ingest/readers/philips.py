@@ -324,7 +324,7 @@ def _age(patient: Element | None, recorded_at: str | None) -> float | None:
             age = float(years)
         except ValueError:
             return None
-        return age if 0 <= age < 150 else None
+        return age
     birth_text = _text(patient, "age/dateofbirth")
     if birth_text is None or recorded_at is None:
         return None
