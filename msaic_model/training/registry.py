@@ -222,10 +222,20 @@ class LoadedModel:
         if self.net is not None:
             features = self.net_features(signals, demographics, quality)
             return CropOcclusion.of(self.net, self.model_config, signals, features)
+        if quality is None:
+            from tasks.quality.gate import assess, load_profile
+
+            quality = assess(signals, load_profile())  # the gate extract_features would run
         features = self.measured_features(signals, quality)
         scores = self.feature_scores(features)
         return SignalOcclusion(
-            self, signals, scores.probability, scores.logit, scores.logit, np.isnan(features).all(axis=1)
+            self,
+            signals,
+            scores.probability,
+            scores.logit,
+            scores.logit,
+            np.isnan(features).all(axis=1),
+            quality,
         )
 
     def feature_scores(self, x: np.ndarray) -> WindowScores:
@@ -252,12 +262,18 @@ class SignalOcclusion:
     logit: np.ndarray  # (n,) its log-odds
     base_logit: np.ndarray  # (n,) the same: occlusion looks at the whole window
     no_input: np.ndarray  # (n,) no feature could be measured (no median beat)
+    quality: QualityResult  # the gate's result on `signals`, whose usable leads the features follow
 
     def masked_logit(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Log-odds of the windows `rows` with the leads where `masks` (m, 12) is True removed."""
+        """Log-odds of the windows `rows` with the leads where `masks` (m, 12) is True removed:
+        measured again with those leads missing and every other lead as the gate judged it (the
+        gate is not run again: four leads gone would reject the window, and every removal would
+        read as all features missing)."""
+        masks = np.asarray(masks, dtype=bool)
         occluded = self.signals[rows]
-        occluded[np.asarray(masks, dtype=bool)] = np.nan
-        return self.model.feature_scores(self.model.measured_features(occluded)).logit
+        occluded[masks] = np.nan
+        quality = self.quality.without_leads(rows, masks)
+        return self.model.feature_scores(self.model.measured_features(occluded, quality)).logit
 
 
 def extract_features(

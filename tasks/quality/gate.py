@@ -164,6 +164,22 @@ class QualityResult:
             self.indices.take(rows),
         )
 
+    def without_leads(self, rows: np.ndarray, removed: np.ndarray) -> QualityResult:
+        """The result for the records at `rows` with the leads where `removed` (len(rows), 12) is
+        True taken out, as occlusion takes them out: flagged `missing`, every verdict as assessed
+        (taking four leads out to see what they carried does not make a window unusable)."""
+        part = self.take(rows)
+        removed = np.asarray(removed, dtype=bool)
+        flags = [
+            [
+                [*lead, "missing"] if gone and "missing" not in lead else lead
+                for lead, gone in zip(f, r, strict=True)
+            ]
+            for f, r in zip(part.flags, removed.tolist(), strict=True)
+        ]
+        masks = part.masks | {"missing": part.masks["missing"] | removed}
+        return QualityResult(part.verdict, part.reasons, flags, masks, part.indices)
+
 
 def _limb_pairs() -> np.ndarray:
     """(6, 10, 6): for each limb lead, its value from each pair of the other five limb leads

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from msaic_model.model.config import ModelConfig
-from msaic_model.model.data import crop_samples, prepare, prepare_array, signals_of
+from msaic_model.model.data import crop_samples, prepare, prepare_array
 from msaic_model.model.inference import CropOcclusion, predict_prepared, predict_proba
 from msaic_model.model.net import build_model
 from msaic_model.training.importance import permutation_importance
-from tasks.store import read_table
+from tasks.store import read_table, signals_of
 from tests.msaic_model.training.test_fit import tiny
 
 
@@ -108,3 +108,42 @@ def test_importance_on_prepared_rhythm_input_equals_the_raw_path(windows: np.nda
     )
     np.testing.assert_allclose(prepared["mean_drop"], raw["mean_drop"], atol=1e-6)
     assert prepared["group"].tolist() == raw["group"].tolist()
+
+
+def test_feature_baseline_occlusion_measures_the_leads_left(windows: np.ndarray) -> None:
+    """A feature baseline's explanation removes leads as missing and measures the window again,
+    the gate's other judgements kept: without the four anterior leads the limb leads are still
+    measured (the gate, run again, rejected every such window, so each removal of four leads read
+    as "every feature missing")."""
+    from data_contracts.feature_columns import FEATURE_COLUMNS
+    from msaic_model.model.feature_baselines import fit_feature_model
+    from msaic_model.training.registry import LoadedModel, extract_features
+    from tasks.quality.gate import assess, load_profile
+
+    columns = list(FEATURE_COLUMNS)
+    measured = extract_features(windows).to_numpy(np.float64)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([measured + rng.normal(0, 0.1, measured.shape) for _ in range(10)])
+    model = fit_feature_model("logreg", x, np.arange(len(x)) % 2)
+    loaded = LoadedModel(
+        "logreg-test", 0.5, {"kind": "logreg", "feature_columns": columns}, feature_model=model
+    )
+    occlusion = loaded.occlusion(windows)
+    removed = np.zeros((len(windows), 12), bool)
+    removed[:, 6:10] = True  # V1-V4
+    got = occlusion.masked_logit(np.arange(len(windows)), removed)
+
+    occluded = windows.copy()
+    occluded[removed] = np.nan
+    assert all(v == "reject" for v in assess(occluded, load_profile()).verdict)  # what a fresh gate says
+    left = loaded.measured_features(
+        occluded, occlusion.quality.without_leads(np.arange(len(windows)), removed)
+    )
+    assert (
+        np.isfinite(left[:, columns.index("r_amp_II")]).all()
+        and np.isfinite(left[:, columns.index("qrs_ms")]).all()
+    )
+    assert np.isnan(left[:, columns.index("r_amp_V2")]).all()
+    np.testing.assert_allclose(got, loaded.feature_scores(left).logit)
+    nothing = loaded.feature_scores(np.full_like(left, np.nan)).logit
+    assert not np.allclose(got, nothing)  # not the all-imputed log-odds
