@@ -67,3 +67,26 @@ def test_broken_lead_measures_and_columns_are_named(measured: pd.DataFrame) -> N
     assert not summary.success and summary.failed == ["expect_column_values_to_be_between(st_j)"]
     missing = validate("features", measured.drop(columns=[FEATURES.names[-1]]))
     assert "expect_table_columns_to_match_set()" in missing.failed
+
+
+def test_small_sites_are_checked_together_and_never_block_alone(measured: pd.DataFrame) -> None:
+    """Shares of a handful of rows say nothing: a site of one bradycardic record without QT or PR
+    (a real LUDB record's row with them taken out) passes alone with nothing checked, and its
+    neighbours' check decides once the small sites together reach `min_rows`; a large site is
+    still checked alone and named when it breaks."""
+    from tasks.features.contract import validate_feature_rows
+
+    slow = measured.iloc[[0]].assign(site="tiny", record_id="slow", qt_ms=None, pr_ms=None, hr_bpm=21.0)
+    big = measured.assign(site="big")
+    result = validate_feature_rows(pd.concat([big, slow], ignore_index=True), min_rows=len(measured))
+    assert result["big"].success and result["big"].evaluated > 0
+    assert result["tiny"].success and result["tiny"].evaluated == 0  # not checked, not failed
+    assert not validate_feature_rows(pd.concat([big, slow]), min_rows=1)["tiny"].success  # what it was
+    # small sites pooled: 12 good rows and the slow one are checked together and keep the contract
+    pooled = validate_feature_rows(pd.concat([measured.assign(site="a"), slow]), min_rows=len(measured) + 1)
+    assert pooled["a"] is pooled["tiny"] and pooled["a"].evaluated > 0 and pooled["a"].success
+    assert pooled["a"].table == f"features[sites under {len(measured) + 1} rows: a, tiny]"
+    broken = big.assign(qrs_ms=900.0)
+    failed = validate_feature_rows(pd.concat([broken, slow]), min_rows=len(measured))
+    assert not failed["big"].success and any("qrs_ms" in f for f in failed["big"].failed)
+    assert failed["tiny"].evaluated == 0
