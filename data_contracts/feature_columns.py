@@ -17,7 +17,9 @@ import pyarrow as pa
 from data_contracts import load_json
 from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 
-FEATURE_VERSION = "features/1"
+# 2: a lead's own missing stretches are left out of its median beat (they were bridged into it),
+# and no lead is cut short where another lead ends
+FEATURE_VERSION = "features/2"
 
 # name: (unit, meaning); float32 unless listed in INT_MEASURES.
 RECORD_MEASURES: dict[str, tuple[str, str]] = {

@@ -78,7 +78,7 @@ def median_beat_array(x: np.ndarray, usable: np.ndarray, fs: int) -> np.ndarray:
         if not usable[i].any():
             continue
         try:
-            filtered, leads = clean(x[i], usable[i], cfg, fs)
+            filtered, leads, _ = clean(x[i], usable[i], cfg, fs)  # x holds no NaN: no gaps
             out[i] = np.nan_to_num(median_beats(filtered, leads, cfg, fs).median)
         except FeatureSkip:
             continue

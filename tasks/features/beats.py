@@ -8,6 +8,7 @@ do not resemble the dominant morphology (ectopic, artifact) are left out of the 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -51,24 +52,28 @@ def moving_average(x: np.ndarray, n: int) -> np.ndarray:
 
 def clean(
     signal: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int = FS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Leads × samples in mV → (filtered signal, usable leads). The NaN tail of a padded window is
-    cut; interior NaN gaps are bridged linearly; leads that are all NaN are unusable."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Leads × samples in mV → (filtered signal, usable leads, gaps). The padded tail, where no
+    usable lead has samples, is cut; a lead's own missing stretches (an electrode off for part of
+    the window) are bridged linearly for the filter and returned as `gaps` (leads × samples, None
+    when there are none), so that the beats they touch are left out of that lead's median and no
+    other lead loses samples; leads that are all NaN are unusable."""
     x = np.asarray(signal, dtype=np.float64)
     usable = usable & ~np.isnan(x).all(axis=1)
     if not usable.any():
         raise FeatureSkip("no_usable_leads")
-    finite = np.isfinite(x[usable]).all(axis=0)
-    end = int(np.flatnonzero(finite)[-1]) + 1 if finite.any() else 0
+    present = np.isfinite(x[usable]).any(axis=0)
+    end = int(np.flatnonzero(present)[-1]) + 1 if present.any() else 0
     x = x[:, :end]
     x[~usable] = 0.0
-    gaps = ~np.isfinite(x)
-    for lead in np.flatnonzero(gaps.any(axis=1)):
-        ok = ~gaps[lead]
+    missing = ~np.isfinite(x)
+    gaps = missing if missing.any() else None
+    for lead in np.flatnonzero(missing.any(axis=1)):
+        ok = ~missing[lead]
         x[lead, ~ok] = np.interp(np.flatnonzero(~ok), np.flatnonzero(ok), x[lead, ok])
     if x.shape[1] < fs * 2:
         raise FeatureSkip("too_short", f"{x.shape[1]} samples")
-    return zero_phase(*cleaning_band(cfg["highpass_hz"], cfg["lowpass_hz"], fs), x), usable
+    return zero_phase(*cleaning_band(cfg["highpass_hz"], cfg["lowpass_hz"], fs), x), usable, gaps
 
 
 @cache
@@ -167,8 +172,13 @@ def beat_span(cfg: dict[str, Any], fs: int = FS) -> tuple[int, int]:
     return round(cfg["beat_pre_s"] * fs), round(cfg["beat_post_s"] * fs)
 
 
-def median_beats(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int = FS) -> Beats:
-    """Cut every complete beat, drop those unlike the dominant morphology, take the median."""
+def median_beats(
+    x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int = FS, gaps: np.ndarray | None = None
+) -> Beats:
+    """Cut every complete beat, drop those unlike the dominant morphology, take the median. `gaps`
+    (leads × samples, from `clean`): a beat that touches a lead's gap is left out of that lead's
+    template, correlations and median, and a lead left with fewer than min_beats beats is
+    unusable (a window without gaps takes the same path as before gaps were known)."""
     peaks = detect_peaks(x, usable, cfg, fs)
     if peaks.size >= cfg["min_beats"]:
         peaks = align(x, peaks, cfg, fs)  # unusable leads are zero here
@@ -176,7 +186,11 @@ def median_beats(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int
     inside = peaks[(peaks >= pre) & (peaks + post <= x.shape[1])]
     if inside.size < cfg["min_beats"]:
         raise FeatureSkip("too_few_beats", f"{inside.size} complete beats detected")
-    epochs = x[:, inside[:, None] + np.arange(-pre, post)[None, :]]  # leads × beats × samples
+    cut = inside[:, None] + np.arange(-pre, post)[None, :]
+    epochs = x[:, cut]  # leads × beats × samples
+    touched = gaps[:, cut].any(axis=-1) & usable[:, None] if gaps is not None else None
+    if touched is not None and touched.any():
+        return _median_beats_with_gaps(epochs, touched, usable, peaks, inside, pre, cfg, fs)
     lo, hi = (pre + round(s * fs) for s in cfg["template_window_s"])
     template = beat_median(epochs)
     corr = _row_corr(epochs[:, :, lo:hi], template[:, None, lo:hi])  # leads × beats
@@ -186,6 +200,43 @@ def median_beats(x: np.ndarray, usable: np.ndarray, cfg: dict[str, Any], fs: int
         raise FeatureSkip("too_few_beats", f"{int(keep.sum())} beats match the dominant morphology")
     median = beat_median(epochs[:, keep])
     lead_corr = beat_median(_row_corr(epochs[:, keep, lo:hi], median[:, None, lo:hi]))
+    median[~usable] = np.nan
+    lead_corr[~usable] = np.nan
+    accepted = np.isin(peaks, inside[keep])
+    return Beats(median, pre, peaks, accepted, lead_corr, usable)
+
+
+def _median_beats_with_gaps(
+    epochs: np.ndarray,
+    touched: np.ndarray,
+    usable: np.ndarray,
+    peaks: np.ndarray,
+    inside: np.ndarray,
+    pre: int,
+    cfg: dict[str, Any],
+    fs: int,
+) -> Beats:
+    """`median_beats`' selection and medians with the beats a lead's gap touches (leads × beats)
+    left out of that lead: NaN-aware medians over what each lead has."""
+    lo, hi = (pre + round(s * fs) for s in cfg["template_window_s"])
+    held = np.where(touched[:, :, None], np.nan, epochs)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: a lead without beats there
+        template = np.nanmedian(held, axis=1)
+        corr = _row_corr(held[:, :, lo:hi], template[:, None, lo:hi])
+        score = np.nanmedian(np.where(touched, np.nan, corr)[usable], axis=0)
+        keep = score >= cfg["template_corr_min"]
+        if keep.sum() < cfg["min_beats"]:
+            raise FeatureSkip("too_few_beats", f"{int(keep.sum())} beats match the dominant morphology")
+        enough = (~touched[:, keep]).sum(axis=1) >= cfg["min_beats"]
+        usable = usable & enough
+        if not usable.any():
+            raise FeatureSkip("too_few_beats", "no lead keeps enough beats outside its gaps")
+        median = np.nanmedian(held[:, keep], axis=1)
+        lead_corr = np.nanmedian(
+            np.where(touched[:, keep], np.nan, _row_corr(held[:, keep, lo:hi], median[:, None, lo:hi])),
+            axis=1,
+        )
     median[~usable] = np.nan
     lead_corr[~usable] = np.nan
     accepted = np.isin(peaks, inside[keep])

@@ -181,7 +181,7 @@ def test_median_beat_input_agrees_with_the_feature_store_beats(real_store: Path)
         velocity = np.abs(np.diff(beat, axis=1)).sum(axis=0)
         assert abs(int(np.argmax(velocity)) - pre) <= 10  # the fiducial lies inside the QRS
         usable = ~np.isnan(window).all(axis=1)
-        filtered, leads = clean(window.astype(np.float64), usable, signal_cfg)
+        filtered, leads, _ = clean(window.astype(np.float64), usable, signal_cfg)
         reference = resample_poly(median_beats(filtered, leads, signal_cfg).median, 1, 5, axis=1)
         reference -= reference.mean(axis=1, keepdims=True)
         # at 100 Hz the fiducial is placed to the nearest 10-ms sample: compare at the best of ±1

@@ -13,6 +13,7 @@ import pytest
 from data_contracts.feature_columns import (
     CRITERIA_COLUMNS,
     FEATURE_COLUMNS,
+    FEATURE_VERSION,
     FEATURES,
     LEAD_MEASURES,
     lead_column,
@@ -112,4 +113,4 @@ def test_rows_table_has_the_schema_and_nulls_not_nans() -> None:
         if pa.types.is_floating(values.type):
             assert not any(isinstance(v, float) and math.isnan(v) for v in values.to_pylist())
     assert table.column("hr_bpm")[0].as_py() > 0
-    assert table.column("feature_version").to_pylist() == ["features/1"] * 2
+    assert table.column("feature_version").to_pylist() == [FEATURE_VERSION] * 2

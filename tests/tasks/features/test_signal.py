@@ -91,6 +91,46 @@ def test_padded_tail_is_measured_on_what_is_there() -> None:
     assert abs(row["qrs_ms"] - full["qrs_ms"]) <= 10
 
 
+@pytest.mark.parametrize("record", [2, 9])
+@pytest.mark.parametrize("gap", [slice(0, 2250), slice(1500, 3750), slice(2750, 5000)])
+def test_a_lead_off_for_part_of_the_window_is_measured_on_its_other_beats(record: int, gap: slice) -> None:
+    """V1 missing for 45 % of a real record (at the start, in the middle, at the end: the gate
+    still calls it usable): its median comes from the beats outside the gap, and no other lead
+    loses a beat. Bridging the gap into the median made V1's S wave vanish (-0.62 mV read as 0 on
+    LUDB 2), and a gap at the end cut every lead short (5 beats instead of 9)."""
+    signal = read_ludb(LUDB / str(record))
+    full = measure_record(signal, ALL)
+    signal[CANONICAL_LEADS.index("V1"), gap] = np.nan
+    row = measure_record(signal, ALL)
+    assert row["n_beats"] == full["n_beats"]
+    for measure in ("r_amp", "s_amp"):
+        assert row[lead_column(measure, "V1")] == pytest.approx(full[lead_column(measure, "V1")], abs=0.04)
+    assert row[lead_column("r_amp", "II")] == pytest.approx(full[lead_column("r_amp", "II")], abs=0.005)
+
+
+def test_limb_and_chest_leads_recorded_one_after_the_other_are_measured() -> None:
+    """Limb leads in the second half of the window, chest leads in the first: every lead measured
+    on its own beats (it was skipped as `too_short`, 0 samples)."""
+    signal = read_ludb(LUDB / "9")
+    full = measure_record(signal, ALL)
+    signal[:6, :2500] = np.nan
+    signal[6:, 2500:] = np.nan
+    row = measure_record(signal, ALL)
+    assert row["n_beats"] >= full["n_beats"] - 1 and abs(row["hr_bpm"] - full["hr_bpm"]) < 2
+    for lead in ("II", "V2", "V5"):
+        assert row[lead_column("r_amp", lead)] == pytest.approx(full[lead_column("r_amp", lead)], abs=0.05)
+
+
+def test_a_lead_with_too_few_beats_outside_its_gaps_is_not_measured() -> None:
+    """V1 recorded for 1.5 s only: fewer than min_beats beats of its own, so its measures are null
+    while every other lead is measured."""
+    signal = read_ludb(LUDB / "9")
+    signal[CANONICAL_LEADS.index("V1"), 750:] = np.nan
+    row = measure_record(signal, ALL)
+    assert all(math.isnan(row[lead_column(m, "V1")]) for m in LEAD_MEASURES)
+    assert all(math.isfinite(row[lead_column("r_amp", lead)]) for lead in CANONICAL_LEADS if lead != "V1")
+
+
 @pytest.mark.parametrize(
     ("signal", "reason"),
     [
