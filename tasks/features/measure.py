@@ -7,6 +7,7 @@ amplitudes and durations (column names and units in data_contracts/feature_colum
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,13 @@ _I, _AVF = CANONICAL_LEADS.index("I"), CANONICAL_LEADS.index("aVF")
 
 def criteria_config() -> dict[str, Any]:
     return load_json("feature_criteria.json")
+
+
+def usable_leads(lead_flags: Sequence[str | None]) -> tuple[bool, ...]:
+    """Per lead, whether features measure it: unless one of its quality flags (comma-separated,
+    as `quality/` stores them) is one of the `unusable_flags`."""
+    unusable = set(criteria_config()["signal"]["unusable_flags"])
+    return tuple(not ({f.strip() for f in (flags or "").split(",")} & unusable) for flags in lead_flags)
 
 
 def rhythm(beats: Beats) -> dict[str, float]:
@@ -143,8 +151,8 @@ def lead_measures(x: np.ndarray, beats: Beats, d: Delineation, cfg: dict[str, An
 def measure_beats(signal: np.ndarray, usable: np.ndarray) -> tuple[Beats, Delineation]:
     """Median beats and their delineation for one record (leads × samples, mV)."""
     cfg = criteria_config()
-    x, usable = clean(signal, usable, cfg["signal"])
-    beats = median_beats(x, usable, cfg["signal"])
+    x, usable, gaps = clean(signal, usable, cfg["signal"])
+    beats = median_beats(x, usable, cfg["signal"], gaps=gaps)
     rr = float(np.median(np.diff(beats.peaks)))
     return beats, delineate(beats.median, beats.usable, beats.pre, rr, cfg["delineation"])
 

@@ -29,7 +29,7 @@ from data_contracts.schemas import FLAG_COLUMNS, SITE_FIELD
 from tasks import store as st
 from tasks.features.beats import FeatureSkip
 from tasks.features.criteria import criteria
-from tasks.features.measure import criteria_config, measure_record
+from tasks.features.measure import criteria_config, measure_record, usable_leads
 from tasks.runner import Executor, run_sharded, worker_count
 from tasks.settings import Settings
 from tasks.store.commit import Committer, quarantine_row
@@ -164,11 +164,10 @@ def _quality(store: Path) -> dict[str, tuple[str, tuple[bool, ...], datetime]]:
             f"{store} has no quality/ table: run `msaic qc --store {store}` first "
             "(the pipeline order is ingest → qc → features)"
         )
-    unusable = set(criteria_config()["signal"]["unusable_flags"])
     table = st.read_table(store, "quality", ["record_id", "verdict", "checked_at", *FLAG_COLUMNS]).to_pydict()
     flags = [table[c] for c in FLAG_COLUMNS]
     return {
-        rid: (verdict, tuple(not (set(f[i].split(",")) & unusable) for f in flags), checked)
+        rid: (verdict, usable_leads([f[i] for f in flags]), checked)
         for i, (rid, verdict, checked) in enumerate(
             zip(table["record_id"], table["verdict"], table["checked_at"], strict=True)
         )

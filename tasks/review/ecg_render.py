@@ -32,7 +32,7 @@ import numpy as np
 from data_contracts.leads import CANONICAL_LEADS, TERRITORIES
 from data_contracts.schemas import FS
 from tasks.features.beats import FeatureSkip
-from tasks.features.measure import criteria_config, measure_beats
+from tasks.features.measure import measure_beats, usable_leads
 from tasks.ingest.archive import ArchiveLimits, RecordUnit, open_archive
 from tasks.ingest.errors import RecordError
 from tasks.ingest.readers import SNIFF_BYTES, sniff
@@ -313,13 +313,7 @@ def median_marks(
     """Median beats of a window with the feature store's row of the record: leads whose quality
     flags make them unusable for features (`unusable_flags`) are left out, as the feature run does.
     Raises FeatureSkip when no median beat can be measured."""
-    unusable = set(criteria_config()["signal"]["unusable_flags"])
-    usable = np.array(
-        [
-            not ({f.strip() for f in lead_flags.get(lead, "").split(",")} & unusable)
-            for lead in CANONICAL_LEADS
-        ]
-    )
+    usable = np.array(usable_leads([lead_flags.get(lead, "") for lead in CANONICAL_LEADS]))
     beats, d = measure_beats(signal, usable)
     values = {
         lead: {m: features.get(f"{m}_{lead}") for m in ("st_j", "q_amp", "q_dur", "crit_q", "crit_ste")}
