@@ -17,13 +17,12 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from data_contracts.leads import canonical_lead
-from tasks.ingest.readers.base import Decoded, ReaderError, age_at
+from tasks.ingest.readers.base import MAX_SAMPLES, Decoded, ReaderError, age_at
 from tasks.ingest.readers.xml import element_text, local_name, parse_document, xml_root
 from tasks.ingest.wfdb_reader import RawRecord
 
 FORMAT = "hl7_aecg"
 
-MAX_SAMPLES = 2**24
 _LEAD_PREFIX = "MDC_ECG_LEAD_"
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 _SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}

@@ -14,6 +14,10 @@ from datetime import date
 from tasks.ingest.errors import RecordError
 from tasks.ingest.wfdb_reader import RawRecord
 
+MAX_SAMPLES = 2**24  # samples per lead a file may declare (about 9 h at 500 Hz): beyond, `too_large`
+SEX_WORDS = {"MALE": "M", "M": "M", "FEMALE": "F", "F": "F"}  # the words exports write for sex
+UNIT_WORDS = {"uv": "uV", "µv": "uV", "μv": "uV", "mv": "mV"}  # a lowered unit label → ours
+
 
 class ReaderError(RecordError):
     """A file a format reader refuses; `reason` is the quarantine reason code (`not_ecg`,

@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 
 from data_contracts.leads import canonical_lead
-from tasks.ingest.readers.base import Decoded, ReaderError
+from tasks.ingest.readers.base import MAX_SAMPLES, UNIT_WORDS, Decoded, ReaderError
 from tasks.ingest.wfdb_reader import RawRecord
 
 FORMAT = "dicom"
 
-MAX_SAMPLES = 2**24
 _PREAMBLE = 128
 _MAGIC = b"DICM"
 _UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -38,11 +37,10 @@ _LEAD_NUMBERS = {
 }  # fmt: skip
 _LEAD_CODE = re.compile(r"(?:5\.6\.3-9-|2:)(\d+)")
 _INVERTED = re.compile(r"(?:lead\s*)?-", re.IGNORECASE)
-_UNITS = {"uv": "uV", "µv": "uV", "μv": "uV", "mv": "mV"}
 # Sample interpretations `waveform_array` converts as they are (not the µ-law/A-law ones)
 _SAMPLE_BYTES = {"SB": 1, "UB": 1, "SS": 2, "US": 2, "SL": 4, "UL": 4, "SV": 8, "UV": 8}
 _BEAT_WORDS = ("MEDIAN", "REPRESENTATIVE", "AVERAGE", "TEMPLATE", "BEAT")
-_AGE_UNITS_IN_YEARS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+_AGEUNIT_WORDS_IN_YEARS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
 
 
 @dataclass(frozen=True)
@@ -192,7 +190,7 @@ def _channel(definition: Any) -> _Channel:
     name = lead or canonical_lead(meaning) or " ".join(meaning.split()) or "unnamed"
     inverted = lead is None and canonical_lead(meaning) is not None and _INVERTED.match(meaning.strip())
     units = definition.get("ChannelSensitivityUnitsSequence") or []
-    unit = _UNITS.get(str(units[0].get("CodeValue") or "").strip().lower()) if units else None
+    unit = UNIT_WORDS.get(str(units[0].get("CodeValue") or "").strip().lower()) if units else None
     return _Channel(name=name, unit=unit, sign=-1.0 if inverted else 1.0)
 
 
@@ -259,4 +257,4 @@ def _recorded_at(ds: Any) -> str | None:
 def _age(value: str | None) -> float | None:
     """Years from a DICOM age string (`063Y`, `006M`, `010W`, `005D`)."""
     match = re.fullmatch(r"(\d{1,3})([DWMY])", value or "")
-    return int(match[1]) * _AGE_UNITS_IN_YEARS[match[2]] if match else None
+    return int(match[1]) * _AGEUNIT_WORDS_IN_YEARS[match[2]] if match else None

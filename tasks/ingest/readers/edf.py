@@ -19,19 +19,17 @@ from typing import Any
 import numpy as np
 
 from data_contracts.leads import canonical_lead
-from tasks.ingest.readers.base import Decoded, ReaderError, age_at
+from tasks.ingest.readers.base import MAX_SAMPLES, UNIT_WORDS, Decoded, ReaderError, age_at
 from tasks.ingest.wfdb_reader import RawRecord
 
 FORMAT = "edf"
 
-MAX_SAMPLES = 2**24
 _MAGIC = b"0       "
 _FIXED = 256  # bytes of the fixed header; each signal adds 256
 _SIGNAL_FIELDS = (16, 80, 8, 8, 8, 8, 8, 80, 8, 32)  # label ... samples per record, reserved
 _SAMPLES_FIELD = 8  # index of "samples per data record" in _SIGNAL_FIELDS
 _BYTES_PER_SAMPLE = 2
 _ECG_PREFIX = re.compile(r"^\s*(?:ECG|EKG)[\s_\-.:]*", re.IGNORECASE)
-_UNITS = {"uv": "uV", "µv": "uV", "μv": "uV", "mv": "mV"}
 # The EDF+ layouts of the patient and recording fields (space-separated subfields, X when unknown)
 _EDF_DATE = r"(?:X|\d{2}-[A-Z]{3}-\d{4})"
 _EDF_PLUS_PATIENT = re.compile(rf"\S+ [MFX] {_EDF_DATE} \S+")
@@ -127,9 +125,9 @@ def _leads(edf: Any) -> RawRecord:
     """The ECG lead channels (physical values, float32) at their shared sampling rate."""
     signals = list(edf.signals)
     chosen = [
-        (s, name, _UNITS[s.physical_dimension.strip().lower()])
+        (s, name, UNIT_WORDS[s.physical_dimension.strip().lower()])
         for s in signals
-        if (name := _lead_name(s.label)) and s.physical_dimension.strip().lower() in _UNITS
+        if (name := _lead_name(s.label)) and s.physical_dimension.strip().lower() in UNIT_WORDS
     ]
     if not chosen:
         labels = [s.label.strip() for s in signals]

@@ -20,19 +20,17 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from data_contracts.leads import canonical_lead
-from tasks.ingest.readers.base import Decoded, ReaderError
+from tasks.ingest.readers.base import MAX_SAMPLES, SEX_WORDS, Decoded, ReaderError
 from tasks.ingest.readers.xml import element_text, parse_document, xml_root
 from tasks.ingest.wfdb_reader import RawRecord
 
 FORMAT = "ge_muse_xml"
 
-MAX_SAMPLES = 2**24
 _BYTES_PER_SAMPLE = 2  # int16; MUSE writes LeadSampleSize 2
 _TO_MICROVOLTS = {"MICROVOLTS": 1.0, "MICROVOLT": 1.0, "MILLIVOLTS": 1000.0, "MILLIVOLT": 1000.0}
 # Limb leads MUSE leaves out, as weights of (I, II)
 _DERIVED = {"III": (-1.0, 1.0), "aVR": (-0.5, -0.5), "aVL": (1.0, -0.5), "aVF": (-0.5, 1.0)}
 _AGE_UNITS_IN_YEARS = {"YEARS": 1.0, "MONTHS": 1 / 12, "WEEKS": 7 / 365.25, "DAYS": 1 / 365.25}
-_SEX = {"MALE": "M", "M": "M", "FEMALE": "F", "F": "F"}
 _DATE = re.compile(r"(\d{1,2})[-/](\d{1,2})[-/](\d{4})")
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
@@ -55,7 +53,7 @@ def read(data: bytes) -> Decoded:
         device=_text(test, "AcquisitionDevice"),
         institution=_text(test, "SiteName") or _text(test, "LocationName"),
         age=_age(_text(patient, "PatientAge"), _text(patient, "AgeUnits")),
-        sex=_SEX.get((_text(patient, "Gender") or "").upper()),
+        sex=SEX_WORDS.get((_text(patient, "Gender") or "").upper()),
         statements=_statements(root),
         patient_id=_text(patient, "PatientID"),
         derived_leads=derived,

@@ -22,13 +22,12 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from data_contracts.leads import CANONICAL_LEADS, canonical_lead
-from tasks.ingest.readers.base import Decoded, ReaderError, age_at
+from tasks.ingest.readers.base import MAX_SAMPLES, SEX_WORDS, Decoded, ReaderError, age_at
 from tasks.ingest.readers.xml import local_name, parse_document, xml_root
 from tasks.ingest.wfdb_reader import RawRecord
 
 FORMAT = "philips_xml"
 
-MAX_SAMPLES = 2**24
 MAX_LEADS = 64
 _XLI_HEADER = 8  # int32 payload size, int16 (unused), int16 first sample
 _LZW_BITS = 10
@@ -38,7 +37,6 @@ _LIMB_LEADS = ("I", "II", *_RESIDUAL_LEADS)
 _CALIBRATION_UV = 1000.0  # the pulse is 1 mV high ...
 _MIN_PULSE_S = 0.1  # ... and 200 ms long; flat runs shorter than this are not taken for one
 _MAX_AFTER_PULSE_S = 0.5  # the pulse ends the rhythm: at most this much follows it
-_SEX = {"MALE": "M", "M": "M", "FEMALE": "F", "F": "F"}
 
 
 def sniff(head: bytes) -> bool:
@@ -61,7 +59,7 @@ def read(data: bytes) -> Decoded:
         device=_device(acquisition),
         institution=_text(acquisition, "acquirer/institutionname"),
         age=_age(patient, recorded_at),
-        sex=_SEX.get((_text(patient, "sex") or "").upper()),
+        sex=SEX_WORDS.get((_text(patient, "sex") or "").upper()),
         statements=_statements(root),
         patient_id=_text(patient, "patientid"),
         derived_leads=derived,

@@ -25,11 +25,10 @@ import logging
 import numpy as np
 
 from tasks.ingest.readers import scp_sections as scp
-from tasks.ingest.readers.base import Decoded, ReaderError
+from tasks.ingest.readers.base import MAX_SAMPLES, Decoded, ReaderError
 from tasks.ingest.wfdb_reader import RawRecord
 
 FORMAT = "scp_ecg"
-MAX_SAMPLES = 1 << 24  # per lead
 MAX_VALUES = 1 << 25  # samples × leads of the decoded signal
 
 logger = logging.getLogger(__name__)
