@@ -6,6 +6,11 @@ CANONICAL_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
 )  # fmt: skip
 
+LIMB: tuple[str, ...] = CANONICAL_LEADS[:6]  # I, II, III, aVR, aVL, aVF: from the limb electrodes
+CHEST: tuple[str, ...] = CANONICAL_LEADS[6:]  # V1-V6: one chest electrode each
+LIMB_INDEX: list[int] = [CANONICAL_LEADS.index(lead) for lead in LIMB]
+CHEST_INDEX: list[int] = [CANONICAL_LEADS.index(lead) for lead in CHEST]
+
 # Contiguous-lead groups of the MI territories (anterior: septal and anterior wall, V1-V4; inferior;
 # lateral: high lateral I, aVL and low lateral V5, V6), the one definition the feature criteria,
 # the permutation importance and the score explanations share.

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from data_contracts.leads import CANONICAL_LEADS
+from data_contracts.leads import CANONICAL_LEADS, CHEST_INDEX
 from data_contracts.schemas import FLAG_COLUMNS, N_LEADS, QC_FLAGS, QC_VERDICTS, QUALITY
 from tasks.quality import lead_reversal
 from tasks.quality.indices import IndexParams, LeadIndices, masked_median, measure
@@ -29,7 +29,6 @@ VERDICTS = QC_VERDICTS  # in increasing severity
 CERTAIN_REVERSAL = "reversal_certain"
 RULE_FLAGS = (*FLAGS, CERTAIN_REVERSAL)
 STORED_INDICES: tuple[str, ...] = ("powerline", "baseline", "emg", "template_corr", "kurtosis")
-_CHEST = [CANONICAL_LEADS.index(f"V{k}") for k in range(1, 7)]
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,7 @@ def _chest_outliers(amp: np.ndarray, ok: np.ndarray, t: Thresholds, rounds: int 
     whole mean beat's peak-to-peak, not the QRS's: a wrong scale multiplies P, QRS and T alike,
     while the QRS alone is small wherever the lead lies near the perpendicular of the QRS axis
     (V1-V2 or the transition lead in many healthy hearts), which the T and P waves seldom share."""
-    log = np.log(np.where(ok & (amp > 0), amp, np.nan))[:, _CHEST]
+    log = np.log(np.where(ok & (amp > 0), amp, np.nan))[:, CHEST_INDEX]
     out = np.zeros(log.shape, dtype=bool)
     for _ in range(rounds):
         z = np.abs(np.nan_to_num(chest_z(np.where(out, np.nan, log), t)))
@@ -246,7 +245,7 @@ def _chest_outliers(amp: np.ndarray, ok: np.ndarray, t: Thresholds, rounds: int 
         hit = np.take_along_axis(z, worst[:, None], axis=1)[:, 0] > t.chest_amplitude_z
         out[np.flatnonzero(hit), worst[hit]] = True
     full = np.zeros(amp.shape, dtype=bool)
-    full[:, _CHEST] = out
+    full[:, CHEST_INDEX] = out
     return full
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from scipy import fft
 from scipy.signal import find_peaks
 
-CHEST_FROM = 6  # V1-V6 are leads 6-11 of the canonical order (I, II, III, aVR, aVL, aVF first)
+from data_contracts.leads import CHEST_INDEX
+
 NOT_A_BEAT = -2  # beat class of a step or transient that the detector took for a beat
 LONE_ECTOPIC = -1  # beat class of a beat of another origin, seen once
 
@@ -210,7 +211,7 @@ def _beat_indices(
         beat_amp[i] = np.ptp(template, axis=1)
         if usable[i].any() and (np.median(np.nan_to_num(per_beat[usable[i]]), axis=0) < p.ectopic_corr).any():
             classes[i][whole] = beat_classes(beats[usable[i]], p)
-            chest = int(usable[i][CHEST_FROM:].sum())
+            chest = int(usable[i][CHEST_INDEX].sum())
             _settle_lone(clean[i][usable[i], :length], r, classes[i], chest, offsets, qrs, p)
             kind = classes[i][whole]
             alike = [c for c in range(kind.max(initial=-1) + 1) if (kind == c).sum() >= 2]

@@ -34,16 +34,12 @@ import numpy as np
 from scipy.optimize import minimize
 
 from data_contracts import load_contract
-from data_contracts.leads import CANONICAL_LEADS
+from data_contracts.leads import CANONICAL_LEADS, CHEST, CHEST_INDEX, LIMB, LIMB_INDEX
 from tasks.quality.indices import IndexParams, beat_windows, masked_median
 
 ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL")
-LIMB: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF")
-CHEST: tuple[str, ...] = tuple(f"V{k}" for k in range(1, 7))
 LIMB_SWAPS: tuple[str, ...] = ("LA/RA", "LA/LL", "RA/LL")
 CHEST_SWAPS: tuple[str, ...] = tuple(f"{a}/{b}" for a, b in combinations(CHEST, 2))
-_LIMB = [CANONICAL_LEADS.index(x) for x in LIMB]
-_CHEST = [CANONICAL_LEADS.index(x) for x in CHEST]
 _N = len(CANONICAL_LEADS)
 # each limb lead as a combination of the electrode potentials (RA, LA, LL): Einthoven and Goldberger
 _LEAD_FIELD = np.array(
@@ -51,9 +47,9 @@ _LEAD_FIELD = np.array(
 )
 _WINDOWS = ("beat", "qrs", "t", "p")
 # the correlations that a swap can change: each limb lead with each chest lead, and chest pairs
-_PAIRS = [(i, j) for i in _LIMB for j in _CHEST] + [(i, j) for i, j in combinations(_CHEST, 2)]
+_PAIRS = [(i, j) for i in LIMB_INDEX for j in CHEST_INDEX] + [(i, j) for i, j in combinations(CHEST_INDEX, 2)]
 # per window (QRS, T, P) and limb lead: net area, then size (rms), over the limb leads' joint rms
-_FRONTAL = 2 * (len(_WINDOWS) - 1) * len(_LIMB)
+_FRONTAL = 2 * (len(_WINDOWS) - 1) * len(LIMB_INDEX)
 N_FEATURES = len(_WINDOWS) * len(_PAIRS) + (len(_WINDOWS) - 1) * _N + _FRONTAL
 
 
@@ -85,7 +81,7 @@ def hypothesis_matrix(swap: str) -> np.ndarray:
         a, b = (CANONICAL_LEADS.index(x) for x in names)
         h[[a, b]] = h[[b, a]]
     else:
-        h[np.ix_(_LIMB, _LIMB)] = swap_matrix(swap)
+        h[np.ix_(LIMB_INDEX, LIMB_INDEX)] = swap_matrix(swap)
     return h
 
 
@@ -111,8 +107,9 @@ def _gather(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             sgn.append(sign[j])
     frontal = len(_WINDOWS) * _N * _N + (len(_WINDOWS) - 1) * _N
     for kind, w in ((k, w) for k in range(2) for w in range(len(_WINDOWS) - 1)):
-        for j in _LIMB:  # a limb swap keeps the limb leads among themselves (obs[j] is a limb lead)
-            idx.append(frontal + (kind * (len(_WINDOWS) - 1) + w) * len(_LIMB) + _LIMB.index(obs[j]))
+        for j in LIMB_INDEX:  # a limb swap keeps the limb leads among themselves (obs[j] is a limb lead)
+            block = kind * (len(_WINDOWS) - 1) + w
+            idx.append(frontal + block * len(LIMB_INDEX) + LIMB_INDEX.index(obs[j]))
             sgn.append(sign[j] if kind == 0 else 1.0)
     return np.array(idx), np.array(sgn)
 
@@ -199,8 +196,8 @@ def features(
     centred = centred - centred.mean(-1, keepdims=True)
     z = np.where(vote[..., None], _unit(centred), 0.0)
     p_ok = (masked_median(p_corr, vote, -np.inf) >= p_wave_min_corr)[:, None, None]
-    limb = centred[:, _LIMB]
-    joint = np.sqrt((limb * limb).sum((1, 2)) / np.maximum(vote[:, _LIMB].sum(1) * limb.shape[-1], 1))
+    limb = centred[:, LIMB_INDEX]
+    joint = np.sqrt((limb * limb).sum((1, 2)) / np.maximum(vote[:, LIMB_INDEX].sum(1) * limb.shape[-1], 1))
     limb = limb / np.where(joint > 0, joint, np.inf)[:, None, None]
     # areas from the isoelectric level: the PR segment (the P window's end) for QRS and T, the line
     # joining the P window's ends for P (the beat mean holds the QRS and T areas)
@@ -266,8 +263,8 @@ def detect(
     s[:, 1:] = np.where((model.moved[None] & ~trusted[:, None, :]).any(-1), -np.inf, s[:, 1:])
     best = np.argmax(s[:, 1:], axis=1)
     lead = np.take_along_axis(s[:, 1:], best[:, None], axis=1)[:, 0] - s[:, 0]
-    enough = (trusted[:, _LIMB].sum(1) >= min_leads["limb"]) & (
-        trusted[:, _CHEST].sum(1) >= min_leads["chest"]
+    enough = (trusted[:, LIMB_INDEX].sum(1) >= min_leads["limb"]) & (
+        trusted[:, CHEST_INDEX].sum(1) >= min_leads["chest"]
     )
     return np.where(enough & beats_margin(best, lead, model, margins), best, -1), lead
 
