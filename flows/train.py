@@ -45,6 +45,7 @@ from flows.options import add_dask, cluster_of
 from msaic_model.training.distributed import launched, process_group
 from msaic_model.training.eligible import check_contracts, eligible_records
 from msaic_model.training.evaluate import load_evaluation_config, pooled_out_of_fold
+from msaic_model.training.model_card import metric_cell
 from msaic_model.training.registry import model_dir, new_model_id
 from msaic_model.training.run import (
     MODEL_CHOICES,
@@ -60,6 +61,7 @@ from msaic_model.training.splits import MODES, make_split
 from tasks import store as st
 from tasks.settings import Settings
 from tasks.store.location import Location, location
+from tasks.store.model_files import METRICS
 
 check_task = task(check_contracts, name="check-contracts", cache_policy=NO_CACHE)
 eligible_task = task(eligible_records, name="eligible-records", cache_policy=NO_CACHE)
@@ -130,7 +132,7 @@ def train(
         done = [future.result() for future in futures]
     trained, fold_predictions = [], []
     for spec, model_id, (path, predictions) in zip(specs, ids, done, strict=True):
-        metrics = json.loads((path / "metrics.json").read_text())
+        metrics = json.loads((path / METRICS).read_text())
         trained.append(TrainedModel(model_id, path, spec.fold, metrics, eligible.adjudications))
         fold_predictions.append((predictions, metrics["evaluation"]["threshold"]))
     if split == "cv":
@@ -181,13 +183,6 @@ def _write_json(path: Location, content: dict[str, Any]) -> None:
     st.write_atomic(path, json.dumps(content, indent=2))
 
 
-def _cell(metric: dict[str, Any]) -> str:
-    if metric["value"] is None:
-        return "–"
-    low, high = metric["low"], metric["high"]
-    return f"{metric['value']:.3f}" + (f" ({low:.2f}–{high:.2f})" if low is not None else "")
-
-
 def _rows(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     rows = [("test", evaluation["test"])]
     if evaluation["shift"] is not None:
@@ -214,7 +209,7 @@ def train_markdown(trained: list[TrainedModel]) -> str:
     ]
     for t in trained:
         for name, m in _rows(t.metrics["evaluation"]):
-            cells = " | ".join(_cell(m[k]) for k in ("auroc", "auprc", "sensitivity", "specificity"))
+            cells = " | ".join(metric_cell(m[k]) for k in ("auroc", "auprc", "sensitivity", "specificity"))
             lines.append(f"| {t.model_id} | {name} | {m['n']} | {cells} |")
     if trained:
         lines += ["", adjudication_line(trained[0].adjudications)]
@@ -226,12 +221,12 @@ def print_evaluation(title: str, evaluation: dict[str, Any], console: Console) -
     for col in ("part", "n", "MI+", "AUROC", "AUPRC", "sensitivity", "specificity"):
         table.add_column(col, justify="left" if col == "part" else "right")
     for name, m in _rows(evaluation):
-        metrics = (_cell(m[k]) for k in ("auroc", "auprc", "sensitivity", "specificity"))
+        metrics = (metric_cell(m[k]) for k in ("auroc", "auprc", "sensitivity", "specificity"))
         table.add_row(name, str(m["n"]), str(m["positives"]), *metrics)
     console.print(table)
     if evaluation["shift"] is not None:
         gap = evaluation["shift"]["gap"]
-        console.print(f"distribution shift (held-out − in-distribution): AUROC {_cell(gap['auroc'])}")
+        console.print(f"distribution shift (held-out − in-distribution): AUROC {metric_cell(gap['auroc'])}")
 
 
 _EVALUATION_HELP = "splits/threshold/metrics config JSON (default: data_contracts/evaluation.json)"
@@ -334,8 +329,8 @@ def run_train(args: argparse.Namespace) -> int:
             pooled = cv["pooled"][unit]
             console.print(
                 f"{cv['pooled']['folds']}-fold cross-validation, pooled out-of-fold by {unit} "
-                f"({pooled['n']}, {pooled['positives']} MI+): AUROC {_cell(pooled['auroc'])}, "
-                f"AUPRC {_cell(pooled['auprc'])}"
+                f"({pooled['n']}, {pooled['positives']} MI+): AUROC {metric_cell(pooled['auroc'])}, "
+                f"AUPRC {metric_cell(pooled['auprc'])}"
             )
         console.print(f"cross-validation summary: {cv['path']}")
     return 0
@@ -357,12 +352,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if "external" in report:
         patients = report["external"]["patients"]
         console.print(
-            f"by patient ({patients['n']}, {patients['positives']} MI+): AUROC {_cell(patients['auroc'])}, "
-            f"AUPRC {_cell(patients['auprc'])}"
+            f"by patient ({patients['n']}, {patients['positives']} MI+): "
+            f"AUROC {metric_cell(patients['auroc'])}, "
+            f"AUPRC {metric_cell(patients['auprc'])}"
         )
         for group, title in (("per_site", "source"), ("per_device", "device")):
             for name, m in report["evaluation"][group].items():
-                console.print(f"  {title} {name} ({m['n']}, {m['positives']} MI+): AUROC {_cell(m['auroc'])}")
+                count = f"({m['n']}, {m['positives']} MI+)"
+                console.print(f"  {title} {name} {count}: AUROC {metric_cell(m['auroc'])}")
     if "recorded_in" in report:
         console.print(f"added to the model card: {report['recorded_in']}")
     console.print(f"excluded: {report['excluded']}\nreport: {report['path']}")

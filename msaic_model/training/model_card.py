@@ -124,7 +124,9 @@ def _threshold_section(thresholds: dict[str, Any]) -> str:
     )
 
 
-def _cell(metric: dict[str, Any]) -> str:
+def metric_cell(metric: dict[str, Any]) -> str:
+    """A metric as "value (low–high)" to three decimals, the value alone without an interval, "–"
+    where it is undefined (one class only): the model card's cells and the CLI's lines alike."""
     if metric["value"] is None:
         return "–"
     if metric["low"] is None:
@@ -135,7 +137,7 @@ def _cell(metric: dict[str, Any]) -> str:
 def metric_rows(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per named result: n, positives and each metric as 'value (low–high)'."""
     rows = {
-        name: {"n": r["n"], "MI+": r["positives"], **{m: _cell(r[m]) for m in METRICS}}
+        name: {"n": r["n"], "MI+": r["positives"], **{m: metric_cell(r[m]) for m in METRICS}}
         for name, r in results.items()
     }
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -173,10 +175,10 @@ def _benchmark_section(config: dict[str, Any]) -> str:
     mine = benchmark_name(config)
     rows = {
         name: {
-            "CV AUROC by patient": _cell(m["cv"]["auroc"]),
-            "CV AUPRC by patient": _cell(m["cv"]["auprc"]),
-            "LOSO AUROC (pooled)": _cell(m["loso"]["auroc"]) if m.get("loso") else "–",
-            f"AUROC − {summary['best_baseline']}": _cell(m["minus_best_baseline"])
+            "CV AUROC by patient": metric_cell(m["cv"]["auroc"]),
+            "CV AUPRC by patient": metric_cell(m["cv"]["auprc"]),
+            "LOSO AUROC (pooled)": metric_cell(m["loso"]["auroc"]) if m.get("loso") else "–",
+            f"AUROC − {summary['best_baseline']}": metric_cell(m["minus_best_baseline"])
             if m.get("minus_best_baseline")
             else "–",
         }
@@ -207,7 +209,7 @@ def _shift_section(evaluation: dict[str, Any]) -> str:
     if shift is None:
         return paragraph("This split holds no site or device out, so no shift figure is reported.")
     rows = metric_rows({"in-distribution test": shift["in_distribution"], "held-out test": shift["held_out"]})
-    gap = pd.DataFrame({m: [_cell(shift["gap"][m])] for m in METRICS}, index=["held-out − in-dist."])
+    gap = pd.DataFrame({m: [metric_cell(shift["gap"][m])] for m in METRICS}, index=["held-out − in-dist."])
     return "".join(
         [
             paragraph(
@@ -296,7 +298,7 @@ def _calibration_section(card: CardData, test: pd.DataFrame) -> str:
     )
     count_ax.legend(loc="upper center")
     summary = pd.DataFrame(
-        {name: [_cell(scores[c][name]) for c in ("probability", "risk")] for name in ("brier", "ece")},
+        {name: [metric_cell(scores[c][name]) for c in ("probability", "risk")] for name in ("brier", "ece")},
         index=pd.Index(
             ["before: probability", "after: calibrated risk"], name=f"test ({scores['n']} records)"
         ),
@@ -400,7 +402,7 @@ def _external_reliability(external: dict[str, Any], k: int) -> str:
     ax.legend(loc="upper left")
     columns = [c for c in ("probability", "risk") if c in calibration]
     summary = pd.DataFrame(
-        {name: [_cell(calibration[c][name]) for c in columns] for name in ("brier", "ece")},
+        {name: [metric_cell(calibration[c][name]) for c in columns] for name in ("brier", "ece")},
         index=pd.Index(columns, name=f"{calibration['n']} records"),
     )
     return image(png(fig), "reliability diagram of the external records") + table(
