@@ -17,7 +17,7 @@ from typing import Any
 from data_contracts import load_json
 from tasks import store as st
 from tasks.store.location import Location, location
-from tasks.store.model_files import MODELS
+from tasks.store.model_files import METRICS, MODELS, SNAPSHOT
 
 PROMOTION_RULES = "promotion.json"
 POINTER = "promoted"
@@ -46,13 +46,13 @@ class Decision:
 
 def trained_on_adjudications(model_dir: Location) -> dict[str, int] | None:
     """The adjudication counts in a registered model's snapshot.json (None before they were kept)."""
-    snapshot: dict[str, Any] = json.loads((model_dir / "snapshot.json").read_text())
+    snapshot: dict[str, Any] = json.loads((model_dir / SNAPSHOT).read_text())
     return snapshot.get("adjudications")
 
 
 def held_out_interval(model_dir: Location, metric: str) -> Interval | None:
     """The held-out-site interval of `metric` in a registered model's metrics.json, or None."""
-    metrics: dict[str, Any] = json.loads((model_dir / "metrics.json").read_text())
+    metrics: dict[str, Any] = json.loads((model_dir / METRICS).read_text())
     shift = (metrics.get("evaluation") or {}).get("shift") or {}
     entry = (shift.get("held_out") or {}).get(metric) or {}
     if any(entry.get(k) is None for k in ("value", "low", "high")):

@@ -50,8 +50,11 @@ from tasks.quality.profile_file import PROFILE_FILE, ProfileId, recorded_profile
 from tasks.store.location import Location, location
 from tasks.store.model_files import (
     CONFIG,
+    METRICS,
+    MODEL_CARD,
     MODELS,
     NET,
+    SNAPSHOT,
     THRESHOLDS,
     WEIGHTS,
     Calibration,
@@ -130,8 +133,8 @@ def register(store: Location, reg: Registration) -> Location:
     for name, payload in (
         (CONFIG, reg.config),
         (THRESHOLDS, reg.thresholds),
-        ("metrics.json", reg.metrics),
-        ("snapshot.json", reg.snapshot),
+        (METRICS, reg.metrics),
+        (SNAPSHOT, reg.snapshot),
     ):
         files[name] = json.dumps(payload, indent=2, default=_json_default).encode()
     split = io.BytesIO()
@@ -140,7 +143,7 @@ def register(store: Location, reg: Registration) -> Location:
     profile = recorded_profile(store)
     if profile is not None:  # the QC profile of the store it was trained on: what scoring applies
         files[PROFILE_FILE] = profile.read_bytes()
-    files["model_card.html"] = reg.card_html.encode("utf-8")
+    files[MODEL_CARD] = reg.card_html.encode("utf-8")
     return write_model_dir(store, reg.model_id, files)
 
 

@@ -64,7 +64,16 @@ from msaic_model.training.registry import (
 from msaic_model.training.splits import ASSIGNMENT_COLUMNS, Split, labelled_records, make_split
 from tasks import store as st
 from tasks.store.location import Location, location
-from tasks.store.model_files import CONFIG, FEATURE_MODELS, NET, THRESHOLDS, decision_threshold
+from tasks.store.model_files import (
+    CONFIG,
+    FEATURE_MODELS,
+    METRICS,
+    MODEL_CARD,
+    NET,
+    SNAPSHOT,
+    THRESHOLDS,
+    decision_threshold,
+)
 
 NETS: tuple[str, ...] = ("msaic", "resnet1d", "inception1d")
 MODEL_CHOICES: tuple[str, ...] = (*NETS, *FEATURE_MODELS)
@@ -355,7 +364,7 @@ def card_from_directory(model_path: Location) -> CardData:
     def read(name: str) -> dict[str, Any]:
         return json.loads((model_path / name).read_text())
 
-    config, metrics, snapshot = read(CONFIG), read("metrics.json"), read("snapshot.json")
+    config, metrics, snapshot = read(CONFIG), read(METRICS), read(SNAPSHOT)
     split = st.read_table_file(model_path / SPLIT_FILE).to_pandas()
     external = sorted((model_path / EXTERNAL_DIR).glob("*.json"))
     return CardData(
@@ -382,7 +391,7 @@ def record_external(model_path: Location, report: dict[str, Any]) -> Location:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = folder / f"{stamp}-{report['store_name']}-{uuid.uuid4().hex[:6]}.json"
     st.write_atomic(path, json.dumps(report, indent=2, default=str))
-    st.write_atomic(model_path / "model_card.html", render_card(card_from_directory(model_path)))
+    st.write_atomic(model_path / MODEL_CARD, render_card(card_from_directory(model_path)))
     return path
 
 
