@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 from tasks.ingest import labels
-from tasks.ingest.record_meta import RecordMeta, plausible_age
+from tasks.ingest.readers.base import plausible_age
+from tasks.ingest.record_meta import RecordMeta
 
 _SNOMED = re.compile(r"^\d{5,18}$")
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from tasks.ingest import labels
-from tasks.ingest.record_meta import plausible_age
+from tasks.ingest.readers.base import plausible_age
 
 DATABASE_CSV = "ptbxl_database.csv"
 STATEMENTS_CSV = "scp_statements.csv"

@@ -4,12 +4,12 @@ WFDB headers give it through `tasks.ingest.header_meta`, hospital exports throug
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from tasks.ingest import labels
 from tasks.ingest.labels import Label
 from tasks.ingest.readers import Decoded
+from tasks.ingest.readers.base import plausible_age
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,6 @@ class RecordMeta:
     institution: str | None = None
     patient_id: str | None = None
     derived_leads: list[str] = field(default_factory=list)
-
-
-MAX_AGE_YEARS = 120  # the oldest age a record may state; a larger one is a typo or a code
-
-
-def plausible_age(age: float | None) -> float | None:
-    """A stated age in years, or None where none is stated or it is not 0-MAX_AGE_YEARS (every
-    source's age goes through here)."""
-    return age if age is not None and math.isfinite(age) and 0 <= age <= MAX_AGE_YEARS else None
 
 
 def from_export(decoded: Decoded) -> RecordMeta:

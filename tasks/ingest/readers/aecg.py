@@ -17,7 +17,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from data_contracts.leads import canonical_lead
-from tasks.ingest.readers.base import MAX_SAMPLES, Decoded, ReaderError, age_at
+from tasks.ingest.readers.base import MAX_SAMPLES, Decoded, ReaderError, age_at, plausible_age
 from tasks.ingest.readers.xml import element_text, local_name, parse_document, xml_root
 from tasks.ingest.wfdb_reader import RawRecord
 
@@ -235,14 +235,14 @@ def _age(root: Element, person: Element | None, recorded: date | None) -> float 
 
 
 def _reported_age(root: Element) -> float | None:
-    """The age the document states (LOINC 21612-7 related observation) in years; None when its
-    unit of time is not stated."""
+    """The first plausible age the document states (LOINC 21612-7 related observation) in years;
+    None when none is, or its unit of time is not stated (the birth date is tried next)."""
     for observation in _findall(root, "controlVariable/relatedObservation"):
         if _attr(_find(observation, "code"), "code") == _REPORTED_AGE:
             value = _find(observation, "value")
             factor = _AGE_UNITS_IN_YEARS.get(_attr(value, "unit"))
-            age = _number(_attr(value, "value")) * factor if factor else math.nan
-            if math.isfinite(age):
+            age = plausible_age(_number(_attr(value, "value")) * factor if factor else math.nan)
+            if age is not None:
                 return age
     return None
 

@@ -8,6 +8,7 @@ through the versioned label mapping and are never stored as text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 
@@ -47,10 +48,19 @@ class Decoded:
     derived_leads: tuple[str, ...] = ()
 
 
+MAX_AGE_YEARS = 120  # the oldest age a record may state; a larger one is a typo or a code
+
+
+def plausible_age(age: float | None) -> float | None:
+    """A stated age in years, or None where none is stated or it is not 0-MAX_AGE_YEARS (every
+    source's age goes through here: `record_meta`, the WFDB header and PTB-XL readers)."""
+    return age if age is not None and math.isfinite(age) and 0 <= age <= MAX_AGE_YEARS else None
+
+
 def age_at(birth: date | None, at: date | None) -> float | None:
     """Completed years between a birth date and the recording date, for files that state a birth
     date but no age (the birth date itself is never kept); whether it is plausible is
-    `record_meta.plausible_age`'s to say."""
+    `plausible_age`'s to say."""
     if birth is None or at is None:
         return None
     years = at.year - birth.year - ((at.month, at.day) < (birth.month, birth.day))

@@ -40,7 +40,7 @@ _INVERTED = re.compile(r"(?:lead\s*)?-", re.IGNORECASE)
 # Sample interpretations `waveform_array` converts as they are (not the µ-law/A-law ones)
 _SAMPLE_BYTES = {"SB": 1, "UB": 1, "SS": 2, "US": 2, "SL": 4, "UL": 4, "SV": 8, "UV": 8}
 _BEAT_WORDS = ("MEDIAN", "REPRESENTATIVE", "AVERAGE", "TEMPLATE", "BEAT")
-_AGEUNIT_WORDS_IN_YEARS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+_AGE_UNITS_IN_YEARS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
 
 
 @dataclass(frozen=True)
@@ -257,4 +257,4 @@ def _recorded_at(ds: Any) -> str | None:
 def _age(value: str | None) -> float | None:
     """Years from a DICOM age string (`063Y`, `006M`, `010W`, `005D`)."""
     match = re.fullmatch(r"(\d{1,3})([DWMY])", value or "")
-    return int(match[1]) * _AGEUNIT_WORDS_IN_YEARS[match[2]] if match else None
+    return int(match[1]) * _AGE_UNITS_IN_YEARS[match[2]] if match else None

@@ -9,8 +9,8 @@ import numpy as np
 
 from tasks.ingest.header_meta import parse_comments
 from tasks.ingest.ptbxl import _age as ptbxl_age
-from tasks.ingest.readers.base import Decoded, age_at
-from tasks.ingest.record_meta import MAX_AGE_YEARS, from_export, plausible_age
+from tasks.ingest.readers.base import MAX_AGE_YEARS, Decoded, age_at, plausible_age
+from tasks.ingest.record_meta import from_export
 from tasks.ingest.wfdb_reader import RawRecord
 
 

@@ -131,6 +131,14 @@ def test_birth_time_is_never_kept() -> None:
     assert not any("1976" in str(value) for value in fields.values())
 
 
+def test_an_implausible_stated_age_gives_way_to_the_birth_time() -> None:
+    """A reported age of 460 years (a typo) is no age: the birth time (1953-05-08) gives one."""
+    data = EXAMPLE.read_bytes()
+    assert data.count(b'value="46" unit="a"') == 1
+    decoded = aecg.read(data.replace(b'value="46" unit="a"', b'value="460" unit="a"'))
+    assert decoded.age == aecg.read(data.replace(b'value="46" unit="a"', b'value="" unit="a"')).age == 49.0
+
+
 def _text() -> str:
     return EXAMPLE.read_text(encoding="utf-8")
 
