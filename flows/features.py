@@ -37,6 +37,8 @@ def _rows(totals: FeatureTotals, contract: dict[str, ValidationSummary]) -> list
             verdict = "not checked: too few rows (with the other small sites)"
         else:
             verdict = "ok" if check.success else "FAILED: " + ", ".join(check.failed)
+            if check.table != f"features[{site}]":  # checked together with the other small sites
+                verdict += f" ({check.table})"
         rows.append([site, str(totals.measured[site]), skipped or "-", verdict])
     return rows
 

@@ -66,12 +66,13 @@ def beat_samples(fs: int) -> int:
 def median_beat_array(x: np.ndarray, usable: np.ndarray, fs: int) -> np.ndarray:
     """One median beat per lead for each window of x (n, 12, T) at `fs`, through the feature store's
     beat pipeline (zero-phase band-pass, R peaks on all leads together, beats unlike the dominant
-    morphology left out). Unlike the feature store, which bridges NaN gaps and cuts a padded tail,
-    x arrives with NaN already 0 (as for rhythm input; the median over the beats keeps the few a
-    gap touches from showing), and `usable` is only "not all missing": leads the quality gate flags
-    still take part. An unusable lead, and every lead of a window in which no median beat can be
-    formed (fewer than three matching beats), is 0: the network reads that as no evidence, and
-    scoring reports such a window as unscored (`CropOcclusion.no_input`)."""
+    morphology left out). Unlike the feature store, which leaves the beats a lead's NaN gap
+    touches out of that lead's median and cuts a padded tail, x arrives with NaN already 0 (as
+    for rhythm input; the median over the beats keeps the few a gap touches from showing), and
+    `usable` is only "not all missing": leads the quality gate flags still take part. An unusable
+    lead, and every lead of a window in which no median beat can be formed (fewer than three
+    matching beats), is 0: the network reads that as no evidence, and scoring reports such a
+    window as unscored (`CropOcclusion.no_input`)."""
     cfg = criteria_config()["signal"]
     out = np.zeros((*x.shape[:2], beat_samples(fs)), np.float32)
     for i in range(x.shape[0]):

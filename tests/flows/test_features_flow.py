@@ -164,3 +164,27 @@ def test_features_before_qc_fail_with_the_command_to_run(
     assert main(["features", "--store", str(store), "--workers", "1"]) == 1
     assert "run `msaic qc --store" in capsys.readouterr().err
     assert not (store / "features").exists()
+
+
+def test_the_summary_says_which_sites_were_checked_alone_together_or_not_at_all() -> None:
+    """The contract column of `msaic features`: a site checked alone, small sites checked together
+    (their row names the group, which may have failed on another of them), and small sites too few
+    together to check."""
+    from collections import Counter
+
+    from data_contracts.suites import ValidationSummary
+    from flows.features import features_summary
+
+    pool = ValidationSummary("features[sites under 20 rows: a, b]", False, 40, ["not_be_null(qt_ms)"])
+    contract = {
+        "big": ValidationSummary("features[big]", True, 40, []),
+        "a": pool,
+        "b": pool,
+        "c": ValidationSummary("features[sites under 20 rows: c]", True, 0, []),
+    }
+    totals = FeatureTotals(measured=Counter({"big": 30, "a": 12, "b": 10, "c": 3}))
+    (table,) = features_summary(totals, contract).tables
+    verdict = {row[0]: row[-1] for row in table.rows}
+    assert verdict["big"] == "ok"
+    assert verdict["a"] == verdict["b"] == "FAILED: not_be_null(qt_ms) (features[sites under 20 rows: a, b])"
+    assert verdict["c"] == "not checked: too few rows (with the other small sites)"

@@ -20,6 +20,7 @@ from tasks.features.measure import (
     measure_record,
     prominent_peaks,
     qrs_waves,
+    usable_leads,
 )
 from tasks.features.reference import BOUNDARIES, INTERVALS, compare, read_ludb
 from tests.conftest import LUDB
@@ -216,3 +217,10 @@ def test_qrs_waves_of_made_up_complexes() -> None:
     notched = np.array([[0.0, 0.6, 0.2, 0.9, 0.3, 0.8, 0.1, -0.3, 0.0]])  # R, notch, R', notch, R''
     # three peaks and three dips (two notches and S), less the three of an ordinary QRS
     assert qrs_waves(notched, 0.02, 0.03, 3)["frag_count"].tolist() == [3.0]
+
+
+def test_usable_leads_from_stored_quality_flags() -> None:
+    """A lead is measured unless one of its stored flags is an unusable one (missing, flat,
+    saturation); noise flags and an unflagged lead keep it, spacing does not matter."""
+    flags = ["", None, "powerline,emg", "flat", "baseline, saturation", " missing ", "amplitude"]
+    assert usable_leads(flags) == (True, True, True, False, False, False, True)
