@@ -177,7 +177,9 @@ def score_units(
     explainer: Explainer,
 ) -> ShardScores:
     """Score one shard of (unit or archive problem, site): every input ends as score rows or
-    quarantine rows, never as an exception."""
+    quarantine rows, never as an exception. Should the gate, the model or the explanation fail
+    on the shard's windows (no known input does), each record is scored on its own and the one
+    that fails alone is quarantined (stage `score`), so that one record cannot stop an archive."""
     out = ShardScores()
     rows: list[dict[str, Any]] = []
     signals: list[np.ndarray] = []
@@ -201,14 +203,45 @@ def score_units(
             {**r, "site": site, "recorded_date": (r["recorded_at"] or "")[:10] or None} for r in unit_rows
         ]
         signals.append(windows)
-    t1 = time.perf_counter()
-    out.seconds["read"] += t1 - t0
+    out.seconds["read"] += time.perf_counter() - t0
     if not rows:
         return out
     windows = np.concatenate(signals)
+    try:
+        out.rows += score_windows(rows, windows, model, profile, explainer, out.seconds)
+    except Exception:
+        records: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            records.setdefault(row["source_path"], []).append(i)
+        for at in records.values():
+            first = rows[at[0]]
+            try:
+                out.rows += score_windows(
+                    [rows[i] for i in at], windows[at], model, profile, explainer, out.seconds
+                )
+            except Exception as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+                out.quarantine.append(
+                    quarantine_row(first["source_path"], first["site"], "score", "score_error", detail,
+                                   first["content_sha256"])
+                )  # fmt: skip
+    return out
+
+
+def score_windows(
+    rows: list[dict[str, Any]],
+    windows: np.ndarray,
+    model: ProbabilityModel,
+    profile: QcProfile,
+    explainer: Explainer,
+    seconds: Counter,
+) -> list[dict[str, Any]]:
+    """The score rows of decoded windows (their record rows `rows`): the quality gate, the model's
+    probabilities and the explanation of each positive call; seconds per step added to `seconds`."""
+    t1 = time.perf_counter()
     qc = assess(windows, profile)
     t2 = time.perf_counter()
-    out.seconds["quality"] += t2 - t1
+    seconds["quality"] += t2 - t1
     verdicts = np.asarray(qc.verdict)
     scored = np.flatnonzero(verdicts != "reject")
     probs = np.full(len(rows), np.nan, np.float32)
@@ -228,10 +261,11 @@ def score_units(
         )  # among `scored`
         t3 = time.perf_counter()
         why = dict(zip(scored[positive], explain(occlusion, positive, explainer), strict=True))
-    out.seconds["model"] += t3 - t2
-    out.seconds["explain"] += time.perf_counter() - t3
+    seconds["model"] += t3 - t2
+    seconds["explain"] += time.perf_counter() - t3
     now, version = datetime.now(UTC), model_version(model)
     risks, bands = calibrated_risk(model.calibration, logits)
+    scored_rows: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
         territory, leads = why.get(i, (None, []))
         rejected = verdicts[i] == "reject"
@@ -240,7 +274,7 @@ def score_units(
             if rejected
             else (NO_INPUT if i in no_input else None)
         )
-        out.rows.append(
+        scored_rows.append(
             {
                 "record_id": row["record_id"],
                 "site": row["site"],
@@ -274,4 +308,4 @@ def score_units(
                 "scored_at": now,
             }
         )
-    return out
+    return scored_rows
