@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
@@ -102,7 +102,12 @@ def train(
     store = location(store)
     evaluation = load_evaluation_config(evaluation_config)
     ranks = process_group()
-    check_task(store)
+    unchecked = check_task(store)["features_not_checked"]
+    if unchecked:
+        get_run_logger().warning(
+            "features/ of %s hold too few rows to check against the contract (see msaic features)",
+            ", ".join(unchecked),
+        )
     eligible = eligible_task(store)
     the_split = split_task(eligible.records, split, seed, evaluation.splits, held_out)
     excluded = eligible.excluded | the_split.excluded

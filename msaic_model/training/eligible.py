@@ -14,6 +14,7 @@ evaluation (counted as `adjudicated_unreadable`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,14 +35,19 @@ ADJUDICATED_LABELS = {"mi": 1, "not_mi": 0}  # "unreadable" removes the record
 _PREREQUISITES = {"quality": "msaic qc", "features": "msaic features"}
 
 
-def check_contracts(store: Location) -> dict[str, int]:
-    """Validate quality/ and features/ against their suites; rows checked per table."""
+def check_contracts(store: Location) -> dict[str, Any]:
+    """Validate quality/ and features/ against their suites: expectations evaluated per table, and
+    the sites whose features were too few rows to check (`features_not_checked`)."""
     for table, command in _PREREQUISITES.items():
         if st.dataset(store, table) is None:
             raise FileNotFoundError(f"{store} has no {table}/ table: run `{command} --store {store}` first")
     quality = require_valid("quality", st.read_table(store, "quality").to_pandas())
     features = require_valid_features(store)
-    return {"quality": quality.evaluated, "features": sum(r.evaluated for r in features.values())}
+    return {
+        "quality": quality.evaluated,
+        "features": sum(r.evaluated for r in features.values()),
+        "features_not_checked": sorted(site for site, r in features.items() if not r.evaluated),
+    }
 
 
 @dataclass(frozen=True)
