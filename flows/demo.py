@@ -4,7 +4,9 @@ Each stage runs as its own Prefect flow, as a user would run the commands one by
 writes the archive (once), `ingest` reads it into the store, `quality` flags the leads and the
 quality report is written, `features` measures the median beats, `train` fits MSAIC-Net with the
 site-held-out split, evaluates and registers it, and `score_archive` screens the archive with it.
-Re-running reuses the archive; ingest, quality and features only add what is new. A new store of
+Re-running reuses the archive; ingest, quality and features only add what is new, and each run's
+model screens into a folder of its own, `screening/<model_id>` (a scoring OUT holds one model's
+scores: the second run failed on the first one's). A new store of
 the synthetic archive gets a fixed pseudonym key (unless MSAIC_PSEUDONYM_KEY sets one), so every
 fresh run draws the same split; an archive the demo did not synthesize never gets that public key."""
 
@@ -50,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     workdir: Path = args.workdir
-    archive, store, screening = workdir / "archive", workdir / "store", workdir / "screening"
+    archive, store = workdir / "archive", workdir / "store"
     settings = Settings()
     console = Console()
     if not (archive / "ptbxl_database.csv").exists():
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     print_summary(features_summary(*features(store, settings, show_progress=True)), console)
     model = train(store, model="msaic", split="site", epochs=args.epochs)[0]
     print_evaluation(model.model_id, model.metrics["evaluation"], console)
+    screening = workdir / "screening" / model.model_id
     scored = score_archive(archive, model.path, screening, settings, show_progress=True)
     print_summary(score_summary(scored, screening.resolve()), console)
     console.print(
