@@ -98,3 +98,27 @@ def test_header_dialects() -> None:
     assert unknown.label.mi_label is None
     assert parse_comments(["Dx: Unknown"]).label.mi_label is None
     assert parse_comments([]).label.mi_label is None
+
+
+def test_a_base_date_that_is_no_calendar_date_is_read_as_none(tmp_path: Path) -> None:
+    """Real LUDB records whose record lines state a month-first date (12/25/2019, as some exports
+    write it) or a proper one: both are read and windowed; the first has no acquisition time,
+    never "2019-25-12", which the quality report could not place on a date axis."""
+    from tasks.ingest.records import IngestConfig, Task, content_sha256, record_rows
+    from tasks.ingest.run import walk_archive
+    from tasks.settings import Settings
+    from tests.helpers import copy_ludb
+
+    archive = copy_ludb(tmp_path / "archive", (1, 2))
+    for name, date in (("1", "12/25/2019"), ("2", "25/12/2019")):
+        header = archive / f"{name}.hea"
+        first, rest = header.read_text().split("\n", 1)
+        header.write_text(f"{first} 10:11:12 {date}\n{rest}")
+    settings = Settings(workers=1)
+    cfg = IngestConfig.for_store(tmp_path / "store", settings)
+    stated = {}
+    for unit in walk_archive(archive, settings):
+        rows, windows = record_rows(Task(unit, "ludb", None), content_sha256(unit.files), cfg)
+        assert len(rows) == len(windows) == 1 and np.isfinite(windows).any()
+        stated[unit.source_path] = rows[0]["recorded_at"]
+    assert stated == {"1.hea": None, "2.hea": "2019-12-25T10:11:12"}
