@@ -11,7 +11,7 @@ taken from the two sizes in this process, bare loop and pipeline alternating ove
 `msaic ingest` also runs end to end as a subprocess (Prefect flow, parallel workers, Parquet
 writes, GX validation) with the peak RSS of its whole process tree sampled. Prints JSON.
 Usage: python bench/ingest.py [--copies 64] [--format-seconds 8] [--workers 2] [--rounds 3]
-                              [--only wfdb|formats]
+                              [--only wfdb|formats] [--format edf ...]
 (64 copies: 17,280 WFDB records, 3.5 GB of temp files)
 """
 
@@ -156,12 +156,17 @@ def once_started(
     }
 
 
-def format_rates(tmp: Path, seconds: float, workers: int, rounds: int) -> dict[str, dict[str, Any]]:
-    """Per hospital format: the pipeline's rate once started against the bare reader's
-    (`once_started`), on two archives of copies sized so that the larger one holds about `seconds`
-    of bare decoding, and the end-to-end rate and peak RSS of `msaic ingest` on the larger one."""
+def format_rates(
+    tmp: Path, seconds: float, workers: int, rounds: int, only: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per hospital format (those in `only`, else all): the pipeline's rate once started against
+    the bare reader's (`once_started`), on two archives of copies sized so that the larger one
+    holds about `seconds` of bare decoding, and the end-to-end rate and peak RSS of `msaic ingest`
+    on the larger one."""
     out: dict[str, dict[str, Any]] = {}
     for fmt, paths in hospital_files().items():
+        if only and fmt not in only:
+            continue
         sizing = bare_decode(fmt, paths * max(1, round(20 / len(paths))))  # a first estimate, to size
         copies = max(8, round(sizing * seconds / len(paths)))
         small, large = tmp / f"{fmt}-small", tmp / f"{fmt}-large"
@@ -197,6 +202,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", choices=["wfdb", "formats"], help="run one part only")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the once-started measure (median)")
+    ap.add_argument("--format", action="append", help="measure this hospital format only (repeatable)")
     args = ap.parse_args()
     from tasks.runner import tune_allocator
 
@@ -205,7 +211,7 @@ def main() -> None:
     out: dict[str, Any] = {"workers": args.workers, "allocator_tuned": tune_allocator()}
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "wfdb":
-            out["formats"] = format_rates(Path(tmp), args.format_seconds, args.workers, args.rounds)
+            out["formats"] = format_rates(Path(tmp), args.format_seconds, args.workers, args.rounds, args.format)
             out["formats_target"] = "once_started_over_bare >= 0.5 per format"
         if args.only == "formats":
             print(json.dumps(out, indent=2))
