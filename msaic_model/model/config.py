@@ -57,6 +57,12 @@ class FusionConfig(_Strict):
     hidden: int = Field(default=32, ge=1, description="hidden units of the feature head")
     dropout: float = Field(default=0.2, ge=0, lt=1)
     clip: float = Field(default=5.0, gt=0, description="standardized values are clipped to ±clip")
+    stack: Literal["gbm"] | None = Field(
+        default=None,
+        description="gradient boosting on the feature store's measurements (the `gbm` baseline), fitted on "
+        "the training set after the network; its log-odds and the network's are averaged "
+        "(`msaic_model.model.stacked`)",
+    )
 
 
 class MsaicNetConfig(_Strict):
@@ -251,6 +257,12 @@ class ModelConfig(_Strict):
         """The feature-store columns the network reads beside the waveforms (empty without fusion)."""
         fusion = getattr(self.net, "fusion", None)
         return fusion_columns(fusion) if fusion is not None else []
+
+    @property
+    def stack(self) -> str | None:
+        """The feature model stacked on the network after training (`fusion.stack`), if any."""
+        fusion = getattr(self.net, "fusion", None)
+        return fusion.stack if fusion is not None else None
 
 
 def init_weights_path(value: str) -> str:

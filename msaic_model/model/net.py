@@ -13,7 +13,9 @@ MSAIC-Net, for input (n, 12, T):
 6. with `fusion` (late fusion), the record's feature-store values (n, F): NaN → the training
    median, standardized with the training scale, clipped, then a small head to a second logit
    added to the classifier's. The medians and scales are buffers, set once from the training set
-   (`set_feature_normalization`) and saved with the weights.
+   (`set_feature_normalization`) and saved with the weights;
+7. with `fusion.stack`, gradient boosting on the same measurements, fitted after training
+   (`msaic_model.model.stacked`): the log-odds is then the mean of the network's and the trees'.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ from msaic_model.model.config import (
     ResNet1dConfig,
     fusion_columns,
 )
+from msaic_model.model.stacked import StackedTrees
 
 N_LEADS = len(CANONICAL_LEADS)
+FEATURE_HEAD = "features."  # the state-dict prefix of a fused MSAIC-Net's feature head
+TREES = "features.trees."  # ... and of its stacked trees (`fusion.stack`), fitted after training
 
 
 class FeatureHead(nn.Module):
@@ -56,6 +61,7 @@ class FeatureHead(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(n, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, 1)
         )
+        self.trees = StackedTrees() if cfg.stack is not None else None
 
     def set_normalization(self, features: torch.Tensor) -> None:
         """Medians and scales (sd; 1 where a column is constant or never measured) of training
@@ -107,6 +113,9 @@ class MsaicNet(nn.Module):
         logits = self.classifier(pooled).squeeze(-1)
         if self.features is not None:
             logits = logits + self.features(features.to(logits.dtype))
+            trees = self.features.trees
+            if trees is not None and trees.fitted:  # raw features: the trees split on stored values
+                logits = (logits + trees(features).to(logits.dtype)) / 2
         return NetOutput(logits, self.projection(pooled), lead_weights)
 
 

@@ -31,7 +31,7 @@ from torch import nn
 from msaic_model.model.config import ModelConfig, init_weights_path
 from msaic_model.model.data import WaveformStream
 from msaic_model.model.inference import predict_proba, predict_stream, resolve_device
-from msaic_model.model.net import build_model
+from msaic_model.model.net import FEATURE_HEAD, TREES, build_model
 from msaic_model.training import distributed
 from msaic_model.training.eligible import feature_matrix
 from msaic_model.training.losses import MsaicLoss, positive_class_weight
@@ -76,24 +76,23 @@ def initial_weights(config: ModelConfig) -> dict[str, torch.Tensor] | None:
     return None if path is None else safetensors.torch.load(location(init_weights_path(path)).read_bytes())
 
 
-FEATURE_HEAD = "features."  # the state-dict prefix of a fused MSAIC-Net's feature head
-
-
 def load_initial_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
     """Load `train.init_weights` into a fresh `model`. The file must fit the network exactly, with
-    one exception: the weights of a waveform MSAIC-Net (no `features.*` tensors, as
+    two exceptions: the weights of a waveform MSAIC-Net (no `features.*` tensors, as
     `msaic_model.training.pretrain` writes them) start the waveform branch of a fused one, whose
     feature head keeps its fresh initialization (its normalization is set from the training set
-    afterwards). Anything else missing, any tensor the network lacks or of another shape is an error."""
-    head = {k for k in model.state_dict() if k.startswith(FEATURE_HEAD)}
-    if not head or any(k.startswith(FEATURE_HEAD) for k in weights):
-        model.load_state_dict(weights)
-        return
+    afterwards); stacked trees are never started from a file (they are fitted after training).
+    Anything else missing, any tensor the network lacks or of another shape is an error."""
+    state = model.state_dict()
+    weights = {k: v for k, v in weights.items() if not k.startswith(TREES)}
+    fresh = {k for k in state if k.startswith(TREES)}
+    if not any(k.startswith(FEATURE_HEAD) for k in weights):
+        fresh |= {k for k in state if k.startswith(FEATURE_HEAD)}
     loaded = model.load_state_dict(weights, strict=False)
-    if loaded.unexpected_keys or set(loaded.missing_keys) != head:
+    if loaded.unexpected_keys or set(loaded.missing_keys) != fresh:
         raise RuntimeError(
-            "init_weights do not fit the waveform branch of this fused network: missing "
-            f"{sorted(set(loaded.missing_keys) - head)}, unexpected {sorted(loaded.unexpected_keys)}"
+            "init_weights do not fit this network: missing "
+            f"{sorted(set(loaded.missing_keys) - fresh)}, unexpected {sorted(loaded.unexpected_keys)}"
         )
 
 

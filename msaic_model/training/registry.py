@@ -36,6 +36,7 @@ import torch
 from pydantic import ValidationError
 from scipy.special import expit
 
+from data_contracts.feature_columns import FEATURE_COLUMNS
 from data_contracts.schemas import FS
 from msaic_model.model.config import ModelConfig
 from msaic_model.model.feature_baselines import (
@@ -45,7 +46,7 @@ from msaic_model.model.feature_baselines import (
     feature_model_from_arrays,
 )
 from msaic_model.model.inference import CropOcclusion, WindowScores, predict_proba, resolve_device
-from msaic_model.model.net import build_model
+from msaic_model.model.net import TREES, build_model
 from tasks.quality.profile_file import PROFILE_FILE, ProfileId, recorded_profile
 from tasks.store.location import Location, location
 from tasks.store.model_files import (
@@ -292,7 +293,6 @@ def extract_features(
     otherwise); values rounded to float32 as the store keeps them. `quality`: the gate's result
     on these very windows when the caller has it (scoring: its own gate, under its profile), else
     the packaged profile's gate is run here."""
-    from data_contracts.feature_columns import FEATURE_COLUMNS
     from tasks.features.measure import criteria_config
     from tasks.features.run import RecordMeta, feature_row
     from tasks.quality.gate import assess, load_profile
@@ -365,13 +365,14 @@ def _check_values(model_id: str, arrays: dict[str, np.ndarray]) -> None:
     for name, a in arrays.items():
         if not np.issubdtype(a.dtype, np.floating):
             continue
-        finite = np.isfinite(a) | (np.isinf(a) & (name == "threshold"))
+        unit = name.removeprefix(TREES)  # stacked trees: the baseline's arrays in feature units
+        finite = np.isfinite(a) | (np.isinf(a) & (unit == "threshold"))
         if not finite.all():
             raise ModelError(
                 f"model {model_id}: weight {name} holds {int((~finite).sum())} NaN or infinite values"
             )
         largest = float(np.abs(a).max()) if a.size else 0.0
-        if name not in FEATURE_UNIT_ARRAYS and largest > WEIGHT_LIMIT:
+        if unit not in FEATURE_UNIT_ARRAYS and largest > WEIGHT_LIMIT:
             raise ModelError(
                 f"model {model_id}: weight {name} reaches {largest:.3g} (at most {WEIGHT_LIMIT:g})"
             )
@@ -409,7 +410,8 @@ def _largest_int(node: Any) -> int:
 
 def _check_shapes(model_id: str, config: ModelConfig, arrays: dict[str, np.ndarray]) -> None:
     """The weights hold exactly the parameters the config builds, with the same shapes (built on
-    the meta device: nothing is allocated until they match)."""
+    the meta device: nothing is allocated until they match); stacked trees, whose size the fit
+    decides, hold consistent node arrays over the network's measurement columns."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
     if arrays.keys() != expected.keys():
@@ -417,7 +419,12 @@ def _check_shapes(model_id: str, config: ModelConfig, arrays: dict[str, np.ndarr
         raise ModelError(
             f"model {model_id}: weights and config differ in {len(odd)} parameters ({odd[0]}, ...)"
         )
+    trees = {k.removeprefix(TREES): a for k, a in arrays.items() if k.startswith(TREES)}
+    if trees:
+        _check_tree_arrays(model_id, trees, len(FEATURE_COLUMNS))
     for name, shape in expected.items():
+        if name.startswith(TREES):
+            continue
         if arrays[name].shape != shape:
             raise ModelError(
                 f"model {model_id}: weight {name} has shape {arrays[name].shape}, the config builds {shape}"
@@ -426,23 +433,38 @@ def _check_shapes(model_id: str, config: ModelConfig, arrays: dict[str, np.ndarr
 
 def _check_feature_arrays(files: ModelFiles, arrays: dict[str, np.ndarray]) -> None:
     """A feature baseline's arrays index only what exists: `used` columns among the model's
-    feature columns, per-column arrays as long as `used`, and for trees, nodes whose children come
-    after them (so that every path ends in a leaf) and whose indices stay in range."""
+    feature columns, per-column arrays as long as `used`, and for trees, consistent nodes
+    (`_check_tree_arrays`)."""
     model_id, n_columns = files.model_id, len(files.config.get("feature_columns") or [])
-    fields = [f.name for f in dataclasses.fields(FEATURE_CLASSES[files.kind]) if f.name != "kind"]
+    if files.kind == "gbm":
+        _check_tree_arrays(model_id, arrays, n_columns)
+        return
+    used = _checked_used(model_id, files.kind, arrays, n_columns)
+    per_column = ("median", "mean", "scale", "coef")
+    if any(arrays[f].size != used.size for f in per_column) or arrays["intercept"].size != 1:
+        raise ModelError(f"model {model_id}: logreg arrays do not match its {used.size} columns")
+    if not (arrays["scale"] > 0).all():
+        raise ModelError(f"model {model_id}: logreg scale is not positive")
+
+
+def _checked_used(model_id: str, kind: str, arrays: dict[str, np.ndarray], n_columns: int) -> np.ndarray:
+    """Every array of a feature model of `kind` present and 1-d, and its `used` columns a set of
+    indices among `n_columns`; returns `used`."""
+    fields = [f.name for f in dataclasses.fields(FEATURE_CLASSES[kind]) if f.name != "kind"]
     missing = [f for f in fields if f not in arrays or arrays[f].ndim != 1]
     if missing:
-        raise ModelError(f"model {model_id}: {files.kind} weights lack a 1-d array {missing[0]}")
+        raise ModelError(f"model {model_id}: {kind} weights lack a 1-d array {missing[0]}")
     used = arrays["used"]
     if not _indices(used, n_columns) or np.unique(used).size != used.size:
         raise ModelError(f"model {model_id}: `used` is not a set of its {n_columns} feature columns")
-    if files.kind == "logreg":
-        per_column = ("median", "mean", "scale", "coef")
-        if any(arrays[f].size != used.size for f in per_column) or arrays["intercept"].size != 1:
-            raise ModelError(f"model {model_id}: logreg arrays do not match its {used.size} columns")
-        if not (arrays["scale"] > 0).all():
-            raise ModelError(f"model {model_id}: logreg scale is not positive")
-        return
+    return used
+
+
+def _check_tree_arrays(model_id: str, arrays: dict[str, np.ndarray], n_columns: int) -> None:
+    """Gradient-boosting arrays (a `gbm` baseline's, or a network's stacked trees) over `n_columns`
+    feature columns: nodes whose children come after them (so that every path ends in a leaf) and
+    whose indices stay in range."""
+    used = _checked_used(model_id, "gbm", arrays, n_columns)
     nodes = arrays["feature"].size
     per_node = ("threshold", "missing_left", "left", "right", "is_leaf", "value")
     internal = np.flatnonzero(arrays["is_leaf"] == 0) if arrays["is_leaf"].size == nodes else np.array([])

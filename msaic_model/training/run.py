@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
+from torch import nn
 
 from data_contracts import load_json
 from data_contracts.feature_columns import FEATURE_COLUMNS
@@ -149,15 +150,17 @@ def fit_fold(spec: RunSpec, model_id: str) -> Fitted:
     if spec.model in NETS:
         assert spec.model_config is not None
         result = fit(spec.store, train, rows[rows["part"] == "val"], spec.model_config)
-        kind_config = {"kind": NET, "model": spec.model_config.model_dump(mode="json")}
-        loaded = LoadedModel(model_id, None, config | kind_config, net=result.model)
-        weights = dict(result.model.state_dict())
         training = {
             "history": result.history.to_dict(orient="records"),
             "best_epoch": result.best_epoch,
             "seconds_per_epoch": float(result.history["seconds"].mean()),
             "parameters": parameter_count(result.model),
         }
+        if spec.model_config.stack is not None:
+            training["stacked_tree_nodes"] = stack_trees(result.model, spec, train)
+        kind_config = {"kind": NET, "model": spec.model_config.model_dump(mode="json")}
+        loaded = LoadedModel(model_id, None, config | kind_config, net=result.model)
+        weights = dict(result.model.state_dict())
     else:
         assert spec.feature_columns is not None
         x_train = feature_matrix(spec.store, train["record_id"].tolist(), spec.feature_columns)
@@ -177,6 +180,18 @@ def fit_fold(spec: RunSpec, model_id: str) -> Fitted:
     seconds = time.perf_counter() - start
     training["inference_records_per_s"] = len(scored_ids) / seconds if seconds > 0 else None
     return Fitted(loaded, weights, scored.reset_index(drop=True), training)
+
+
+def stack_trees(net: nn.Module, spec: RunSpec, train: pd.DataFrame) -> int:
+    """Fit a stacked network's trees (`fusion.stack`) on the training rows after the network: the
+    feature baseline of that kind on the feature store's measurements, fitted as `fit_fold` fits
+    the baseline itself (same rows, columns, labels and seed); returns their node count."""
+    assert spec.model_config is not None and spec.model_config.stack is not None
+    x_train = feature_matrix(spec.store, train["record_id"].tolist(), list(FEATURE_COLUMNS))
+    y_train = train["mi_label"].to_numpy(int)
+    trees = fit_feature_model(spec.model_config.stack, x_train, y_train, spec.split.seed)
+    net.features.trees.set_trees(trees)
+    return int(trees.feature.size)
 
 
 # torch's random generator and thread count belong to the process: folds running in threads of one

@@ -1,9 +1,10 @@
 """`msaic evaluate --store S --model M --all` end to end on real files: a tiny fused MSAIC-Net
-(tests/flows/tiny_msaic.json with the feature store as its second input, as the packaged
-`msaic_fused`) trained on a store of LUDB records is evaluated on every labelled record of another
-store, made from CinC 2021 records it never saw (two sources, so per-source and per-device
-figures), and the registered model's card gains the external figures. The fused model's scores
-from the stored features (evaluation) and from features measured on the signals (scoring) agree."""
+with gradient boosting stacked on it (tests/flows/tiny_msaic.json with the fusion of the packaged
+default `msaic_stacked`) trained on a store of LUDB records is evaluated on every labelled record
+of another store, made from CinC 2021 records it never saw (two sources, so per-source and
+per-device figures), and the registered model's card gains the external figures. The model's
+scores from the stored features (evaluation) and from features measured on the signals (scoring)
+agree, and its trees are the gbm baseline fitted on the same training rows."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from data_contracts import load_json
+from data_contracts.feature_columns import FEATURE_COLUMNS
 from flows.cli import main
 from flows.features import features
 from flows.ingest import ingest
 from flows.quality import quality
 from flows.train import TrainedModel, evaluate, train
 from msaic_model.model.config import load_config, with_overrides
-from msaic_model.training.eligible import eligible_records
+from msaic_model.model.feature_baselines import fit_feature_model
+from msaic_model.training.eligible import eligible_records, feature_matrix
 from msaic_model.training.registry import load_model
 from msaic_model.training.run import signals_for
 from msaic_model.training.splits import labelled_records
@@ -72,18 +75,18 @@ def evaluation_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_fused(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    fusion = load_config("msaic_fused").net.fusion.model_dump()
-    path = tmp_path_factory.mktemp("config") / "tiny_fused.json"
+def tiny_stacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    fusion = load_config("msaic_stacked").net.fusion.model_dump()
+    path = tmp_path_factory.mktemp("config") / "tiny_stacked.json"
     path.write_text(with_overrides(load_config(TINY_CONFIG), {"net.fusion": fusion}).model_dump_json())
     return path
 
 
 @pytest.fixture(scope="module")
-def trained(stores: tuple[Path, Path], evaluation_config: Path, tiny_fused: Path) -> TrainedModel:
-    """The tiny fused MSAIC-Net trained on the LUDB store."""
+def trained(stores: tuple[Path, Path], evaluation_config: Path, tiny_stacked: Path) -> TrainedModel:
+    """The tiny stacked MSAIC-Net trained on the LUDB store."""
     (model,) = train(
-        stores[0], model="msaic", split="patient", config=tiny_fused, evaluation_config=evaluation_config
+        stores[0], model="msaic", split="patient", config=tiny_stacked, evaluation_config=evaluation_config
     )
     return model
 
@@ -154,6 +157,22 @@ def test_evaluate_all_on_a_store_the_model_never_saw(
     saved = pd.read_parquet(trained.path / "split.parquet")
     assert mine["excluded"]["seen_in_training"] == int((saved["part"] != "test").sum()) > 0
     assert mine["evaluation"]["test"]["n"] == int((saved["part"] == "test").sum())
+
+
+def test_the_stacked_trees_are_the_baseline_on_the_training_rows(
+    stores: tuple[Path, Path], trained: TrainedModel
+) -> None:
+    """The trees kept in the registered network are exactly what `gbm` fits on the fold's training
+    rows (same feature columns, labels and seed), and they move the network's scores."""
+    saved = pd.read_parquet(trained.path / "split.parquet")
+    train_rows = saved[saved["part"] == "train"]
+    x = feature_matrix(stores[0], train_rows["record_id"].tolist(), list(FEATURE_COLUMNS))
+    seed = json.loads((trained.path / "config.json").read_text())["split"]["seed"]
+    expected = fit_feature_model("gbm", x, train_rows["mi_label"].to_numpy(int), seed)
+    trees = load_model(trained.path).net.features.trees
+    assert trees.fitted
+    for name, array in expected.to_arrays().items():
+        np.testing.assert_array_equal(trees.trees().to_arrays()[name], array, err_msg=name)
 
 
 def test_a_model_without_a_threshold_is_refused_before_scoring(

@@ -14,9 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import safetensors.numpy
+import torch
 
+from data_contracts.feature_columns import FEATURE_COLUMNS
 from msaic_model.model.config import load_config, with_overrides
 from msaic_model.model.feature_baselines import fit_feature_model
+from msaic_model.model.net import TREES, build_model
 from msaic_model.training.fit import fit
 from msaic_model.training.registry import Registration, data_snapshot, load_model, register
 from tasks import store as st
@@ -183,7 +186,9 @@ def test_damaged_files_are_refused(models: dict[str, Path], tmp_path: Path) -> N
 
 
 def _first_internal(arrays: dict) -> int:
-    return int(np.flatnonzero(arrays["is_leaf"] == 0)[0])
+    """The first split node of a gbm's arrays, or of a network's stacked trees."""
+    is_leaf = arrays["is_leaf"] if "is_leaf" in arrays else arrays[TREES + "is_leaf"]
+    return int(np.flatnonzero(is_leaf == 0)[0])
 
 
 def test_a_tampered_feature_baseline_is_refused(models: dict[str, Path], tmp_path: Path) -> None:
@@ -214,6 +219,58 @@ def test_a_split_at_infinity_is_a_valid_tree(models: dict[str, Path], tmp_path: 
 
     model = load_model(tampered(models["gbm"], tmp_path, weights=at_infinity))
     assert np.isfinite(model.predict_features(np.zeros((2, 6)))).all()
+
+
+@pytest.fixture(scope="module")
+def stacked(ludb_store: Path) -> Path:
+    """A tiny fused network with gradient boosting stacked on it (the packaged default's kind),
+    registered untrained: its trees fitted on random measurements."""
+    fusion = load_config("msaic_stacked").net.fusion.model_dump()
+    config = with_overrides(load_config(TINY_CONFIG), {"net.fusion": fusion})
+    net = build_model(config).eval()
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(200, len(FEATURE_COLUMNS))), rng.integers(0, 2, 200)
+    net.features.trees.set_trees(fit_feature_model("gbm", x, y))
+    weights = net.state_dict()
+    return register_model(
+        ludb_store, "stacked-1", {"kind": "net", "model": config.model_dump(mode="json")}, weights
+    )
+
+
+def _stacked_logits(model_dir: Path) -> torch.Tensor:
+    net = load_model(model_dir).net
+    x = torch.randn(3, 12, 1000)
+    features = torch.randn(3, len(load_config("msaic_stacked").feature_columns))
+    with torch.no_grad():
+        return net(x, features).logits
+
+
+STACKED_CASES = {
+    "a cycle": (lambda a: a[TREES + "left"].__setitem__(_first_internal(a), _first_internal(a)), "cycles"),
+    "a column out of range": (
+        lambda a: a[TREES + "used"].__setitem__(0, len(FEATURE_COLUMNS)),
+        f"not a set of its {len(FEATURE_COLUMNS)} feature columns",
+    ),
+    "NaN leaf": (_set(TREES + "value", np.nan), "NaN or infinite"),
+    "huge leaf": (_set(TREES + "value", 1e9), "reaches 1e\\+09"),
+    "missing array": (lambda a: a.pop(TREES + "roots"), "differ in 1 parameters"),
+}
+
+
+@pytest.mark.parametrize("case", STACKED_CASES)
+def test_tampered_stacked_trees_are_refused(case: str, stacked: Path, tmp_path: Path) -> None:
+    assert torch.isfinite(_stacked_logits(stacked)).all()
+    edit, message = STACKED_CASES[case]
+    with pytest.raises(ModelError, match=message) as refused:
+        load_model(tampered(stacked, tmp_path, weights=edit))
+    assert "\n" not in str(refused.value)
+
+
+def test_a_stacked_split_at_infinity_is_valid(stacked: Path, tmp_path: Path) -> None:
+    def at_infinity(a: dict) -> None:
+        a[TREES + "threshold"][_first_internal(a)] = np.inf
+
+    assert torch.isfinite(_stacked_logits(tampered(stacked, tmp_path, weights=at_infinity))).all()
 
 
 def test_score_refuses_a_tampered_model_before_any_work(

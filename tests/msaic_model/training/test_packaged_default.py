@@ -28,7 +28,7 @@ def test_msaic_trains_the_config_the_real_benchmark_chose() -> None:
 def test_packaged_pretrained_weights_are_intact_and_fit_their_network() -> None:
     start_only = {"name": True, "train": {"init_weights"}}
     pretrained = [c for c in map(load_config, available_configs()) if c.train.init_weights is not None]
-    assert [c.name for c in pretrained] == ["msaic_fused_pretrained", "msaic_pretrained"]
+    assert [c.name for c in pretrained] == ["msaic_fused_pretrained", "msaic_pretrained", "msaic_stacked"]
     for config in pretrained:
         path = WEIGHTS_DIR / config.train.init_weights
         provenance = weights_provenance(config)
@@ -40,11 +40,16 @@ def test_packaged_pretrained_weights_are_intact_and_fit_their_network() -> None:
         pretrained_with = load_config(provenance["config"])
         assert config.model_dump(exclude=waveform) == pretrained_with.model_dump(exclude=waveform)
         plain = pretrained_with if config.net.fusion is None else load_config("msaic_fused")
-        assert config.model_dump(exclude=start_only) == plain.model_dump(exclude=start_only)
+        trees = {**start_only, "net": {"fusion": {"stack"}}}  # stacked trees are fitted after training
+        assert config.model_dump(exclude=trees) == plain.model_dump(exclude=trees)
 
 
-def test_fused_pretrained_starts_its_waveform_branch_from_the_file_and_its_feature_head_fresh() -> None:
-    config = load_config("msaic_fused_pretrained")
+@pytest.mark.parametrize("name", ["msaic_fused_pretrained", "msaic_stacked"])
+def test_fused_pretrained_starts_its_waveform_branch_from_the_file_and_its_feature_head_fresh(
+    name: str,
+) -> None:
+    """The feature head (and the stacked trees, empty until fitted after training) stay fresh."""
+    config = load_config(name)
     weights = initial_weights(config)
     torch.manual_seed(0)
     fresh = build_model(config).state_dict()
