@@ -23,17 +23,22 @@ packaged config starting from weights pretrained on a synthetic archive of --syn
 records, `msaic_model.training.pretrain`, built once per workdir, then fine-tuned on each real training
 fold exactly as `msaic` trains), `msaic_fused_pretrained` (the packaged `msaic_fused_pretrained`
 config: `msaic_fused` whose waveform branch starts from the same pretrained weights, its feature
-head from a fresh start), `gbm` and `logreg` (feature store), and, on request (rhythm input,
+head from a fresh start), `msaic_stacked` (the packaged `msaic_stacked` config:
+`msaic_fused_pretrained` with gradient boosting on the feature store stacked on it after training,
+the two log-odds averaged, `msaic_model.model.stacked`), `gbm` and `logreg` (feature store), and,
+on request (rhythm input,
 several times slower), `resnet1d` and `inception1d`.
 
 Rule for the packaged default network, fixed before the candidates were run: the MSAIC-Net
-variant (msaic, msaic_fused, msaic_pretrained, msaic_fused_pretrained) with the highest mean over
+variant (msaic, msaic_fused, msaic_pretrained, msaic_fused_pretrained, msaic_stacked) with the
+highest mean over
 the CV repeats of the pooled out-of-fold AUROC by patient becomes the packaged default; a
 challenger replaces the current default (msaic) only when its mean is higher by at least 0.005,
 and of two challengers within 0.005 of each other the simpler wins (msaic < msaic_fused, which
 needs the feature store at training and scoring, < msaic_pretrained, which needs a shipped
-weights file, < msaic_fused_pretrained, which needs both; msaic_fused_pretrained was added in
-session 13 at the end of this order, the rule otherwise unchanged). Taken in that order, each
+weights file, < msaic_fused_pretrained, which needs both, < msaic_stacked, which adds a second
+model; msaic_fused_pretrained was added in session 13 and msaic_stacked in session 18 at the end
+of this order, the rule otherwise unchanged). Taken in that order, each
 candidate replaces the choice so far only when higher by the margin; without msaic in the run
 there is no choice (and no summary to write). LOSO, AUPRC and the baselines do not enter the
 choice; they are reported. The choice reads the same CV
@@ -69,8 +74,19 @@ from train import _figure
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-CANDIDATES = ("msaic", "msaic_fused", "msaic_pretrained", "msaic_fused_pretrained")  # simplest first
-PRETRAINED = {"msaic_pretrained": "msaic", "msaic_fused_pretrained": "msaic_fused"}  # the config fine-tuned
+CANDIDATES = (
+    "msaic",
+    "msaic_fused",
+    "msaic_pretrained",
+    "msaic_fused_pretrained",
+    "msaic_stacked",
+)  # simplest first
+# the config fine-tuned from the workdir's pretrained weights
+PRETRAINED = {
+    "msaic_pretrained": "msaic",
+    "msaic_fused_pretrained": "msaic_fused",
+    "msaic_stacked": "msaic_stacked",
+}
 BASELINES = ("gbm", "logreg", "resnet1d", "inception1d")
 MODELS = (*CANDIDATES, *BASELINES)
 DEFAULT_MODELS = (*CANDIDATES, "gbm", "logreg")
@@ -80,19 +96,20 @@ BOOTSTRAP_SEED = 22  # one seed for every bootstrap: the same patient resamples 
 
 def build_real_store(work: Path) -> Path:
     """LUDB (site `ludb`) and the CinC 2021 sample (one site per source folder) ingested, quality
-    checked and measured through the product's flows; built once per workdir."""
+    checked and measured through the product's flows; ingested once per workdir, and checked and
+    measured again on every run (both incremental: a store of an older QC profile or feature
+    version is brought up to date, one already current costs a few seconds)."""
     from flows.features import features
     from flows.ingest import ingest
     from flows.quality import quality
     from tasks.settings import Settings
 
     store = work / "real_store"
-    if (store / "features").is_dir():
-        return store
-    shutil.rmtree(store, ignore_errors=True)
     settings = Settings(workers=2)
-    ingest(SHARED / "ludb", store, site="ludb", settings=settings)
-    ingest(SHARED / "cinc2021", store, settings=settings)
+    if not (store / "features").is_dir():
+        shutil.rmtree(store, ignore_errors=True)
+        ingest(SHARED / "ludb", store, site="ludb", settings=settings)
+        ingest(SHARED / "cinc2021", store, settings=settings)
     quality(store, settings)
     features(store, settings)
     return store
@@ -177,10 +194,24 @@ def model_spec_arguments(model: str, seed: int, init_weights: Path | None) -> tu
 
 
 def _key(model: str, arguments: dict[str, Any], split: str, seed: int, fold: int) -> str:
+    """The cache key of a fold: the model's full configuration and, for a model that reads the
+    feature store (a fused network, a feature baseline), the feature version it read."""
+    from data_contracts.feature_columns import FEATURE_VERSION
+
     config = arguments.get("model_config")
-    described = config.model_dump(mode="json") if config is not None else arguments
+    described = _described(config) if config is not None else arguments
+    if config is None or config.feature_columns:
+        described = {"model": described, "feature_version": FEATURE_VERSION}
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]
     return f"{model}-{split}-seed{seed}-fold{fold}-{digest}"
+
+
+def _described(config: Any) -> dict[str, Any]:
+    """A network config as its cache key reads it: `net.fusion.stack` (added in session 18) is left
+    out while unset, so that the folds cached before it of the configs it does not change keep
+    their keys."""
+    unset = getattr(config.net, "fusion", None) is not None and config.stack is None
+    return config.model_dump(mode="json", exclude={"net": {"fusion": {"stack"}}} if unset else None)
 
 
 def fold_predictions(
