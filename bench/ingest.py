@@ -11,7 +11,7 @@ taken from the two sizes in this process, bare loop and pipeline alternating ove
 `msaic ingest` also runs end to end as a subprocess (Prefect flow, parallel workers, Parquet
 writes, GX validation) with the peak RSS of its whole process tree sampled. Prints JSON.
 Usage: python bench/ingest.py [--copies 64] [--format-seconds 8] [--workers 2] [--rounds 3]
-                              [--only wfdb|formats] [--format edf ...]
+                              [--only wfdb|formats] [--format edf [--format scp_ecg ...]]
 (64 copies: 17,280 WFDB records, 3.5 GB of temp files)
 """
 
@@ -194,6 +194,8 @@ def format_rates(
 
 
 def main() -> None:
+    from tasks.ingest.readers import FORMATS
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--copies", type=int, default=64)
     ap.add_argument(
@@ -202,7 +204,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", choices=["wfdb", "formats"], help="run one part only")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the once-started measure (median)")
-    ap.add_argument("--format", action="append", help="measure this hospital format only (repeatable)")
+    ap.add_argument(
+        "--format",
+        action="append",
+        choices=sorted(set(FORMATS.values())),
+        help="measure this hospital format only (repeatable)",
+    )
     args = ap.parse_args()
     from tasks.runner import tune_allocator
 
@@ -211,7 +218,8 @@ def main() -> None:
     out: dict[str, Any] = {"workers": args.workers, "allocator_tuned": tune_allocator()}
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "wfdb":
-            out["formats"] = format_rates(Path(tmp), args.format_seconds, args.workers, args.rounds, args.format)
+            only = args.format
+            out["formats"] = format_rates(Path(tmp), args.format_seconds, args.workers, args.rounds, only)
             out["formats_target"] = "once_started_over_bare >= 0.5 per format"
         if args.only == "formats":
             print(json.dumps(out, indent=2))

@@ -2,7 +2,8 @@
 
 LUDB (site `ludb`) and the CinC 2021 sample (one site per source folder: PTB_PTBXL,
 CPSC_CPSC-Extra, ChapmanShaoxing_Ningbo, G12EC) are ingested, quality checked and measured through
-the product's own flows into a store built once per --workdir. Every model trains through the
+the product's own flows into a store ingested once per --workdir (checked and measured again on
+every run, incrementally). Every model trains through the
 flow's own step (`fit_fold`: early stopping and, for the figures here, the threshold on the
 validation part only) on the same splits:
 - `cv`: patient-grouped 5-fold cross-validation (`msaic_model.training.splits` mode `cv`), repeated with seeds
@@ -46,7 +47,8 @@ figures that are reported (these ~250 patients leave no separate selection set),
 figure carries a small selection optimism.
 
 Test predictions of every (model, split, seed, fold) are cached under WORKDIR/predictions (keyed
-by the model's full configuration), so a run that stopped resumes, and several runs started on one
+by the model's full configuration and, for a model that reads the feature store, the feature
+version), so a run that stopped resumes, and several runs started on one
 workdir share the folds (each fold is claimed by the process that computes it; the others go on
 to unclaimed folds, then wait for the claimed ones); the JSON covers the models asked for.
 Progress lines go to stderr; one JSON object to stdout (and to WORKDIR/bench_real.json).
@@ -208,8 +210,8 @@ def _key(model: str, arguments: dict[str, Any], split: str, seed: int, fold: int
 
 def _described(config: Any) -> dict[str, Any]:
     """A network config as its cache key reads it: `net.fusion.stack` (added in session 18) is left
-    out while unset, so that the folds cached before it of the configs it does not change keep
-    their keys."""
+    out while unset, so that a config the field does not change is described as before it existed
+    (the fused configs' keys changed in the same session anyway, with the feature version)."""
     unset = getattr(config.net, "fusion", None) is not None and config.stack is None
     return config.model_dump(mode="json", exclude={"net": {"fusion": {"stack"}}} if unset else None)
 

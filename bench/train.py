@@ -272,36 +272,40 @@ def main() -> None:
         pool = ProcessPoolExecutor(
             args.jobs, mp.get_context("spawn"), initializer=torch.set_num_threads, initargs=(args.threads,)
         )
-        for seed in range(args.seed, args.seed + args.repeats):
-            split = make_split(eligible.records, args.split, seed, evaluation.splits, args.held_out)
-            val_per_train = len(split.assignment.query("part == 'val'")) / len(
-                split.assignment.query("part == 'train'")
-            )
-            for size in args.sizes:
-                small = subsample_parts(split, {"train": size, "val": round(size * val_per_train)}, seed)
-                for fold in small.folds:
-                    a = small.assignment[small.assignment["fold"] == fold]
-                    site = ",".join(sorted(set(a.loc[a["held_out"], "site"])))
-                    counts = a.groupby("part")["mi_label"].agg(["size", "sum"])
-                    key = f"seed {seed}, held out {site}"
-                    parts.setdefault(key, {})[str(size)] = {
-                        p: {"records": int(n), "mi": int(m)} for p, (n, m) in counts.iterrows()
-                    }
-                    print(
-                        json.dumps({"run": key, "size": size, "parts": parts[key][str(size)]}),
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    for model in args.models:
-                        job = (store, small, fold, model, evaluation, args.epochs, seed, args.config)
-                        described = {"seed": seed, "held_out": site, "size": size, "model": model}
-                        pending.append((described, pool.submit(run_model, *job)))
-        with pool:
+        try:
+            for seed in range(args.seed, args.seed + args.repeats):
+                split = make_split(eligible.records, args.split, seed, evaluation.splits, args.held_out)
+                val_per_train = len(split.assignment.query("part == 'val'")) / len(
+                    split.assignment.query("part == 'train'")
+                )
+                for size in args.sizes:
+                    small = subsample_parts(split, {"train": size, "val": round(size * val_per_train)}, seed)
+                    for fold in small.folds:
+                        a = small.assignment[small.assignment["fold"] == fold]
+                        site = ",".join(sorted(set(a.loc[a["held_out"], "site"])))
+                        counts = a.groupby("part")["mi_label"].agg(["size", "sum"])
+                        key = f"seed {seed}, held out {site}"
+                        parts.setdefault(key, {})[str(size)] = {
+                            p: {"records": int(n), "mi": int(m)} for p, (n, m) in counts.iterrows()
+                        }
+                        print(
+                            json.dumps({"run": key, "size": size, "parts": parts[key][str(size)]}),
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        for model in args.models:
+                            job = (store, small, fold, model, evaluation, args.epochs, seed, args.config)
+                            described = {"seed": seed, "held_out": site, "size": size, "model": model}
+                            pending.append((described, pool.submit(run_model, *job)))
             for described, future in pending:  # in the order submitted, as one process runs them
                 runs.append(described | {"result": future.result()})
                 key = f"seed {described['seed']}, held out {described['held_out']}"
                 line = {"run": key, "size": described["size"], "model": described["model"]}
                 print(json.dumps(line | runs[-1]["result"]), file=sys.stderr, flush=True)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # a failed run stops the bench, as one process did
+            raise
+        pool.shutdown()
         results = summarize(runs)
         trained = {
             str(size): [int(f(p[str(size)]["train"]["records"] for p in parts.values())) for f in (min, max)]
@@ -313,6 +317,7 @@ def main() -> None:
             "bench": "train",
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "jobs": args.jobs,  # runs at once: the seconds and rates per run are under that load
             "archive_records": pq.read_metadata(
                 work / "archive" / "truth.parquet"
             ).num_rows,  # a reused store: its own

@@ -57,7 +57,9 @@ class StackedTrees(nn.Module):
         return TreeEnsemble.from_arrays({k: self.get_buffer(k).cpu().numpy() for k in _DTYPES})
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Log-odds (n,) of features (n, F) whose first columns are the trees' feature columns."""
+        """Log-odds (n,) of features (n, F) whose first columns are the trees' feature columns: the
+        baseline's own traversal in float64 on the given values, returned in their dtype (float32
+        from the network's callers, where it is averaged with the network's log-odds)."""
         logit = self.trees().logit(features.detach().double().cpu().numpy())
         return torch.from_numpy(np.asarray(logit)).to(device=features.device, dtype=features.dtype)
 

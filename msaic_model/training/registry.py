@@ -421,6 +421,10 @@ def _check_shapes(model_id: str, config: ModelConfig, arrays: dict[str, np.ndarr
         )
     trees = {k.removeprefix(TREES): a for k, a in arrays.items() if k.startswith(TREES)}
     if trees:
+        if all(a.size == 0 for a in trees.values()):  # never fitted: it would score as the network alone
+            raise ModelError(
+                f"model {model_id}: its config stacks {config.stack}, but the weights hold no trees"
+            )
         _check_tree_arrays(model_id, trees, len(FEATURE_COLUMNS))
     for name, shape in expected.items():
         if name.startswith(TREES):

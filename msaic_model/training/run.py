@@ -33,7 +33,7 @@ from data_contracts.leads import CANONICAL_LEADS
 from msaic_model.model.blocks import parameter_count
 from msaic_model.model.config import ModelConfig, available_configs, load_config, with_overrides
 from msaic_model.model.data import prepare_array
-from msaic_model.model.feature_baselines import fit_feature_model
+from msaic_model.model.feature_baselines import FeatureModel, fit_feature_model
 from msaic_model.model.inference import WindowScores, predict_prepared, predict_store
 from msaic_model.training.calibration import calibrate, load_calibration_config
 from msaic_model.training.eligible import Eligible, feature_matrix
@@ -163,9 +163,8 @@ def fit_fold(spec: RunSpec, model_id: str) -> Fitted:
         weights = dict(result.model.state_dict())
     else:
         assert spec.feature_columns is not None
-        x_train = feature_matrix(spec.store, train["record_id"].tolist(), spec.feature_columns)
         start = time.perf_counter()
-        model = fit_feature_model(spec.model, x_train, train["mi_label"].to_numpy(int), spec.split.seed)
+        model = fit_on_features(spec.model, spec, train, spec.feature_columns)
         fit_seconds = time.perf_counter() - start
         kind_config = {"kind": spec.model, "feature_columns": spec.feature_columns}
         loaded = LoadedModel(model_id, None, config | kind_config, feature_model=model)
@@ -182,14 +181,19 @@ def fit_fold(spec: RunSpec, model_id: str) -> Fitted:
     return Fitted(loaded, weights, scored.reset_index(drop=True), training)
 
 
+def fit_on_features(kind: str, spec: RunSpec, train: pd.DataFrame, columns: list[str]) -> FeatureModel:
+    """A feature model of `kind` fitted on the stored `columns` of the training rows, their labels
+    and the split's seed: a feature baseline, or the trees stacked on a network."""
+    x_train = feature_matrix(spec.store, train["record_id"].tolist(), columns)
+    return fit_feature_model(kind, x_train, train["mi_label"].to_numpy(int), spec.split.seed)
+
+
 def stack_trees(net: nn.Module, spec: RunSpec, train: pd.DataFrame) -> int:
     """Fit a stacked network's trees (`fusion.stack`) on the training rows after the network: the
-    feature baseline of that kind on the feature store's measurements, fitted as `fit_fold` fits
-    the baseline itself (same rows, columns, labels and seed); returns their node count."""
+    feature baseline of that kind on the feature store's measurements, as `fit_fold` fits the
+    baseline itself (`fit_on_features`); returns their node count."""
     assert spec.model_config is not None and spec.model_config.stack is not None
-    x_train = feature_matrix(spec.store, train["record_id"].tolist(), list(FEATURE_COLUMNS))
-    y_train = train["mi_label"].to_numpy(int)
-    trees = fit_feature_model(spec.model_config.stack, x_train, y_train, spec.split.seed)
+    trees = fit_on_features(spec.model_config.stack, spec, train, list(FEATURE_COLUMNS))
     net.features.trees.set_trees(trees)
     return int(trees.feature.size)
 

@@ -163,7 +163,7 @@ def test_the_stacked_trees_are_the_baseline_on_the_training_rows(
     stores: tuple[Path, Path], trained: TrainedModel
 ) -> None:
     """The trees kept in the registered network are exactly what `gbm` fits on the fold's training
-    rows (same feature columns, labels and seed), and they move the network's scores."""
+    rows (same feature columns, labels and seed)."""
     saved = pd.read_parquet(trained.path / "split.parquet")
     train_rows = saved[saved["part"] == "train"]
     x = feature_matrix(stores[0], train_rows["record_id"].tolist(), list(FEATURE_COLUMNS))

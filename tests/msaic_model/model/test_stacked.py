@@ -14,6 +14,7 @@ from msaic_model.model.config import load_config
 from msaic_model.model.feature_baselines import TreeEnsemble, fit_feature_model
 from msaic_model.model.net import TREES, build_model
 from msaic_model.model.stacked import StackedTrees
+from msaic_model.training.fit import load_initial_weights
 
 torch.set_num_threads(2)
 
@@ -80,3 +81,16 @@ def test_stacked_network_averages_log_odds_once_fitted(
     tree_logit = torch.from_numpy(trees.logit(x[:6].astype(np.float64)[:, : len(FEATURE_COLUMNS)])).float()
     torch.testing.assert_close(stacked, (alone + tree_logit) / 2)
     assert not torch.allclose(stacked, alone)
+
+
+def test_trees_are_never_started_from_a_file(trees: TreeEnsemble) -> None:
+    """`train.init_weights` of a stacked network (trees and all) starts every other weight from
+    the file and leaves the trees empty: they are fitted after training, on its own rows."""
+    donor = build_model(load_config("msaic_stacked"))
+    donor.features.trees.set_trees(trees)
+    net = build_model(load_config("msaic_stacked"))
+    load_initial_weights(net, donor.state_dict())
+    assert not net.features.trees.fitted
+    for key, value in net.state_dict().items():
+        if not key.startswith(TREES):
+            torch.testing.assert_close(value, donor.state_dict()[key], rtol=0, atol=0)

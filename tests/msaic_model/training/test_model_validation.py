@@ -223,7 +223,7 @@ def test_a_split_at_infinity_is_a_valid_tree(models: dict[str, Path], tmp_path: 
 
 @pytest.fixture(scope="module")
 def stacked(ludb_store: Path) -> Path:
-    """A tiny fused network with gradient boosting stacked on it (the packaged default's kind),
+    """A tiny fused network with gradient boosting stacked on it (`msaic_stacked`'s kind),
     registered untrained: its trees fitted on random measurements."""
     fusion = load_config("msaic_stacked").net.fusion.model_dump()
     config = with_overrides(load_config(TINY_CONFIG), {"net.fusion": fusion})
@@ -245,6 +245,12 @@ def _stacked_logits(model_dir: Path) -> torch.Tensor:
         return net(x, features).logits
 
 
+def _no_trees(arrays: dict) -> None:
+    """The buffers of a stacked network never fitted: every array empty."""
+    for name in [k for k in arrays if k.startswith(TREES)]:
+        arrays[name] = arrays[name][:0]
+
+
 STACKED_CASES = {
     "a cycle": (lambda a: a[TREES + "left"].__setitem__(_first_internal(a), _first_internal(a)), "cycles"),
     "a column out of range": (
@@ -254,6 +260,7 @@ STACKED_CASES = {
     "NaN leaf": (_set(TREES + "value", np.nan), "NaN or infinite"),
     "huge leaf": (_set(TREES + "value", 1e9), "reaches 1e\\+09"),
     "missing array": (lambda a: a.pop(TREES + "roots"), "differ in 1 parameters"),
+    "no trees": (_no_trees, "stacks gbm, but the weights hold no trees"),
 }
 
 
