@@ -201,19 +201,11 @@ def _key(model: str, arguments: dict[str, Any], split: str, seed: int, fold: int
     from data_contracts.feature_columns import FEATURE_VERSION
 
     config = arguments.get("model_config")
-    described = _described(config) if config is not None else arguments
+    described = config.model_dump(mode="json") if config is not None else arguments
     if config is None or config.feature_columns:
         described = {"model": described, "feature_version": FEATURE_VERSION}
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]
     return f"{model}-{split}-seed{seed}-fold{fold}-{digest}"
-
-
-def _described(config: Any) -> dict[str, Any]:
-    """A network config as its cache key reads it: `net.fusion.stack` (added in session 18) is left
-    out while unset, so that a config the field does not change is described as before it existed
-    (the fused configs' keys changed in the same session anyway, with the feature version)."""
-    unset = getattr(config.net, "fusion", None) is not None and config.stack is None
-    return config.model_dump(mode="json", exclude={"net": {"fusion": {"stack"}}} if unset else None)
 
 
 def fold_predictions(
