@@ -40,24 +40,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, sosfilt
 
+from data_contracts.leads import ELECTRODES, LEAD_FIELD
+
 FS = 500
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 RECORDED: tuple[int, ...] = (0, 1, 6, 7, 8, 9, 10, 11)  # I, II, V1-V6: the channels a cart digitizes
 LIMB_SWAPS: tuple[str, ...] = ("LA/RA", "LA/LL", "RA/LL")
 
 
-def _field() -> np.ndarray:
-    """(12, 9): each lead as a combination of the electrode potentials RA, LA, LL, V1..V6."""
-    limb = np.array([[-1, 1, 0], [-1, 0, 1], [0, -1, 1], [1, -0.5, -0.5], [-0.5, 1, -0.5], [-0.5, -0.5, 1]])
-    field = np.zeros((12, 9))
-    field[:6, :3] = limb
-    field[6:, :3] = -1 / 3  # Wilson's central terminal
-    field[6:, 3:] = np.eye(6)
-    return field
-
-
-FIELD = _field()
+FIELD = np.array(LEAD_FIELD)  # (12, 9): each lead from the electrode potentials
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,21 @@ CHEST: tuple[str, ...] = CANONICAL_LEADS[6:]  # V1-V6: one chest electrode each
 LIMB_INDEX: list[int] = [CANONICAL_LEADS.index(lead) for lead in LIMB]
 CHEST_INDEX: list[int] = [CANONICAL_LEADS.index(lead) for lead in CHEST]
 
+# The electrodes of a resting 12-lead ECG, and each lead as a combination of their potentials (the
+# lead field): Einthoven's and Goldberger's limb leads, and each chest electrode against Wilson's
+# central terminal, the mean of RA, LA and LL (so an electrode potential on a limb electrode reaches
+# every chest lead at -1/3). Cable swaps, electrode noise and the gate's electrode test share it.
+ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", *CHEST)
+LEAD_FIELD: tuple[tuple[float, ...], ...] = (
+    (-1, 1, 0, 0, 0, 0, 0, 0, 0),
+    (-1, 0, 1, 0, 0, 0, 0, 0, 0),
+    (0, -1, 1, 0, 0, 0, 0, 0, 0),
+    (1, -0.5, -0.5, 0, 0, 0, 0, 0, 0),
+    (-0.5, 1, -0.5, 0, 0, 0, 0, 0, 0),
+    (-0.5, -0.5, 1, 0, 0, 0, 0, 0, 0),
+    *((-1 / 3, -1 / 3, -1 / 3, *(1.0 if j == k else 0.0 for j in range(6))) for k in range(6)),
+)  # fmt: skip
+
 # Contiguous-lead groups of the MI territories (anterior: septal and anterior wall, V1-V4; inferior;
 # lateral: high lateral I, aVL and low lateral V5, V6), the one definition the feature criteria,
 # the permutation importance and the score explanations share.

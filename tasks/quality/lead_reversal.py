@@ -34,7 +34,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from data_contracts import load_contract
-from data_contracts.leads import CANONICAL_LEADS, CHEST, CHEST_INDEX, LIMB, LIMB_INDEX
+from data_contracts.leads import CANONICAL_LEADS, CHEST, CHEST_INDEX, LEAD_FIELD, LIMB, LIMB_INDEX
 from tasks.quality.indices import IndexParams, beat_windows, masked_median
 
 ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL")
@@ -42,9 +42,7 @@ LIMB_SWAPS: tuple[str, ...] = ("LA/RA", "LA/LL", "RA/LL")
 CHEST_SWAPS: tuple[str, ...] = tuple(f"{a}/{b}" for a, b in combinations(CHEST, 2))
 _N = len(CANONICAL_LEADS)
 # each limb lead as a combination of the electrode potentials (RA, LA, LL): Einthoven and Goldberger
-_LEAD_FIELD = np.array(
-    [[-1, 1, 0], [-1, 0, 1], [0, -1, 1], [1, -0.5, -0.5], [-0.5, 1, -0.5], [-0.5, -0.5, 1]]
-)
+_LEAD_FIELD = np.array(LEAD_FIELD)[LIMB_INDEX][:, : len(ELECTRODES)]
 _WINDOWS = ("beat", "qrs", "t", "p")
 # the correlations that a swap can change: each limb lead with each chest lead, and chest pairs
 _PAIRS = [(i, j) for i in LIMB_INDEX for j in CHEST_INDEX] + [(i, j) for i, j in combinations(CHEST_INDEX, 2)]
