@@ -19,7 +19,7 @@ import numpy as np
 from scipy import fft
 from scipy.signal import find_peaks
 
-from data_contracts.leads import CHEST_INDEX
+from data_contracts.leads import CHEST_INDEX, LEAD_FIELD
 
 NOT_A_BEAT = -2  # beat class of a step or transient that the detector took for a beat
 LONE_ECTOPIC = -1  # beat class of a beat of another origin, seen once
@@ -211,8 +211,8 @@ def _beat_indices(
         beat_amp[i] = np.ptp(template, axis=1)
         if usable[i].any() and (np.median(np.nan_to_num(per_beat[usable[i]]), axis=0) < p.ectopic_corr).any():
             classes[i][whole] = beat_classes(beats[usable[i]], p)
-            chest = int(usable[i][CHEST_INDEX].sum())
-            _settle_lone(clean[i][usable[i], :length], r, classes[i], chest, offsets, qrs, p)
+            leads = np.flatnonzero(usable[i])
+            _settle_lone(clean[i][leads, :length], r, classes[i], leads, offsets, qrs, p)
             kind = classes[i][whole]
             alike = [c for c in range(kind.max(initial=-1) + 1) if (kind == c).sum() >= 2]
             if (
@@ -247,21 +247,20 @@ def _settle_lone(
     signal: np.ndarray,
     r: np.ndarray,
     classes: np.ndarray,
-    chest: int,
+    leads: np.ndarray,
     offsets: np.ndarray,
     qrs: np.ndarray,
     p: IndexParams,
 ) -> None:
     """Decide the lone beats of one record in place (`classes`, `r`), against the mean of class 0
-    (signal: usable leads x valid samples, the chest leads `chest` last). A lone beat that reaches
+    (signal: the usable leads `leads` x valid samples). A lone beat that reaches
     ectopic_corr once shifted by up to ectopic_shift_s is a class-0 beat whose R peak an artifact
     pulled aside: it gets the better peak. Otherwise it is LONE_ECTOPIC if it is a complex of the
     heart (medians over the leads): its net change across ectopic_edge_s (wide enough for a wide
     ectopic QRS) below ectopic_edge of its peak-to-peak there (not an edge), its QRS-window
-    peak-to-peak at least ectopic_presence of class 0's (on every lead, not on one electrode's), and
-    the departures of the chest leads from class 0, smoothed over 40 ms, not one common waveform
-    within ectopic_common (how a limb electrode's artifact reaches them, through Wilson's terminal);
-    else NOT_A_BEAT."""
+    peak-to-peak at least ectopic_presence of class 0's (on every lead, not on one electrode's), and,
+    with three chest leads or more, its departures from class 0 not one limb electrode's artifact
+    (`_electrode_share` at least ectopic_common); else NOT_A_BEAT."""
     length = signal.shape[1]
     lone = np.flatnonzero(classes == LONE_ECTOPIC)
     first = np.flatnonzero((classes == 0) & (r + offsets[0] >= 0) & (r + offsets[-1] < length))
@@ -285,13 +284,28 @@ def _settle_lone(
         e = beat[:, around]
         edge = np.median(np.abs(e[:, -1] - e[:, 0]) / np.maximum(np.ptp(e, axis=-1), 1e-6))
         present = np.median(np.ptp(beat[:, qrs], axis=-1) / np.maximum(np.ptp(ref[:, qrs], axis=-1), 1e-6))
-        common = False
-        if chest >= 3:
-            d = _moving_mean(beat[-chest:] - ref[-chest:], max(1, round(0.04 * p.clean_fs)))
-            d -= d.mean(axis=-1, keepdims=True)
-            common = ((d - d.mean(axis=0)) ** 2).sum() < p.ectopic_common * (d * d).sum()
-        heart = edge < p.ectopic_edge and present >= p.ectopic_presence and not common
+        electrode = False
+        if np.isin(leads, CHEST_INDEX).sum() >= 3:
+            d = _moving_mean(beat - ref, max(1, round(0.04 * p.clean_fs)))
+            electrode = _electrode_share(d - d.mean(axis=-1, keepdims=True), leads) < p.ectopic_common
+        heart = edge < p.ectopic_edge and present >= p.ectopic_presence and not electrode
         classes[k] = LONE_ECTOPIC if heart else NOT_A_BEAT
+
+
+def _electrode_share(departure: np.ndarray, leads: np.ndarray) -> float:
+    """Of the energy of a beat's departures from its class mean (`leads` x samples), the share left
+    once the best single waveform at one limb electrode is taken out, the smallest over RA, LA and
+    LL. Such a waveform reaches the leads with that electrode's lead-field weights (the limb leads
+    by Einthoven and Goldberger, every chest lead at -1/3 through Wilson's terminal), so an artifact
+    at one limb electrode leaves little; an ectopic beat changes the leads in no such fixed pattern
+    (a beat concordant over V1-V6 still changes lead II, which an LA artifact leaves alone)."""
+    total = float((departure * departure).sum())
+    if total <= 0:
+        return 1.0
+    weights = np.asarray(LEAD_FIELD)[leads, :3]  # (leads, electrodes RA, LA, LL)
+    fitted = (weights.T @ departure) ** 2  # per electrode and sample: (w . d)^2, / |w|^2 below
+    explained = fitted.sum(axis=-1) / np.maximum((weights * weights).sum(axis=0), 1e-12)
+    return 1.0 - float(explained.max()) / total
 
 
 def _half_ptp(rest: np.ndarray) -> np.ndarray:

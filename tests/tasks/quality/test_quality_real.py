@@ -14,7 +14,7 @@ import pytest
 import wfdb
 
 from data_contracts import load_json
-from data_contracts.leads import CANONICAL_LEADS
+from data_contracts.leads import CANONICAL_LEADS, ELECTRODES, LEAD_FIELD
 from tasks.ingest.harmonize import resample
 from tasks.quality.gate import QcProfile, assess, load_profile, parse_profile
 from tasks.quality.lead_reversal import leads_changed
@@ -149,6 +149,33 @@ def test_slow_breathing_is_normal_and_a_fast_motion_transient_is_not(
     flagged = np.array(["baseline" in f[LEAD["V4"]] for f in res.flags])
     assert flagged.sum() >= len(x) - 2, [f[LEAD["V4"]] for f in res.flags]
     assert (flagged & (res.indices.baseline[:, LEAD["V4"]] < profile.thresholds.baseline_mv)).sum() >= 7
+
+
+def test_a_lone_ventricular_beat_is_a_beat_not_baseline(profile: QcProfile) -> None:
+    """LUDB 83's ventricular premature beat departs alike on every chest lead (concordant), which
+    qc/6's chest-only test took for a limb electrode's artifact reaching them through Wilson's
+    terminal: the beat stayed in the baseline, III and aVF were flagged `baseline` (index 0.54 and
+    0.45 mV). The beat follows no limb electrode's lead-field pattern, so it is a beat of the heart."""
+    res = assess(ludb(("83",)), profile)
+    assert res.flags == [[[] for _ in CANONICAL_LEADS]]
+    assert res.indices.baseline.max() < 0.2, res.indices.baseline
+
+
+@pytest.mark.parametrize("electrode", ["RA", "LA", "LL"])
+def test_a_limb_electrode_transient_is_no_beat(clean: np.ndarray, profile: QcProfile, electrode: str) -> None:
+    """A 0.3-s, 1-mV motion transient at one limb electrode, reaching the leads through the lead
+    field (fully the two limb leads and the augmented lead that use it, half the others, a third
+    every chest lead), looks like a beat of another origin to the beat classes; the electrode test
+    finds its pattern and it stays `baseline` on the three leads it reaches fully (without the
+    test: on 2 or 3 of the 14 records)."""
+    wave = np.where(np.abs(T - 4.3) < 0.15, 0.5 + 0.5 * np.cos(2 * np.pi * (T - 4.3) / 0.3), 0.0)
+    wave *= np.sin(2 * np.pi * (T - 4.3) / 0.3)
+    weights = np.array(LEAD_FIELD)[:, ELECTRODES.index(electrode)]
+    x = clean + (weights[:, None] * wave / np.abs(wave).max())[None]
+    full = np.flatnonzero(np.abs(weights[:6]) == 1)
+    flags = _flags(x, profile)
+    hits = sum(all("baseline" in f[i] for i in full) for f in flags)
+    assert hits >= len(x) - 4, [[f[i] for i in full] for f in flags]
 
 
 def test_a_small_qrs_near_the_perpendicular_is_no_gain_error(profile: QcProfile) -> None:
