@@ -40,12 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from data_contracts.leads import ELECTRODES, LEAD_FIELD
+from data_contracts.leads import CANONICAL_LEADS, ELECTRODES, LEAD_FIELD, LIMB_SWAPS
 
 FS = 500
-LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 RECORDED: tuple[int, ...] = (0, 1, 6, 7, 8, 9, 10, 11)  # I, II, V1-V6: the channels a cart digitizes
-LIMB_SWAPS: tuple[str, ...] = ("LA/RA", "LA/LL", "RA/LL")
 
 
 FIELD = np.array(LEAD_FIELD)  # (12, 9): each lead from the electrode potentials
@@ -279,7 +277,7 @@ def clip(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Truth]:
         y = _derive_limb(y)
     strength = np.zeros(12)
     strength[j] = np.mean((clipped >= np.round(hi / lsb) * lsb) | (clipped <= np.round(lo / lsb) * lsb))
-    detail = f"{LEADS[j]} {side} at {'rail' if at_rail else 'amplifier'}"
+    detail = f"{CANONICAL_LEADS[j]} {side} at {'rail' if at_rail else 'amplifier'}"
     return y, Truth("clip", "saturation", detail, strength, np.abs(y - x).max(-1) > 0)
 
 
@@ -330,7 +328,7 @@ def gain(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Truth]:
     y[j] *= g
     strength = np.zeros(12)
     strength[j] = max(g, 1 / g)
-    return y, Truth("gain", "amplitude", f"{LEADS[j]} x{g:.2f}", strength, strength > 0)
+    return y, Truth("gain", "amplitude", f"{CANONICAL_LEADS[j]} x{g:.2f}", strength, strength > 0)
 
 
 def limb_swap_matrix(swap: str) -> np.ndarray:
@@ -377,7 +375,8 @@ def chest_swap(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Tru
     y[[i, j]] = x[[j, i]]
     strength = np.zeros(12)
     strength[[i, j]] = 1.0
-    return y, Truth("chest_swap", "reversal", f"{LEADS[i]}/{LEADS[j]}", strength, strength > 0)
+    pair = f"{CANONICAL_LEADS[i]}/{CANONICAL_LEADS[j]}"
+    return y, Truth("chest_swap", "reversal", pair, strength, strength > 0)
 
 
 KINDS: dict[str, Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, Truth]]] = {

@@ -16,6 +16,8 @@ CHEST_INDEX: list[int] = [CANONICAL_LEADS.index(lead) for lead in CHEST]
 # central terminal, the mean of RA, LA and LL (so an electrode potential on a limb electrode reaches
 # every chest lead at -1/3). Cable swaps, electrode noise and the gate's electrode test share it.
 ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", *CHEST)
+LIMB_ELECTRODES: tuple[str, ...] = ELECTRODES[:3]
+LIMB_SWAPS: tuple[str, ...] = ("LA/RA", "LA/LL", "RA/LL")  # the limb cable swaps (two electrodes trade)
 LEAD_FIELD: tuple[tuple[float, ...], ...] = (
     (-1, 1, 0, 0, 0, 0, 0, 0, 0),
     (-1, 0, 1, 0, 0, 0, 0, 0, 0),

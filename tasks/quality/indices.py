@@ -19,10 +19,13 @@ import numpy as np
 from scipy import fft
 from scipy.signal import find_peaks
 
-from data_contracts.leads import CHEST_INDEX, LEAD_FIELD
+from data_contracts.leads import CHEST_INDEX, LEAD_FIELD, LIMB_ELECTRODES
 
 NOT_A_BEAT = -2  # beat class of a step or transient that the detector took for a beat
 LONE_ECTOPIC = -1  # beat class of a beat of another origin, seen once
+
+
+_LIMB_FIELD = np.asarray(LEAD_FIELD)[:, : len(LIMB_ELECTRODES)]  # each lead from RA, LA, LL
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,14 @@ class IndexParams:
     usable_missing: float
     usable_still: float
     usable_saturation: float
+    # the leads whose departures the electrode test of a lone beat fits (`_electrode_share`): "all"
+    # usable leads from qc/7; "chest", the profiles before it (all three limb electrodes then
+    # reach the chest leads alike, and the test is their plain mean's: qc/6's)
+    ectopic_leads: str = "chest"
+
+    def __post_init__(self) -> None:
+        if self.ectopic_leads not in ("chest", "all"):
+            raise ValueError(f"QC profile: ectopic_leads is 'chest' or 'all', not {self.ectopic_leads!r}")
 
 
 @dataclass
@@ -211,8 +222,8 @@ def _beat_indices(
         beat_amp[i] = np.ptp(template, axis=1)
         if usable[i].any() and (np.median(np.nan_to_num(per_beat[usable[i]]), axis=0) < p.ectopic_corr).any():
             classes[i][whole] = beat_classes(beats[usable[i]], p)
-            leads = np.flatnonzero(usable[i])
-            _settle_lone(clean[i][leads, :length], r, classes[i], leads, offsets, qrs, p)
+            rows = np.flatnonzero(usable[i])
+            _settle_lone(clean[i][rows, :length], r, classes[i], rows, offsets, qrs, p)
             kind = classes[i][whole]
             alike = [c for c in range(kind.max(initial=-1) + 1) if (kind == c).sum() >= 2]
             if (
@@ -259,8 +270,8 @@ def _settle_lone(
     heart (medians over the leads): its net change across ectopic_edge_s (wide enough for a wide
     ectopic QRS) below ectopic_edge of its peak-to-peak there (not an edge), its QRS-window
     peak-to-peak at least ectopic_presence of class 0's (on every lead, not on one electrode's), and,
-    with three chest leads or more, its departures from class 0 not one limb electrode's artifact
-    (`_electrode_share` at least ectopic_common); else NOT_A_BEAT."""
+    with three chest leads or more, its departures from class 0 on the ectopic_leads not one limb
+    electrode's artifact (`_electrode_share` at least ectopic_common); else NOT_A_BEAT."""
     length = signal.shape[1]
     lone = np.flatnonzero(classes == LONE_ECTOPIC)
     first = np.flatnonzero((classes == 0) & (r + offsets[0] >= 0) & (r + offsets[-1] < length))
@@ -269,6 +280,8 @@ def _settle_lone(
     ref = signal[:, r[first, None] + offsets].mean(axis=1)
     around = (offsets >= p.ectopic_edge_s[0] * p.clean_fs) & (offsets <= p.ectopic_edge_s[1] * p.clean_fs)
     shifts = np.arange(-round(p.ectopic_shift_s * p.clean_fs), round(p.ectopic_shift_s * p.clean_fs) + 1)
+    chest = np.isin(leads, CHEST_INDEX)
+    fitted = np.ones(len(leads), dtype=bool) if p.ectopic_leads == "all" else chest
     for k in lone:
         pos = r[k] + shifts[:, None] + offsets
         fits = (pos[:, 0] >= 0) & (pos[:, -1] < length)
@@ -285,9 +298,10 @@ def _settle_lone(
         edge = np.median(np.abs(e[:, -1] - e[:, 0]) / np.maximum(np.ptp(e, axis=-1), 1e-6))
         present = np.median(np.ptp(beat[:, qrs], axis=-1) / np.maximum(np.ptp(ref[:, qrs], axis=-1), 1e-6))
         electrode = False
-        if np.isin(leads, CHEST_INDEX).sum() >= 3:
-            d = _moving_mean(beat - ref, max(1, round(0.04 * p.clean_fs)))
-            electrode = _electrode_share(d - d.mean(axis=-1, keepdims=True), leads) < p.ectopic_common
+        if chest.sum() >= 3:
+            d = _moving_mean(beat[fitted] - ref[fitted], max(1, round(0.04 * p.clean_fs)))
+            share = _electrode_share(d - d.mean(axis=-1, keepdims=True), leads[fitted])
+            electrode = share < p.ectopic_common
         heart = edge < p.ectopic_edge and present >= p.ectopic_presence and not electrode
         classes[k] = LONE_ECTOPIC if heart else NOT_A_BEAT
 
@@ -302,7 +316,7 @@ def _electrode_share(departure: np.ndarray, leads: np.ndarray) -> float:
     total = float((departure * departure).sum())
     if total <= 0:
         return 1.0
-    weights = np.asarray(LEAD_FIELD)[leads, :3]  # (leads, electrodes RA, LA, LL)
+    weights = _LIMB_FIELD[leads]  # (leads, limb electrodes)
     fitted = (weights.T @ departure) ** 2  # per electrode and sample: (w . d)^2, / |w|^2 below
     explained = fitted.sum(axis=-1) / np.maximum((weights * weights).sum(axis=0), 1e-12)
     return 1.0 - float(explained.max()) / total

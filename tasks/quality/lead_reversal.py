@@ -34,15 +34,22 @@ import numpy as np
 from scipy.optimize import minimize
 
 from data_contracts import load_contract
-from data_contracts.leads import CANONICAL_LEADS, CHEST, CHEST_INDEX, LEAD_FIELD, LIMB, LIMB_INDEX
+from data_contracts.leads import (
+    CANONICAL_LEADS,
+    CHEST,
+    CHEST_INDEX,
+    LEAD_FIELD,
+    LIMB,
+    LIMB_ELECTRODES,
+    LIMB_INDEX,
+)
+from data_contracts.leads import LIMB_SWAPS as LIMB_SWAPS  # with CHEST_SWAPS, the hypotheses
 from tasks.quality.indices import IndexParams, beat_windows, masked_median
 
-ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL")
-LIMB_SWAPS: tuple[str, ...] = ("LA/RA", "LA/LL", "RA/LL")
 CHEST_SWAPS: tuple[str, ...] = tuple(f"{a}/{b}" for a, b in combinations(CHEST, 2))
 _N = len(CANONICAL_LEADS)
 # each limb lead as a combination of the electrode potentials (RA, LA, LL): Einthoven and Goldberger
-_LEAD_FIELD = np.array(LEAD_FIELD)[LIMB_INDEX][:, : len(ELECTRODES)]
+_LEAD_FIELD = np.array(LEAD_FIELD)[LIMB_INDEX][:, : len(LIMB_ELECTRODES)]
 _WINDOWS = ("beat", "qrs", "t", "p")
 # the correlations that a swap can change: each limb lead with each chest lead, and chest pairs
 _PAIRS = [(i, j) for i in LIMB_INDEX for j in CHEST_INDEX] + [(i, j) for i, j in combinations(CHEST_INDEX, 2)]
@@ -55,9 +62,9 @@ def swap_matrix(swap: str) -> np.ndarray:
     """6 x 6 signed permutation M with observed limb leads = M @ true ones when the two limb
     electrodes named in `swap` ("LA/RA") trade places."""
     names = swap.split("/")
-    if len(names) != 2 or len(set(names)) != 2 or set(names) - set(ELECTRODES):
-        raise ValueError(f"{swap} is not a swap of two of the limb electrodes {ELECTRODES}")
-    a, b = (ELECTRODES.index(e) for e in names)
+    if len(names) != 2 or len(set(names)) != 2 or set(names) - set(LIMB_ELECTRODES):
+        raise ValueError(f"{swap} is not a swap of two of the limb electrodes {LIMB_ELECTRODES}")
+    a, b = (LIMB_ELECTRODES.index(e) for e in names)
     perm = np.eye(3)
     perm[[a, b]] = perm[[b, a]]
     swapped = _LEAD_FIELD @ perm
