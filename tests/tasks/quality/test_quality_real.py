@@ -37,6 +37,13 @@ def clean() -> np.ndarray:
     return np.concatenate([cinc(), ludb(("2", "3", "5", "9", "12", "14"))])
 
 
+def _transient(centre: float) -> np.ndarray:
+    """(5000,) an electrode-motion transient: one 0.3-s sine period under a Hann window, centred at
+    `centre` s (peak about 0.65)."""
+    window = np.where(np.abs(T - centre) < 0.15, 0.5 + 0.5 * np.cos(2 * np.pi * (T - centre) / 0.3), 0.0)
+    return window * np.sin(2 * np.pi * (T - centre) / 0.3)
+
+
 def _flags(x: np.ndarray, profile: QcProfile) -> list[list[list[str]]]:
     return assess(x.astype(np.float32), profile).flags
 
@@ -116,8 +123,7 @@ def test_motion_step_and_gain_errors_get_their_own_flag(clean: np.ndarray, profi
     """A 0.3-s, 2-mV electrode-motion transient on V4, a 2-mV step recovering with the 3.2-s time
     constant of a diagnostic recorder on V1, a wrong scale (x4) on lead III and on V5."""
     x = clean.copy()
-    window = np.where(np.abs(T - 4.0) < 0.15, 0.5 + 0.5 * np.cos(2 * np.pi * (T - 4.0) / 0.3), 0.0)
-    x[:, LEAD["V4"]] += 2.0 * window * np.sin(2 * np.pi * (T - 4.0) / 0.3)
+    x[:, LEAD["V4"]] += 2.0 * _transient(4.0)
     x[:, LEAD["V1"]] += 2.0 * (T >= 6.0) * np.exp(-np.clip(T - 6.0, 0, None) / 3.2)
     x[:, LEAD["III"]] *= 4.0
     x[:, LEAD["V5"]] *= 4.0
@@ -141,8 +147,7 @@ def test_slow_breathing_is_normal_and_a_fast_motion_transient_is_not(
     x = clean[still].copy()
     x[:, LEAD["V2"]] += 0.35 * np.sin(2 * np.pi * 0.25 * T + 1.0)
     assert not any("baseline" in f[LEAD["V2"]] for f in _flags(x, profile))
-    wave = np.where(np.abs(T - 4.3) < 0.15, 0.5 + 0.5 * np.cos(2 * np.pi * (T - 4.3) / 0.3), 0.0)
-    wave *= np.sin(2 * np.pi * (T - 4.3) / 0.3)
+    wave = _transient(4.3)
     x = clean.copy()
     x[:, LEAD["V4"]] += 0.55 * wave / np.abs(wave).max()
     res = assess(x, profile)
@@ -179,8 +184,7 @@ def test_a_limb_electrode_transient_is_no_beat(clean: np.ndarray, profile: QcPro
     lead), looks like a beat of another origin to the beat classes; the electrode test finds its
     pattern, and it stays `baseline` on the three leads it reaches fully (on 11-12 of the 14
     records; without the test, on 2 or 3)."""
-    wave = np.where(np.abs(T - 4.3) < 0.15, 0.5 + 0.5 * np.cos(2 * np.pi * (T - 4.3) / 0.3), 0.0)
-    wave *= np.sin(2 * np.pi * (T - 4.3) / 0.3)
+    wave = _transient(4.3)
     weights = np.array(LEAD_FIELD)[:, ELECTRODES.index(electrode)]
     x = clean + (weights[:, None] * wave / np.abs(wave).max())[None]
     full = np.flatnonzero(np.abs(weights[:6]) == 1)
