@@ -113,7 +113,7 @@ def test_msaic_qc_on_the_real_store(
     store = copy_store(real_store, tmp_path / "store")
     assert main(["qc", "--store", str(store), "--workers", "2"]) == 0
     out = capsys.readouterr().out
-    assert "msaic qc" in out and "windows checked (qc/7)" in out
+    assert "msaic qc" in out and "windows checked (qc/8)" in out
     assert (store / PROFILE_FILE).read_bytes() == profile_bytes(None)  # kept beside its rows
     frame = _quality(store)
     flags = _flags(frame)

@@ -36,7 +36,7 @@ def ludb() -> np.ndarray:
 
 
 def test_profile_is_versioned_and_holds_the_rules(profile: QcProfile) -> None:
-    assert profile.version == "qc/7"
+    assert profile.version == "qc/8"
     assert {r.verdict for r in profile.rules} == {"limited", "reject"}
     assert set(profile.unusable) <= set(FLAGS)
     raw = copy.deepcopy(load_json("qc_profile.json"))

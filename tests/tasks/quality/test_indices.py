@@ -6,9 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scipy.signal import butter, resample_poly, sosfiltfilt
+
 from tasks.quality.gate import load_profile
-from tasks.quality.indices import IndexParams, LeadIndices, measure
+from tasks.quality.indices import IndexParams, LeadIndices, beat_shifts, detect_r_peaks, measure
 from tests.helpers import ecg_like
+from tests.tasks.quality.quality_data import cinc
 
 FS = 500
 T = np.arange(5000) / FS
@@ -135,3 +138,24 @@ def test_mean_beat_and_p_wave_consistency(params: IndexParams) -> None:
     assert (np.abs(np.argmax(ix.template[:, :6], axis=-1) - r_at) <= 2).all()  # aligned on R
     assert np.isnan(ix.template[:, 6:]).all() and np.isnan(ix.p_corr[:, 6:]).all()
     assert (ix.p_corr[0, :6] > 0.9).all() and (ix.p_corr[1, :6] < 0.5).all()
+
+
+def test_beat_shifts_find_each_beats_place_again(params: IndexParams) -> None:
+    """On a real record (CinC, the clean band at clean_fs as the gate makes it), R peaks moved by
+    known whole samples (up to 3, 12 ms: the energy detector's jitter) are found back: each beat's
+    shift is the move, less the shift it had before, to within 1 ms, up to one shift common to all
+    beats (the class mean they are aligned with moves by the mean of the moves)."""
+    x = cinc(("PTB_PTBXL/HR00001",))[0].astype(np.float64)
+    band = sosfiltfilt(butter(2, params.clean_band_hz, "bandpass", fs=FS, output="sos"), x, axis=-1)
+    clean = resample_poly(band, params.clean_fs, FS, axis=-1)[None].astype(np.float32)
+    usable, valid = np.ones((1, 12), dtype=bool), np.array([clean.shape[-1]])
+    peaks = detect_r_peaks(clean, usable, valid, params)[0]
+    moved = np.random.default_rng(8).integers(-3, 4, size=len(peaks))
+    moved[[0, -1]] = 0  # beats at the window's ends are not measured
+    classes = [np.zeros(len(peaks), dtype=np.int64)]
+    before = beat_shifts(clean, [peaks], classes, valid, usable, params)[0]
+    after = beat_shifts(clean, [peaks + moved], classes, valid, usable, params)[0]
+    assert len(peaks) >= 8 and (moved != 0).sum() >= 5
+    inner = slice(1, -1)
+    error = (after - before)[inner] * params.clean_fs + moved[inner]
+    assert np.abs(error - error.mean()).max() < 0.25, (error, moved)
