@@ -21,10 +21,11 @@ the fitting part; the figures that count are those of the held-out part. Prints 
   injected into clean records only.
 - A fresh part (--part fresh --fresh DIR): real records no threshold or rule was ever looked at
   against, judged like the held-out part (every one of them is "fresh"; the fitting part and the
-  LUDB amplitude draws stay as they are). DIR holds source folders of WFDB records; the one used
-  so far is the 50 CinC 2021 records of torch_ecg's `sample-data/cinc2021` (DeepPSP/torch_ecg at
-  b10c415b: Georgia E07500-E07519, PTB-XL HR06000-HR06009, Chapman JS20000-JS20019; CC BY 4.0),
-  put in folders `G12EC`, `PTB_PTBXL`, `ChapmanShaoxing_Ningbo`; none is in ../shared/data.
+  LUDB amplitude draws stay as they are). DIR holds source folders of WFDB records. Three parts
+  have been used (session 17: 50 CinC 2021 records of torch_ecg's `sample-data/cinc2021`; session
+  19: 221 CPSC 2018 and CinC 2021 records; session 20: 192 CODE-15%, PTB-XL, CPSC-Extra and Georgia
+  records); none is in ../shared/data; docs/BENCHMARKS.md says where each comes from and how to
+  rebuild it.
 - Out of fold (--part fit): the gate judged fold by fold (patients in 5 folds), its chest Gaussian
   fitted on the other folds: clean leads flagged, clean records rejected, recall per kind; and per
   candidate z the chest-amplitude rule alone: clean chest leads flagged, chest gain errors found
