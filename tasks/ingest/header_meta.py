@@ -2,7 +2,8 @@
 
 Three dialects are recognised by their keys: PhysioNet/CinC (`#Age:`, `#Sex:`, `#Dx:` SNOMED
 codes), LUDB (`#<age>:`, `#<sex>:`, `#<diagnoses>:` followed by free-text lines) and PTB
-(`age:`, `sex:`, `Reason for admission:`, `Infarction localization:`). Only codes and vocabulary
+(`age:`, `sex:`, `Reason for admission:`, `Infarction localization:`); age and sex also without a
+colon (`# age 40`, as some converters of hospital exports write them). Only codes and vocabulary
 terms reach `dx`: free text (LUDB diagnosis lines, PTB reasons, extra `#Dx:` tokens) and unknown
 comments are kept out of the store, since they may hold identifiers.
 """
@@ -16,6 +17,7 @@ from tasks.ingest.readers.base import plausible_age
 from tasks.ingest.record_meta import RecordMeta
 
 _SNOMED = re.compile(r"^\d{5,18}$")
+_BARE = re.compile(r"^\s*(age|sex)\s+(\S.*)$", re.IGNORECASE)  # `age 40`: no colon
 
 
 def _age(value: str) -> float | None:
@@ -40,6 +42,9 @@ def parse_comments(comments: list[str]) -> RecordMeta:
     in_ludb_dx = False
     for line in comments:
         key, sep, value = line.partition(":")
+        bare = None if sep else _BARE.match(line)
+        if bare:
+            key, sep, value = bare.group(1), ":", bare.group(2)
         key = key.strip().lower()
         if in_ludb_dx:
             ludb_dx.append(line.strip())

@@ -98,6 +98,10 @@ def test_header_dialects() -> None:
     assert unknown.label.mi_label is None
     assert parse_comments(["Dx: Unknown"]).label.mi_label is None
     assert parse_comments([]).label.mi_label is None
+    # a converter of GE MUSE exports (EGM) writes `# age 40` without a colon, beside record numbers
+    bare = parse_comments(["mrn 0012345", "age 40", "Sex Female", "race white"])
+    assert (bare.age, bare.sex, bare.dx, bare.label.mi_label) == (40.0, "F", [], None)
+    assert parse_comments(["age unknown"]).age is None
 
 
 def test_a_base_date_that_is_no_calendar_date_is_read_as_none(tmp_path: Path) -> None:
