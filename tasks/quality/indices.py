@@ -86,6 +86,8 @@ class IndexParams:
     def __post_init__(self) -> None:
         if self.ectopic_leads not in ("chest", "all"):
             raise ValueError(f"QC profile: ectopic_leads is 'chest' or 'all', not {self.ectopic_leads!r}")
+        if self.baseline_align_s < 0:
+            raise ValueError(f"QC profile: baseline_align_s is at least 0, not {self.baseline_align_s}")
 
 
 @dataclass
@@ -191,9 +193,14 @@ def _beat_corr(beats: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def beat_offsets(p: IndexParams) -> np.ndarray:
+    """The mean beat's samples (at clean_fs) relative to its R peak: beat_window_s."""
+    return np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
+
+
 def beat_windows(p: IndexParams) -> dict[str, np.ndarray]:
     """Boolean masks over the mean-beat samples (at clean_fs): `qrs`, `t` and `p` wave windows."""
-    offsets = np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
+    offsets = beat_offsets(p)
     spans = {"qrs": p.qrs_window_s, "t": p.t_window_s, "p": p.p_window_s}
     return {k: (offsets >= a * p.clean_fs) & (offsets <= b * p.clean_fs) for k, (a, b) in spans.items()}
 
@@ -208,7 +215,7 @@ def _beat_indices(
     own beats), the template correlation is each beat's with its class mean: a rhythm is not noise."""
     n, leads, _ = clean.shape
     corr, p_corr, amp, beat_amp = (np.full((n, leads), np.nan, dtype=np.float32) for _ in range(4))
-    offsets = np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
+    offsets = beat_offsets(p)
     mean_beat = np.full((n, leads, len(offsets)), np.nan, dtype=np.float32)
     classes = [np.zeros(len(r), dtype=np.int64) for r in peaks]
     windows = beat_windows(p)
@@ -375,10 +382,10 @@ def _baseline(
     for i in range(n):
         keep = (idx >= edge) & (idx < valid[i] - edge)
         exact = peaks[i] * (p.baseline_fs / p.clean_fs)
-        start = np.round(exact if shifts is None else exact + shifts[i] * p.baseline_fs).astype(np.int64)
-        # where each beat lies between two samples (without shifts, at the nearest one)
-        frac = np.zeros(len(start)) if shifts is None else exact + shifts[i] * p.baseline_fs - start
-        frac = frac.astype(low.dtype)
+        if shifts is not None:
+            exact = exact + shifts[i] * p.baseline_fs
+        start = np.round(exact).astype(np.int64)
+        frac = (exact - start).astype(low.dtype)  # where each beat lies between two samples
         pos = start[:, None] + offsets
         inside = (pos >= 0) & (pos < valid[i])
         whole = inside.all(axis=1)
@@ -387,18 +394,22 @@ def _baseline(
         known = np.zeros(len(means), dtype=bool)
         for c in range(len(means)):
             members = whole & (kind == c)
-            if members.sum() >= 2:  # each beat read at its own place between two samples
+            if members.sum() >= 2 and shifts is None:  # at the nearest sample
+                means[c], known[c] = low[i][:, pos[members]].mean(axis=1), True
+            elif members.sum() >= 2:  # each beat read at its own place between two samples
                 f = np.abs(frac[members])[:, None]
-                nearby = np.clip(pos[members] + np.sign(frac[members]).astype(np.int64)[:, None], 0, m - 1)
+                step = np.sign(frac[members]).astype(np.int64)[:, None]
+                nearby = np.clip(pos[members] + step, 0, max(valid[i] - 1, 0))
                 seen = low[i][:, pos[members]] * (1 - f) + low[i][:, nearby] * f
                 means[c], known[c] = seen.mean(axis=1), True
         beat = (kind >= 0)[:, None] & inside & known[np.maximum(kind, 0)][:, None]
         if beat.any():
             train = np.zeros((leads, m), dtype=low.dtype)
-            shapes = means[np.maximum(kind, 0)]  # (beats, leads, window), each drawn at its beat's place
-            ends = np.concatenate([shapes[..., :1], shapes, shapes[..., -1:]], axis=-1)
-            f = frac[:, None, None]
-            shapes = shapes * (1 - np.abs(f)) + np.where(f > 0, ends[..., :-2], ends[..., 2:]) * np.abs(f)
+            shapes = means[np.maximum(kind, 0)]  # (beats, leads, window)
+            if shifts is not None:  # each drawn at its beat's place between two samples
+                ends = np.concatenate([shapes[..., :1], shapes, shapes[..., -1:]], axis=-1)
+                f = frac[:, None, None]
+                shapes = shapes * (1 - np.abs(f)) + np.where(f > 0, ends[..., :-2], ends[..., 2:]) * np.abs(f)
             train[:, pos[beat]] = shapes.transpose(1, 0, 2)[:, beat]
             covered = np.zeros(m, dtype=bool)
             covered[pos[beat]] = True
@@ -431,10 +442,11 @@ def beat_shifts(
 ) -> list[np.ndarray]:
     """Per record, each beat's time against its R peak (s, (beats,), 0 where not measured): where
     the QRS of the usable leads together best matches its class mean in the clean band, searched
-    within baseline_align_s (whole samples, then a parabola through the best three). The R peak
+    within baseline_align_s (whole samples, then a parabola through the best three; at the range's
+    edge through the three at the edge, held within the range). The R peak
     is the top of a smoothed energy and jitters against the QRS by a few ms; a tall QRS misplaced
     by 4 ms leaves tenths of a mV in the baseline. A baseline artifact moves the QRS little."""
-    offsets = np.arange(round(p.beat_window_s[0] * p.clean_fs), round(p.beat_window_s[1] * p.clean_fs))
+    offsets = beat_offsets(p)
     qrs_at = offsets[beat_windows(p)["qrs"]]
     most = max(1, round(p.baseline_align_s * p.clean_fs))
     steps = np.arange(-most, most + 1)
@@ -443,6 +455,7 @@ def beat_shifts(
     for i, (r, length) in enumerate(zip(peaks, valid, strict=True)):
         shift = np.zeros(len(r))
         out.append(shift)
+        # beats whose whole window lies inside, searched as far as it goes and a sample more
         room = (r + offsets[0] - most - 1 >= 0) & (r + offsets[-1] + most + 1 < length)
         kind = np.where(room, classes[i], -1)
         if not usable[i].any() or kind.max(initial=-1) < 0:

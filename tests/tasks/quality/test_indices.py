@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from tasks.quality.gate import load_profile
@@ -141,7 +140,7 @@ def test_mean_beat_and_p_wave_consistency(params: IndexParams) -> None:
 
 
 def test_beat_shifts_find_each_beats_place_again(params: IndexParams) -> None:
-    """On a real record (CinC, the clean band at clean_fs as the gate makes it), R peaks moved by
+    """On a real record (CinC, band-passed to the clean band and resampled to clean_fs), R peaks moved by
     known whole samples (up to 3, 12 ms: the energy detector's jitter) are found back: each beat's
     shift is the move, less the shift it had before, to within 1 ms, up to one shift common to all
     beats (the class mean they are aligned with moves by the mean of the moves)."""
@@ -151,7 +150,7 @@ def test_beat_shifts_find_each_beats_place_again(params: IndexParams) -> None:
     usable, valid = np.ones((1, 12), dtype=bool), np.array([clean.shape[-1]])
     peaks = detect_r_peaks(clean, usable, valid, params)[0]
     moved = np.random.default_rng(8).integers(-3, 4, size=len(peaks))
-    moved[[0, -1]] = 0  # beats at the window's ends are not measured
+    moved[[0, -1]] = 0  # the first and last beat, near the window's ends, are not compared
     classes = [np.zeros(len(peaks), dtype=np.int64)]
     before = beat_shifts(clean, [peaks], classes, valid, usable, params)[0]
     after = beat_shifts(clean, [peaks + moved], classes, valid, usable, params)[0]
@@ -159,3 +158,40 @@ def test_beat_shifts_find_each_beats_place_again(params: IndexParams) -> None:
     inner = slice(1, -1)
     error = (after - before)[inner] * params.clean_fs + moved[inner]
     assert np.abs(error - error.mean()).max() < 0.25, (error, moved)
+
+
+def test_the_baseline_takes_each_beat_out_at_its_own_time(params: IndexParams) -> None:
+    """Beats (a tall QRS-like pulse and a T wave, band-limited to the baseline band as the gate's FFT
+    does) 4 ms past a sample of the 100-Hz band, their R peaks off by up to 8 ms: given each beat's
+    shift, the class mean is read and drawn at the beat's own place and next to nothing stays in the
+    baseline; at the nearest sample of the R peak (profiles before qc/8) tenths of a mV stay."""
+    from tasks.quality.indices import _baseline
+
+    rng = np.random.default_rng(3)
+    times = (np.round((0.7 + 0.93 * np.arange(9)) * 100) + 0.4) / 100  # 4 ms past a 100-Hz sample
+    t = np.arange(5000) / FS
+    x = np.zeros(5000)
+    for c in times:
+        x += 2.5 * np.exp(-(((t - c) / 0.05) ** 2) / 2) - 0.5 * np.exp(-(((t - c - 0.3) / 0.07) ** 2) / 2)
+    n_low = 5000 * params.baseline_fs // FS
+    spectrum = np.fft.rfft(x)[: int(params.baseline_band_hz * 10) + 1]
+    low = (np.fft.irfft(spectrum, n=n_low) * (n_low / 5000))[None, None].astype(np.float32)
+    peaks = np.round(times * params.clean_fs).astype(np.int64) + rng.integers(-2, 3, len(times))
+    shifts = times - peaks / params.clean_fs
+    classes, valid = [np.zeros(len(peaks), dtype=np.int64)], np.array([n_low])
+    aligned, _ = _baseline(low, [peaks], classes, valid, params, [shifts])
+    nearest, _ = _baseline(low, [peaks], classes, valid, params)
+    assert np.abs(shifts).max() > 0.006
+    assert aligned[0, 0] < 0.05 and nearest[0, 0] > 0.1, (aligned, nearest)
+
+
+@pytest.mark.parametrize("case", ["no beats", "one beat", "no class", "no usable lead"])
+def test_beat_shifts_without_beats_to_align(params: IndexParams, case: str) -> None:
+    """Where no class of two beats can be aligned, every beat keeps its R peak (shift 0)."""
+    clean = np.random.default_rng(0).normal(0, 0.1, (1, 12, 2500)).astype(np.float32)
+    peaks = {"no beats": [], "one beat": [1000]}.get(case, [500, 1000, 1500, 2000])
+    r = np.array(peaks, dtype=np.int64)
+    classes = [np.full(len(r), -2 if case == "no class" else 0, dtype=np.int64)]
+    usable = np.full((1, 12), case != "no usable lead")
+    out = beat_shifts(clean, [r], classes, np.array([2500]), usable, params)
+    assert len(out) == 1 and out[0].shape == (len(r),) and not out[0].any()
