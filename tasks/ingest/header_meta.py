@@ -17,7 +17,8 @@ from tasks.ingest.readers.base import plausible_age
 from tasks.ingest.record_meta import RecordMeta
 
 _SNOMED = re.compile(r"^\d{5,18}$")
-_BARE = re.compile(r"^\s*(age|sex)\s+(\S.*)$", re.IGNORECASE)  # `age 40`: no colon
+# `age 40`, `sex F`: no colon; the value alone on the line, so that no other number is read as an age
+_BARE = re.compile(r"^\s*(age)\s+(\d{1,3}(?:\.\d+)?)\s*$|^\s*(sex)\s+([a-z]+)\s*$", re.IGNORECASE)
 
 
 def _age(value: str) -> float | None:
@@ -44,7 +45,8 @@ def parse_comments(comments: list[str]) -> RecordMeta:
         key, sep, value = line.partition(":")
         bare = None if sep else _BARE.match(line)
         if bare:
-            key, sep, value = bare.group(1), ":", bare.group(2)
+            key, value = [g for g in bare.groups() if g is not None]
+            sep = ":"
         key = key.strip().lower()
         if in_ludb_dx:
             ludb_dx.append(line.strip())

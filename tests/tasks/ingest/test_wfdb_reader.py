@@ -101,7 +101,8 @@ def test_header_dialects() -> None:
     # a converter of GE MUSE exports (EGM) writes `# age 40` without a colon, beside record numbers
     bare = parse_comments(["mrn 0012345", "age 40", "Sex Female", "race white"])
     assert (bare.age, bare.sex, bare.dx, bare.label.mi_label) == (40.0, "F", [], None)
-    assert parse_comments(["age unknown"]).age is None
+    for line in ("age unknown", "age unknown, bed 12", "age group 3", "sex 1 bed 4"):
+        assert (parse_comments([line]).age, parse_comments([line]).sex) == (None, None), line
 
 
 def test_a_base_date_that_is_no_calendar_date_is_read_as_none(tmp_path: Path) -> None:
