@@ -38,8 +38,10 @@ the fitting part; the figures that count are those of the held-out part. Prints 
   flag) on the same held-out windows, and the speed of both in the same run.
 With --write-profile (held-out part, packaged profile) the confusion table is written into the
 profile's `benchmark` section, which the quality report shows in its methods section.
+With --list (fitting or fresh part only) the windows with a flag on a clean lead, or a clean
+record rejected, are listed with their flags: where to look next, on a part that may be looked at.
 Usage: python bench/qc_real.py [--part held_out|fit|fresh] [--fresh DIR] [--copies 3] [--seed 2121]
-                               [--nk-per-kind 25] [--profile PATH] [--write-profile]
+                               [--nk-per-kind 25] [--profile PATH] [--write-profile] [--list]
 """
 
 from __future__ import annotations
@@ -386,6 +388,22 @@ def clean_scores(run: GateRun, clean: np.ndarray, records: np.ndarray) -> dict:
     }
 
 
+def clean_flags_by_record(run: GateRun, clean: np.ndarray, records: np.ndarray, names: list[str]) -> list:
+    """Per window with a flag on a clean lead or a clean record rejected: its record, its verdict
+    and each flagged clean lead's flags (--list; never for the held-out part)."""
+    from data_contracts.leads import CANONICAL_LEADS
+    from tasks.quality.gate import FLAGS
+
+    out = []
+    for i in np.flatnonzero(
+        (run.masks.any(-1) & clean).any(-1) | (records & (np.array(run.verdict) == "reject"))
+    ):
+        leads = np.flatnonzero(run.masks[i].any(-1) & clean[i])
+        flags = {CANONICAL_LEADS[k]: [f for j, f in enumerate(FLAGS) if run.masks[i, k, j]] for k in leads}
+        out.append({"record": names[i], "verdict": run.verdict[i], "flags": flags})
+    return out
+
+
 def side_by_side(x, ok, records, as_recorded: GateRun, jobs, truths: list[Truth], args, profile):
     """neurokit2's zhao2018 rating next to the gate's flags: on the clean records as recorded and on
     `args.nk_per_kind` injected windows per kind; its ms per window. (None, None, 0) when skipped."""
@@ -602,9 +620,14 @@ def main() -> None:
     parser.add_argument(
         "--write-profile", action="store_true", help="write the held-out table into the profile"
     )
+    parser.add_argument(
+        "--list", action="store_true", help="list the clean leads flagged, per window (fit or fresh part)"
+    )
     args = parser.parse_args()
     if args.write_profile and (args.part != "held_out" or args.profile):
         parser.error("--write-profile records the packaged profile's held-out figures only")
+    if args.list and args.part == "held_out":
+        parser.error("--list shows the fitting part or a fresh part: the held-out part is not looked into")
     if (args.part == "fresh") != (args.fresh is not None):
         parser.error("--part fresh and --fresh DIR go together")
 
@@ -650,6 +673,10 @@ def main() -> None:
             "speedup": round(nk_ms / gate_ms, 1) if nk_ms else None,
         },
     }
+    if args.list:
+        out["clean_flags_by_window"] = clean_flags_by_record(
+            as_recorded, ok, records, [w.record[k] for k in here]
+        )
     if args.part == "fit":
         out["index_quantiles"] = index_quantiles(as_recorded, ok, with_artifacts, truths, profile.unusable)
         out["fitted_chest_amplitudes"] = chest_amplitudes(as_recorded, ok)
