@@ -6,6 +6,9 @@ Incremental: a window is checked when it has no quality row of the current profi
 when its row is older than its ingest (the source changed). Rows that are stale or whose record
 is gone are removed in the first commit, before any new row, so readers never see two rows for
 one record. Workers read their part file in batches, write staged Parquet and hand back paths.
+A part file that cannot be read is quarantined whole (`unreadable_waveforms`); should the gate
+raise on a batch, each of its windows is judged on its own and one it raises on alone is
+quarantined (`quality_error`, as `<part file>#<record_id>`) while the others get their rows.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from data_contracts.schemas import FLAG_COLUMNS, SITE_FIELD
 from tasks import store as st
-from tasks.quality.gate import QcProfile, assess, load_profile, result_table
+from tasks.quality.gate import QcProfile, QualityResult, assess, load_profile, result_table
 from tasks.quality.profile_file import PROFILE_FILE, profile_bytes
 from tasks.runner import Executor, run_sharded, worker_count
 from tasks.settings import Settings
@@ -44,7 +48,7 @@ class ShardResult:
     moves: list[tuple[Path, Path]] = field(default_factory=list)
     verdicts: Counter = field(default_factory=Counter)  # (site, verdict) → windows
     flags: Counter = field(default_factory=Counter)  # (lead, flag) → windows
-    problem: dict | None = None  # a quarantine row when the part file could not be read
+    problems: list[dict] = field(default_factory=list)  # quarantine rows (a part file or a window)
     rows: int = 0
 
 
@@ -68,10 +72,18 @@ class QualityTotals:
         return out
 
 
-def check_shard(shard: Shard, profile: QcProfile, store: Path, batch_records: int) -> ShardResult:
-    """Assess the windows of one waveform part file and stage their quality rows (in a worker)."""
+def check_shard(
+    shard: Shard,
+    profile: QcProfile,
+    store: Path,
+    batch_records: int,
+    judge: Callable[[np.ndarray, QcProfile], QualityResult] = assess,
+) -> ShardResult:
+    """Assess the windows of one waveform part file and stage their quality rows (in a worker);
+    `judge` is the gate (a parameter so that a test can make it fail on one window)."""
     result = ShardResult()
     tables = []
+    where = str(shard.path.relative_to(store))
     try:
         reader = st.parquet_file(shard.path)
         for batch in reader.iter_batches(batch_size=batch_records, columns=["record_id", "signal"]):
@@ -80,12 +92,15 @@ def check_shard(shard: Shard, profile: QcProfile, store: Path, batch_records: in
             if not len(batch):
                 continue
             ids = batch.column("record_id").to_pylist()
-            res = assess(st.signals_of(batch.column("signal")), profile)
-            tables.append(result_table(ids, [shard.site] * len(ids), res, profile.version))
-    except Exception as exc:  # an unreadable part file is quarantined; the run goes on
-        where = str(shard.path.relative_to(store))
+            judged, failed = _judged(ids, st.signals_of(batch.column("signal")), shard.site, profile, judge)
+            tables += judged
+            result.problems += [
+                quarantine_row(f"{where}#{rid}", shard.site, "quality", "quality_error", detail)
+                for rid, detail in failed
+            ]
+    except Exception as exc:  # an unreadable part file is quarantined whole; the run goes on
         detail = f"{type(exc).__name__}: {exc}"
-        result.problem = quarantine_row(where, shard.site, "quality", "unreadable_waveforms", detail)
+        result.problems = [quarantine_row(where, shard.site, "quality", "unreadable_waveforms", detail)]
         return result
     if tables:
         rows = pa.concat_tables(tables)
@@ -97,6 +112,27 @@ def check_shard(shard: Shard, profile: QcProfile, store: Path, batch_records: in
             for flags in rows[col].to_pylist():
                 result.flags.update((lead, f) for f in flags.split(",") if f)
     return result
+
+
+def _judged(
+    ids: list[str],
+    signals: np.ndarray,
+    site: str,
+    profile: QcProfile,
+    judge: Callable[[np.ndarray, QcProfile], QualityResult],
+) -> tuple[list[pa.Table], list[tuple[str, str]]]:
+    """Quality rows of one batch; should `judge` raise on it, of each window on its own, and the
+    (record_id, error) of those it raises on alone."""
+    try:
+        return [result_table(ids, [site] * len(ids), judge(signals, profile), profile.version)], []
+    except Exception:
+        tables, failed = [], []
+        for rid, window in zip(ids, signals, strict=True):
+            try:
+                tables.append(result_table([rid], [site], judge(window[None], profile), profile.version))
+            except Exception as exc:
+                failed.append((rid, f"{type(exc).__name__}: {exc}"))
+        return tables, failed
 
 
 def plan(store: Path, version: str) -> tuple[list[Shard], list[Path], dict[Path, pa.Table], QualityTotals]:
@@ -188,7 +224,7 @@ def run_quality(
         def commit() -> None:
             nonlocal first
             results, pending[:] = list(pending), []
-            problems = [r.problem for r in results if r.problem]
+            problems = [row for r in results for row in r.problems]
             for row in problems:
                 totals.quarantined[row["reason"]] += 1
             committer.publish([m for r in results for m in r.moves], problems, first)
