@@ -394,14 +394,15 @@ def _baseline(
         known = np.zeros(len(means), dtype=bool)
         for c in range(len(means)):
             members = whole & (kind == c)
-            if members.sum() >= 2 and shifts is None:  # at the nearest sample
-                means[c], known[c] = low[i][:, pos[members]].mean(axis=1), True
-            elif members.sum() >= 2:  # each beat read at its own place between two samples
+            if members.sum() < 2:
+                continue
+            seen = low[i][:, pos[members]]  # (leads, beats, window), at the nearest sample
+            if shifts is not None:  # each beat read at its own place between two samples
                 f = np.abs(frac[members])[:, None]
                 step = np.sign(frac[members]).astype(np.int64)[:, None]
                 nearby = np.clip(pos[members] + step, 0, max(valid[i] - 1, 0))
-                seen = low[i][:, pos[members]] * (1 - f) + low[i][:, nearby] * f
-                means[c], known[c] = seen.mean(axis=1), True
+                seen = seen * (1 - f) + low[i][:, nearby] * f
+            means[c], known[c] = seen.mean(axis=1), True
         beat = (kind >= 0)[:, None] & inside & known[np.maximum(kind, 0)][:, None]
         if beat.any():
             train = np.zeros((leads, m), dtype=low.dtype)
