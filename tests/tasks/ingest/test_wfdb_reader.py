@@ -127,3 +127,18 @@ def test_a_base_date_that_is_no_calendar_date_is_read_as_none(tmp_path: Path) ->
         assert len(rows) == len(windows) == 1 and np.isfinite(windows).any()
         stated[unit.source_path] = rows[0]["recorded_at"]
     assert stated == {"1.hea": None, "2.hea": "2019-12-25T10:11:12"}
+
+
+def test_age_and_sex_without_a_colon_from_a_real_header(tmp_path: Path) -> None:
+    """A WFDB record whose comments are written as EGM's converter of GE MUSE exports writes them
+    (`# mrn 0012345`, `# age 40`, `# sex F`, `# race white`): ingest stores age 40 and sex F, and
+    the record number and race reach no row."""
+    from tasks.ingest.records import IngestConfig, Task, content_sha256, record_rows
+    from tasks.settings import Settings
+
+    write_record(tmp_path / "archive", "muse", comments=["mrn 0012345", "age 40", "sex F", "race white"])
+    (unit,) = open_archive(tmp_path / "archive").units(lambda _: {})
+    cfg = IngestConfig.for_store(tmp_path / "store", Settings(workers=1))
+    rows, _ = record_rows(Task(unit, "egm", None), content_sha256(unit.files), cfg)
+    assert rows and all((r["age"], r["sex"]) == (40.0, "F") for r in rows)
+    assert not any("0012345" in str(v) or "white" in str(v) for r in rows for v in r.values())
